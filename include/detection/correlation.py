@@ -1,0 +1,214 @@
+"""The rule's query, step by step, in the order of the KQL (shared/reference/rule-semantics.md).
+
+Inputs are pandas DataFrames holding each table's rows for the query period, with the columns the
+rule reads (see `sources`): `TimeGenerated` as datetime64[ns, UTC], strings as `str` (null allowed,
+Kusto reads it as ""), dynamic columns as JSON text. Each step is a small function whose docstring
+is the KQL line it reproduces; `correlate` chains them. Everything is column-at-a-time; the only
+Python-level work is parsing JSON of the few rows left after the cheap filters.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from . import kql
+
+RUN_COMMAND_OPERATION = "MICROSOFT.COMPUTE/VIRTUALMACHINES/RUNCOMMAND/ACTION"
+SUCCESS_TERMS = ("Success", "Succeeded")
+UEBA_BEFORE = pd.Timedelta(hours=1)
+UEBA_AFTER = pd.Timedelta(hours=6)
+
+OUTPUT_COLUMNS = [
+    "StartTime", "EndTime", "Subscription", "VirtualMachineName", "Caller", "CallerIpAddress",
+    "UEBAEventTime", "UEBAActionType", "UEBASourceIPLocation", "UEBAActivityInsights",
+    "UEBAUsersInsights", "AccountName", "AccountUPNSuffix",
+]
+# Kept beside the rule's columns so alerts can name the execution and the VM's resource id;
+# `detect` drops them.
+CONTEXT_COLUMNS = ["CorrelationId", "ResourceId"]
+
+GROUP_KEYS = ["CorrelationId", "Authorization", "Caller"]
+
+
+# --- AzureActivity side ---------------------------------------------------------------------
+
+def where_operation_is_run_command(activity: pd.DataFrame) -> pd.DataFrame:
+    """| where OperationNameValue =~ "MICROSOFT.COMPUTE/VIRTUALMACHINES/RUNCOMMAND/ACTION" """
+    return activity[kql.equals_ci(activity["OperationNameValue"], RUN_COMMAND_OPERATION)]
+
+
+def where_authorization_has_virtual_machines(activity: pd.DataFrame) -> pd.DataFrame:
+    """| where Authorization has "virtualMachines" """
+    return activity[kql.has_term(activity["Authorization"], "virtualMachines")]
+
+
+def summarize_by_correlation(activity: pd.DataFrame) -> pd.DataFrame:
+    """| summarize StartTime=min(TimeGenerated), EndTime=max(TimeGenerated), max(CallerIpAddress),
+    make_list(ActivityStatusValue) by CorrelationId, Authorization, Caller
+
+    The list is only ever read by the `has_any` that follows, so it is carried as a per-group flag
+    ("some element's JSON text holds Success/Succeeded"), which is exactly what `has_any` sees.
+    Null keys are "" in Kusto and form a group of their own (groupby would drop them).
+    """
+    frame = pd.DataFrame({
+        **{k: kql.kusto_str(activity[k]) for k in GROUP_KEYS},
+        "TimeGenerated": activity["TimeGenerated"],
+        "CallerIpAddress": kql.kusto_str(activity["CallerIpAddress"]),
+        "_status_success": kql.element_has_any_in_list_text(
+            activity["ActivityStatusValue"], SUCCESS_TERMS),
+    })
+    grouped = frame.groupby(GROUP_KEYS, sort=False, dropna=False)
+    out = grouped.agg(
+        StartTime=("TimeGenerated", "min"),
+        EndTime=("TimeGenerated", "max"),
+        max_CallerIpAddress=("CallerIpAddress", "max"),
+        _list_has_success=("_status_success", "any"),
+    ).reset_index()
+    return out
+
+
+def where_list_has_any_success(groups: pd.DataFrame) -> pd.DataFrame:
+    """| where list_ActivityStatusValue has_any ("Success", "Succeeded")"""
+    return groups[groups["_list_has_success"]].drop(columns="_list_has_success")
+
+
+def extend_scope_parts(groups: pd.DataFrame) -> pd.DataFrame:
+    """| extend Authorization_d = parse_json(Authorization)
+    | extend Scope = Authorization_d.scope
+    | extend Scope_s = split(Scope, "/")
+    | extend Subscription = tostring(Scope_s[2])
+    | extend VirtualMachineName = tostring(Scope_s[-1])
+
+    Invalid JSON yields a dynamic string whose `.scope` is null; split(null) is [""], so both
+    parts are "" and the row stays.
+    """
+    scopes = {a: kql.tostring(kql.get_property(kql.parse_json(a), "scope"))
+              for a in groups["Authorization"].unique()}
+    scope = groups["Authorization"].map(scopes).astype("str")
+    return groups.assign(
+        ResourceId=scope,
+        Subscription=kql.split_at(scope, "/", 2),
+        VirtualMachineName=kql.split_at(scope, "/", -1),
+    )
+
+
+def project_run_commands(groups: pd.DataFrame) -> pd.DataFrame:
+    """| project StartTime, EndTime, Subscription, VirtualMachineName, CorrelationId, Caller,
+    CallerIpAddress=max_CallerIpAddress
+    | extend joinkey = tolower(Caller)"""
+    out = groups[["StartTime", "EndTime", "Subscription", "VirtualMachineName", "CorrelationId",
+                  "Caller", "max_CallerIpAddress", "ResourceId"]]
+    out = out.rename(columns={"max_CallerIpAddress": "CallerIpAddress"})
+    return out.assign(joinkey=out["Caller"].str.lower())
+
+
+def run_commands(activity: pd.DataFrame) -> pd.DataFrame:
+    """The left side of the join: one row per succeeded Run Command execution."""
+    step = where_operation_is_run_command(activity)
+    step = where_authorization_has_virtual_machines(step)
+    step = summarize_by_correlation(step)
+    step = where_list_has_any_success(step)
+    step = extend_scope_parts(step)
+    return project_run_commands(step)
+
+
+# --- BehaviorAnalytics side -------------------------------------------------------------------
+
+INSIGHT_KEY = "ActionUncommonlyPerformedByUser"
+
+
+def where_azure_ad_uncommon_action(ueba: pd.DataFrame) -> pd.DataFrame:
+    """| where EventSource == "Azure AD" and ActivityInsights.ActionUncommonlyPerformedByUser == "True"
+
+    `==` is case-sensitive and compares the string "True": a JSON `true` is "true", no match.
+    Only rows whose text could hold the key are parsed (the key verbatim, or a \\u escape).
+    """
+    azure_ad = ueba[kql.kusto_str(ueba["EventSource"]) == "Azure AD"]
+    text = kql.kusto_str(azure_ad["ActivityInsights"])
+    maybe = text.str.contains(INSIGHT_KEY, regex=False) | text.str.contains("\\u", regex=False)
+    candidates = azure_ad[maybe]
+    flag = candidates["ActivityInsights"].map(
+        lambda t: kql.get_property(kql.parse_json(t), INSIGHT_KEY) == "True")
+    return candidates[flag.astype(bool)]
+
+
+def project_ueba(ueba: pd.DataFrame) -> pd.DataFrame:
+    """| project UEBAEventTime=TimeGenerated, UEBAActionType=ActionType, UserPrincipalName,
+    UEBASourceIPLocation=SourceIPLocation, UEBAActivityInsights=ActivityInsights,
+    UEBAUsersInsights=UsersInsights"""
+    return pd.DataFrame({
+        "UEBAEventTime": ueba["TimeGenerated"],
+        "UEBAActionType": kql.kusto_str(ueba["ActionType"]),
+        "UserPrincipalName": kql.kusto_str(ueba["UserPrincipalName"]),
+        "UEBASourceIPLocation": kql.kusto_str(ueba["SourceIPLocation"]),
+        "UEBAActivityInsights": ueba["ActivityInsights"],
+        "UEBAUsersInsights": ueba["UsersInsights"],
+    }, index=ueba.index)
+
+
+def where_upn_and_location_not_empty(ueba: pd.DataFrame) -> pd.DataFrame:
+    """| where isnotempty(UserPrincipalName) and isnotempty(UEBASourceIPLocation)
+    | extend joinkey = tolower(UserPrincipalName)"""
+    kept = ueba[(ueba["UserPrincipalName"] != "") & (ueba["UEBASourceIPLocation"] != "")]
+    return kept.assign(joinkey=kept["UserPrincipalName"].str.lower())
+
+
+def uncommon_logins(ueba: pd.DataFrame) -> pd.DataFrame:
+    """The right side of the join: UEBA-flagged uncommon Azure AD activity with a user and place."""
+    step = where_azure_ad_uncommon_action(ueba)
+    step = project_ueba(step)
+    return where_upn_and_location_not_empty(step)
+
+
+# --- Join and window ----------------------------------------------------------------------------
+
+def join_inner_on_joinkey(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
+    """| join kind = inner (...) on joinkey
+
+    `inner` keeps every matching pair (not Kusto's default `innerunique`).
+    """
+    return left.merge(right, on="joinkey", how="inner", sort=False)
+
+
+def where_start_between_ueba_window(joined: pd.DataFrame) -> pd.DataFrame:
+    """| extend UEBAWindowStart = UEBAEventTime - 1h, UEBAWindowEnd = UEBAEventTime + 6h
+    | where StartTime between (UEBAWindowStart .. UEBAWindowEnd)
+
+    `between` includes both ends.
+    """
+    start, event = joined["StartTime"], joined["UEBAEventTime"]
+    return joined[(start >= event - UEBA_BEFORE) & (start <= event + UEBA_AFTER)]
+
+
+def project_output(joined: pd.DataFrame) -> pd.DataFrame:
+    """| project StartTime, EndTime, Subscription, VirtualMachineName, Caller, CallerIpAddress,
+    UEBAEventTime, UEBAActionType, UEBASourceIPLocation, UEBAActivityInsights, UEBAUsersInsights
+    | extend AccountName = tostring(split(Caller, "@")[0]),
+             AccountUPNSuffix = tostring(split(Caller, "@")[1])
+
+    Dynamic columns become Python values (dict, list, str...) as Kusto would return them.
+    """
+    out = joined.assign(
+        UEBAActivityInsights=joined["UEBAActivityInsights"].map(kql.parse_json),
+        UEBAUsersInsights=joined["UEBAUsersInsights"].map(kql.parse_json),
+        AccountName=kql.split_at(joined["Caller"], "@", 0),
+        AccountUPNSuffix=kql.split_at(joined["Caller"], "@", 1),
+    )
+    return out[OUTPUT_COLUMNS + CONTEXT_COLUMNS].reset_index(drop=True)
+
+
+def correlate(activity: pd.DataFrame, ueba: pd.DataFrame) -> pd.DataFrame:
+    """The whole query. Returns the rule's 13 columns plus CONTEXT_COLUMNS."""
+    joined = join_inner_on_joinkey(run_commands(activity), uncommon_logins(ueba))
+    return project_output(where_start_between_ueba_window(joined))
+
+
+def empty_result() -> pd.DataFrame:
+    cols = {c: pd.Series(dtype="str") for c in OUTPUT_COLUMNS + CONTEXT_COLUMNS}
+    for c in ("StartTime", "EndTime", "UEBAEventTime"):
+        cols[c] = pd.Series(dtype="datetime64[ns, UTC]")
+    for c in ("UEBAActivityInsights", "UEBAUsersInsights"):
+        cols[c] = pd.Series(dtype=object)
+    return pd.DataFrame(cols)
+
+

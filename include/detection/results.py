@@ -1,0 +1,80 @@
+"""Writing and reading result rows: JSON Lines (Kusto's JSON shapes) or Parquet."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from .correlation import OUTPUT_COLUMNS
+
+DATETIME_COLUMNS = ("StartTime", "EndTime", "UEBAEventTime")
+DYNAMIC_COLUMNS = ("UEBAActivityInsights", "UEBAUsersInsights")
+
+
+def format_datetime(ts: pd.Timestamp) -> str:
+    """As Kusto writes datetimes: `2026-03-10T18:00:00Z`, or 7 fractional digits when present."""
+    ts = ts.tz_convert("UTC")
+    base = ts.strftime("%Y-%m-%dT%H:%M:%S")
+    ticks = (ts.microsecond * 1000 + ts.nanosecond) // 100
+    return f"{base}.{ticks:07d}Z" if ticks else f"{base}Z"
+
+
+def to_records(frame: pd.DataFrame, columns=OUTPUT_COLUMNS) -> list[dict]:
+    """Result rows as JSON-ready dicts with exactly `columns`, in order."""
+    records = []
+    for row in frame[list(columns)].itertuples(index=False, name=None):
+        rec = {}
+        for col, value in zip(columns, row):
+            if col in DATETIME_COLUMNS:
+                value = format_datetime(value)
+            rec[col] = value
+        records.append(rec)
+    return records
+
+
+def write(frame: pd.DataFrame, out: Path) -> None:
+    """Write the result atomically (temp file, then rename): a reader never sees half a file."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    if out.suffix == ".jsonl":
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for rec in to_records(frame):
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    elif out.suffix == ".parquet":
+        import pyarrow.parquet as pq
+        pq.write_table(to_arrow(frame), tmp)
+    else:
+        raise ValueError(f"unsupported output {out} (use .jsonl or .parquet)")
+    os.replace(tmp, out)
+
+
+def to_arrow(frame: pd.DataFrame):
+    """Parquet shape: datetimes as timestamp[ns, UTC], dynamic columns as JSON text."""
+    import pyarrow as pa
+
+    data = {}
+    for col in OUTPUT_COLUMNS:
+        if col in DATETIME_COLUMNS:
+            data[col] = pa.array(frame[col].dt.as_unit("ns"), pa.timestamp("ns", tz="UTC"))
+        elif col in DYNAMIC_COLUMNS:
+            data[col] = pa.array([None if v is None else json.dumps(v, ensure_ascii=False)
+                                  for v in frame[col]], pa.string())
+        else:
+            data[col] = pa.array(frame[col].astype(object).tolist(), pa.string())
+    return pa.table(data)
+
+
+def read(path: Path) -> list[dict]:
+    """Read a result file back as records (the JSON Lines shape), for tests and the CLI."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    import pyarrow.parquet as pq
+    frame = pq.read_table(path).to_pandas()
+    for col in DYNAMIC_COLUMNS:
+        frame[col] = frame[col].map(lambda v: None if v is None else json.loads(v))
+    return to_records(frame)
