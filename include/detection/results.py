@@ -35,29 +35,29 @@ def to_records(frame: pd.DataFrame, columns=OUTPUT_COLUMNS) -> list[dict]:
     return records
 
 
-def write(frame: pd.DataFrame, out: Path) -> None:
+def write(frame: pd.DataFrame, out: Path, columns=OUTPUT_COLUMNS) -> None:
     """Write the result atomically (temp file, then rename): a reader never sees half a file."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     if out.suffix == ".jsonl":
         with open(tmp, "w", encoding="utf-8") as fh:
-            for rec in to_records(frame):
+            for rec in to_records(frame, columns):
                 fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
     elif out.suffix == ".parquet":
         import pyarrow.parquet as pq
-        pq.write_table(to_arrow(frame), tmp)
+        pq.write_table(to_arrow(frame, columns), tmp)
     else:
         raise ValueError(f"unsupported output {out} (use .jsonl or .parquet)")
     os.replace(tmp, out)
 
 
-def to_arrow(frame: pd.DataFrame):
+def to_arrow(frame: pd.DataFrame, columns=OUTPUT_COLUMNS):
     """Parquet shape: datetimes as timestamp[ns, UTC], dynamic columns as JSON text."""
     import pyarrow as pa
 
     data = {}
-    for col in OUTPUT_COLUMNS:
+    for col in columns:
         if col in DATETIME_COLUMNS:
             data[col] = pa.array(frame[col].dt.as_unit("ns"), pa.timestamp("ns", tz="UTC"))
         elif col in DYNAMIC_COLUMNS:
@@ -68,13 +68,19 @@ def to_arrow(frame: pd.DataFrame):
     return pa.table(data)
 
 
+def load(path: Path) -> pd.DataFrame:
+    """A result Parquet file back as a frame shaped like correlate()'s output."""
+    import pyarrow.parquet as pq
+
+    frame = pq.read_table(path).to_pandas()
+    for col in DYNAMIC_COLUMNS:
+        frame[col] = frame[col].astype(object).map(lambda v: None if v is None else json.loads(v))
+    return frame
+
+
 def read(path: Path) -> list[dict]:
     """Read a result file back as records (the JSON Lines shape), for tests and the CLI."""
     path = Path(path)
     if path.suffix == ".jsonl":
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    import pyarrow.parquet as pq
-    frame = pq.read_table(path).to_pandas()
-    for col in DYNAMIC_COLUMNS:
-        frame[col] = frame[col].map(lambda v: None if v is None else json.loads(v))
-    return to_records(frame)
+    return to_records(load(path))

@@ -67,6 +67,8 @@ def read_table(source: Path, table: str, start: datetime, end: datetime,
     fmt, path = locate(source, table)
     reader = {"jsonl": _read_jsonl, "parquet": _read_parquet, "csv": _read_csv}[fmt]
     scan = reader(path, table, pd.Timestamp(start), pd.Timestamp(end), columns)
+    # A column absent from the source is absent from the frame: the quality gate names it.
+    scan.frame = scan.frame.drop(columns=scan.missing_columns)
     scan.hourly = _hourly(scan.frame)
     return scan
 

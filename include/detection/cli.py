@@ -1,0 +1,145 @@
+"""Command line: hunting and re-runs without Airflow.
+
+  python -m include.detection detect --source DIR --end TS [--period 2d] --out FILE
+  python -m include.detection run --source DIR --end TS          (detect + alert + deliver)
+  python -m include.detection alerts [--format jsonl|table] | alerts show ID | alerts redeliver
+  python -m include.detection demo --out DIR [--format parquet|jsonl]
+
+Exit codes: 0 ran (zero results is a success), 2 usage/configuration, 3 data-quality gate failed,
+4 a destination could not take every alert (they stay pending).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import config
+from .errors import DetectionError, UsageError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m include.detection", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    for name in ("detect", "run"):
+        d = sub.add_parser(name, help="run the rule over a folder of exports" if name == "detect"
+                           else "detect, then store alerts and deliver tickets")
+        d.add_argument("--source", type=Path, default=None,
+                       help="folder with AzureActivity/BehaviorAnalytics (.jsonl, Parquet folder, .csv)")
+        d.add_argument("--end", required=True, help="window end, ISO 8601 UTC (exclusive)")
+        d.add_argument("--period", default=None, help="Kusto timespan, e.g. 2d or 36h (default: rule's)")
+        d.add_argument("--rule", default="runcommand_ueba_breach", help="rule name or YAML path")
+        d.add_argument("--quarantine", type=Path, default=None,
+                       help="folder for unreadable records (default: beside --out, or the home)")
+        if name == "detect":
+            d.add_argument("--out", type=Path, required=True, help="result file, .jsonl or .parquet")
+
+    a = sub.add_parser("alerts", help="list, show or redeliver stored alerts")
+    a.add_argument("action", nargs="?", choices=["list", "show", "redeliver"], default="list")
+    a.add_argument("alert_id", nargs="?")
+    a.add_argument("--format", choices=["jsonl", "table"], default="jsonl")
+    a.add_argument("--destination", action="append", help="with redeliver: only these")
+
+    m = sub.add_parser("demo", help="write the seeded demo data set")
+    m.add_argument("--out", type=Path, required=True)
+    m.add_argument("--format", choices=["parquet", "jsonl"], default="parquet")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = _parser().parse_args(argv)
+    try:
+        return {"detect": _detect, "run": _run, "alerts": _alerts, "demo": _demo}[args.command](args)
+    except DetectionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _detection(args):
+    from .pipeline import detect
+    from .rule import load_rule, parse_timespan
+
+    rule = load_rule(args.rule)
+    period = parse_timespan(args.period) if args.period else rule.query_period
+    source = args.source or config.source()
+    if not Path(source).is_dir():
+        raise UsageError(f"--source {source} is not a folder")
+    return rule, detect(source, args.end, period, rule)
+
+
+def _report(detection, args, out_dir: Path) -> None:
+    from . import quarantine as q
+    for scan in detection.scans.values():
+        s = scan.summary()
+        print(f"{s['table']}: {s['rows_read']} rows read ({s['format']}), {s['rows_in_window']} in "
+              f"window, {s['quarantined']} quarantined", file=sys.stderr)
+    path = q.write(detection.scans.values(), args.quarantine or out_dir, detection.end)
+    if path:
+        print(f"quarantine: {path}", file=sys.stderr)
+    print(f"window: [{detection.start.isoformat()}, {detection.end.isoformat()}), "
+          f"results: {len(detection.result)}", file=sys.stderr)
+
+
+def _detect(args) -> int:
+    from . import results
+    if args.out.suffix not in (".jsonl", ".parquet"):
+        raise UsageError(f"--out {args.out}: use a .jsonl or .parquet file name")
+    rule, detection = _detection(args)
+    results.write(detection.result, args.out)
+    _report(detection, args, args.out.parent / "quarantine")
+    return 0
+
+
+def _run(args) -> int:
+    from .alerts import build_alerts
+    from .sinks import deliver_pending
+    from .store import open_store
+
+    rule, detection = _detection(args)
+    _report(detection, args, config.home() / "quarantine")
+    alerts = build_alerts(detection.result, rule, detection.start, detection.end)
+    with open_store() as store:
+        counts = store.upsert(alerts)
+        print(f"alerts: {counts}", file=sys.stderr)
+        print(f"deliveries: {deliver_pending(store)}", file=sys.stderr)
+    return 0
+
+
+def _alerts(args) -> int:
+    from .sinks import deliver_pending
+    from .store import open_store
+
+    with open_store() as store:
+        if args.action == "redeliver":
+            print(json.dumps(deliver_pending(store, args.destination)))
+            return 0
+        items = store.alerts()
+        if args.action == "show":
+            match = [a for a in items if a["id"] == args.alert_id]
+            if not match:
+                raise UsageError(f"no alert with id {args.alert_id!r}")
+            print(json.dumps(match[0], indent=2, ensure_ascii=False))
+            return 0
+    if args.format == "table":
+        print(f"{'id':36}  {'severity':8}  {'start':20}  {'tickets':7}  title")
+        for a in items:
+            print(f"{a['id']:36}  {a['severity']:8}  {a['start_time'][:20]:20}  "
+                  f"{len(a['tickets']):7}  {a['title']}")
+    else:
+        for a in items:
+            print(json.dumps(a, ensure_ascii=False))
+    return 0
+
+
+def _demo(args) -> int:
+    from . import demo
+    tables = demo.generate(demo.DEMO_START, demo.DEMO_DAYS)
+    (demo.write_lake if args.format == "parquet" else demo.write_jsonl)(tables, args.out)
+    print(f"demo data ({args.format}) written to {args.out}", file=sys.stderr)
+    return 0
