@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from airflow.sdk import dag, task
-from airflow.timetables.interval import CronDataIntervalTimetable
+
+from airflow.sdk import CronDataIntervalTimetable, dag, task
 
 from include.dag_defaults import DEFAULT_ARGS
 from include.detection.rule import load_rule

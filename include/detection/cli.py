@@ -129,7 +129,7 @@ def _alerts(args) -> int:
     if args.format == "table":
         print(f"{'id':36}  {'severity':8}  {'start':20}  {'tickets':7}  title")
         for a in items:
-            print(f"{a['id']:36}  {a['severity']:8}  {a['start_time'][:20]:20}  "
+            print(f"{a['id']:36}  {a['severity']:8}  {a['start_time'][:19] + 'Z':20}  "
                   f"{len(a['tickets']):7}  {a['title']}")
     else:
         for a in items:

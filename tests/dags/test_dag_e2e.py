@@ -1,0 +1,108 @@
+"""The DAG end to end with dag.test(), in-process, on generated data in a temp folder."""
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from include.detection import results
+from include.detection.pipeline import detect
+from include.detection.store import open_store
+from tests.conftest import REPO
+from tests.factories import run_command, ueba_row
+
+pytestmark = pytest.mark.slow
+DAY = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+def write_jsonl(folder, activity_rows, ueba_rows):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("AzureActivity", activity_rows), ("BehaviorAnalytics", ueba_rows)):
+        with open(folder / f"{name}.jsonl", "w") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+@pytest.fixture
+def source(tmp_path, monkeypatch, detection_home):
+    folder = tmp_path / "source"
+    activity = (run_command("tp-1", start="2026-10-31T10:00:00Z")
+                + run_command("tp-2", start="2026-10-30T23:00:00Z", Caller="Bob@contoso.com")
+                + run_command("failed", start="2026-10-31T10:10:00Z",
+                              statuses=("Started", "Accepted", "Failed"))
+                + run_command("late", start="2026-10-31T16:30:00.0000001Z"))
+    ueba = [ueba_row(TimeGenerated="2026-10-31T09:30:00Z"),
+            ueba_row(TimeGenerated="2026-10-30T20:00:00Z", UserPrincipalName="bob@contoso.com"),
+            ueba_row(TimeGenerated="2026-10-31T11:00:00Z", EventSource="AzureAD")]
+    write_jsonl(folder, activity, ueba)
+    monkeypatch.setenv("DETECTION_SOURCE", str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    dag = bag.dags["runcommand_ueba_breach"]
+    for t in dag.tasks:
+        t.retries = 0  # a failure must show now, not after retry delays
+    return dag
+
+
+def run(dag, day=DAY):
+    dagrun = dag.test(logical_date=day)
+    states = {ti.task_id: ti.state for ti in dagrun.get_task_instances()}
+    return dagrun, states
+
+
+def tickets(home):
+    folder = home / "tickets"
+    return sorted(p.name for p in folder.glob("*.json")) if folder.exists() else []
+
+
+def test_dag_run_delivers_alerts_whose_evidence_is_the_detect_result(dag, source, detection_home):
+    dagrun, states = run(dag)
+    assert dagrun.state == "success", states
+    assert (dagrun.data_interval_start, dagrun.data_interval_end) == (
+        datetime(2026, 10, 31, tzinfo=timezone.utc), DAY)
+
+    expected = results.to_records(detect(source, DAY).result)
+    with open_store() as store:
+        alerts = store.alerts()
+    evidence = [row for a in alerts for row in a["evidence"]]
+    key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731
+    assert sorted(map(key, evidence)) == sorted(map(key, expected))
+    assert sorted(a["correlation_id"] for a in alerts) == ["tp-1", "tp-2"]
+    assert all(a["severity"] == "High" and a["data_quality"] == "passed" for a in alerts)
+    assert all(len(a["tickets"]) == 1 and a["tickets"][0]["destination"] == "file" for a in alerts)
+    assert tickets(detection_home) == sorted(f"{a['id']}.json" for a in alerts)
+
+    staged = detection_home / "staging"
+    assert len(list(staged.rglob("result.parquet"))) == 1, "one interval-keyed folder per run"
+
+
+def test_rerun_and_next_days_overlapping_window_add_no_alert_or_ticket(dag, source, detection_home):
+    assert run(dag)[0].state == "success"
+    with open_store() as store:
+        first = {a["id"]: a for a in store.alerts()}
+    first_tickets = tickets(detection_home)
+
+    assert run(dag)[0].state == "success"                                   # same interval again
+    assert run(dag, datetime(2026, 11, 2, tzinfo=timezone.utc))[0].state == "success"  # overlap
+    with open_store() as store:
+        after = {a["id"]: a for a in store.alerts()}
+    assert after.keys() == first.keys()
+    assert tickets(detection_home) == first_tickets
+    assert all(len(a["tickets"]) == 1 for a in after.values())
+
+
+def test_missing_column_fails_at_validation_and_delivers_nothing(dag, tmp_path, monkeypatch,
+                                                                   detection_home):
+    rows = [{k: v for k, v in r.items() if k != "SourceIPLocation"} for r in [ueba_row()]]
+    write_jsonl(tmp_path / "bad", run_command(), rows)
+    monkeypatch.setenv("DETECTION_SOURCE", str(tmp_path / "bad"))
+    dagrun, states = run(dag)
+    assert dagrun.state == "failed"
+    assert states["validate_behavior_analytics"] == "failed"
+    assert states["correlate"] == states["deliver"] == "upstream_failed"
+    assert tickets(detection_home) == []
