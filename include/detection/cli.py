@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.root.handlers:  # libraries that pin their loggers to INFO stay quiet
+        handler.setLevel(logging.WARNING)
     args = _parser().parse_args(argv)
     try:
         return {"detect": _detect, "run": _run, "alerts": _alerts, "demo": _demo}[args.command](args)

@@ -8,7 +8,9 @@ DataQualityError naming the table, column, check and observed value.
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import pandas as pd
 
@@ -53,12 +55,9 @@ def build_suite(table: str, columns: dict[str, str], start: pd.Timestamp, end: p
 def validate(table: str, frame: pd.DataFrame, columns: dict[str, str], start, end,
              raise_on_failure: bool = True) -> TableQuality:
     """Validate one table's window; raise DataQualityError when a critical expectation fails."""
-    import great_expectations as gx
-
     start, end = pd.Timestamp(start), pd.Timestamp(end)
-    context = gx.get_context(mode="ephemeral")
-    _quiet(context)
-    asset = context.data_sources.add_pandas(f"{table}_source").add_dataframe_asset(table)
+    asset = _context().data_sources.add_or_update_pandas(f"{table}_source").add_dataframe_asset(
+        f"{table}_{uuid.uuid4().hex[:8]}")
     batch = asset.add_batch_definition_whole_dataframe("window").get_batch(
         batch_parameters={"dataframe": frame})
     result = batch.validate(build_suite(table, columns, start, end))
@@ -91,9 +90,19 @@ def _observed(result: dict, check: str, column):
     return None
 
 
-def _quiet(context) -> None:
-    """No progress bars or temp-dir chatter in task logs or on the CLI's stderr."""
+@lru_cache(maxsize=1)
+def _context():
+    """One ephemeral GE context per process (each one creates a temp docs folder)."""
+    import great_expectations as gx
+
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    context = gx.get_context(mode="ephemeral")
+    _quiet(context)
+    return context
+
+
+def _quiet(context) -> None:
+    """No progress bars in task logs or on the CLI's stderr."""
     try:
         from great_expectations.data_context.types.base import ProgressBarsConfig
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
