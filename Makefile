@@ -18,7 +18,7 @@ export DETECTION_HOME ?= $(CURDIR)/.data
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: install run test bench demo clean
+.PHONY: install run test bench demo clean env
 
 install: $(VENV)/.installed
 
@@ -49,3 +49,9 @@ bench: install
 
 clean:
 	rm -rf $(AIRFLOW_HOME) $(DETECTION_HOME) .pytest_cache
+
+# `export $(make -s env)` puts the embedded Airflow configuration in your shell.
+env:
+	@for v in PYTHONPATH AIRFLOW_HOME AIRFLOW__CORE__DAGS_FOLDER AIRFLOW__CORE__PLUGINS_FOLDER \
+	  AIRFLOW__CORE__LOAD_EXAMPLES AIRFLOW__CORE__PARALLELISM AIRFLOW__DATABASE__SQL_ALCHEMY_CONN DETECTION_HOME; \
+	  do echo "$$v=$${!v}"; done

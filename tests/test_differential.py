@@ -244,32 +244,38 @@ ACTIVITY_TIMES = st.one_of(
 ).map(lambda d: T0 + d)
 
 
+def mostly(good, bad, weight=3):
+    """`good` about weight/(weight+1) of the time, else `bad`: enough rows survive the filters
+    for the join and the window to be exercised, and every filter still sees its near-misses."""
+    return st.one_of(*[good] * weight, bad)
+
+
 def activity_insights():
-    containers = st.fixed_dictionaries(
-        {},
-        optional={
-            "FirstTimeUserConnectedFromCountry": st.sampled_from(["True", "False"]),
-            "city": st.just("Zürich"),
-        },
-    )
-    values = st.sampled_from(["True", "True", "True", "true", "TRUE", "False", " True", "True ",
-                              True, 1, None, ["True"], {"v": "True"}])
-    keys = st.sampled_from([INSIGHT, INSIGHT, INSIGHT, INSIGHT.lower(), "actionUncommonlyPerformedByUser",
-                            INSIGHT + " "])
+    extras = st.fixed_dictionaries({}, optional={
+        "FirstTimeUserConnectedFromCountry": st.sampled_from(["True", "False"]),
+        "city": st.just("Zürich"),
+        "n": st.just({"a": [1, 2.5, None, True]}),
+    })
+    values = st.sampled_from(["true", "TRUE", "False", " True", "True ", True, 1, None, ["True"],
+                              {"v": "True"}])
+    keys = st.sampled_from([INSIGHT.lower(), "actionUncommonlyPerformedByUser", INSIGHT + " "])
 
     @st.composite
-    def as_text(draw):
-        obj = draw(containers)
-        if draw(st.integers(0, 5)):
-            obj[draw(keys)] = draw(values)
+    def as_text(draw, key, value):
+        obj = draw(extras)
+        if key is not None:
+            obj[draw(key)] = draw(value)
         text = json.dumps(obj, ensure_ascii=draw(st.booleans()),
                           separators=draw(st.sampled_from([None, (",", ":")])))
-        if draw(st.integers(0, 5)) == 0:  # the key spelled with a \u escape: same JSON value
+        if draw(st.integers(0, 4)) == 0:  # the key spelled with a \u escape: same JSON value
             text = text.replace(INSIGHT, "\\u0041" + INSIGHT[1:])
         return text
 
-    return st.one_of(
-        as_text(), as_text(), as_text(),
+    flagged = as_text(st.just(INSIGHT), st.just("True"))
+    return mostly(flagged, st.one_of(
+        as_text(st.just(INSIGHT), values),      # the key, another value
+        as_text(keys, st.just("True")),          # another key, the value
+        as_text(None, None),                     # no key
         st.sampled_from([
             None,
             json.dumps({INSIGHT: "True"})[:-1],            # invalid JSON holding the key
@@ -278,7 +284,7 @@ def activity_insights():
             json.dumps([{INSIGHT: "True"}]),             # an array: no properties
             "null", "True", "{}",
         ]),
-    )
+    ), weight=2)
 
 
 # UsersInsights: objects, arrays and null only. Scalars, strings and invalid text are left out of
@@ -289,36 +295,59 @@ USERS_INSIGHTS = [None, json.dumps({"IsDormantAccount": "False"}),
                   json.dumps({"city": "Zürich"}, ensure_ascii=False), "[]", "{}", '[{"a": 1}]']
 USERS_INSIGHTS_ALL = USERS_INSIGHTS + ["not json {", '"just a string"', "5", "true", "null"]
 
+SUCCESS_RUNS = case_variant(st.sampled_from(["Succeeded", "Success"])).flatmap(
+    lambda ok: st.sampled_from([[ok], ["Started", "Accepted", ok], ["start", "accept", ok],
+                                [ok, "Failed"], ["Started", ok, ok]]))
+STATUS_RUNS = mostly(SUCCESS_RUNS, st.lists(STATUSES, min_size=1, max_size=3), weight=2)
+# The gap between an execution's events: equal times, 1 µs, a second, or hours (out of window).
+STEPS = st.sampled_from([pd.Timedelta(0), US, pd.Timedelta(seconds=1), 2 * H, -H])
+
+
+@st.composite
+def executions(draw, callers, auth_pool, corr_pool):
+    """The events of one Run Command execution (or of a colliding group): shared
+    CorrelationId/Authorization/Caller, a status sequence, times a few steps apart."""
+    group = {"CorrelationId": draw(st.sampled_from(corr_pool)),
+             "Authorization": draw(st.sampled_from(auth_pool)),
+             "Caller": draw(st.sampled_from(callers))}
+    t = draw(ACTIVITY_TIMES)
+    rows = []
+    for status in draw(STATUS_RUNS):
+        rows.append({**group, "TimeGenerated": t, "ActivityStatusValue": status,
+                     "OperationNameValue": draw(mostly(case_variant(st.just(RUN_COMMAND)), OPERATIONS)),
+                     "CallerIpAddress": draw(st.sampled_from(IPS))})
+        t = t + draw(STEPS)
+    return rows
+
+
+GOOD_SCOPE = st.sampled_from(SUBSCRIPTIONS).map(
+    lambda sub: json.dumps({"action": RUN_COMMAND,
+                            "scope": f"/subscriptions/{sub}/resourceGroups/rg-1/providers/"
+                                     "Microsoft.Compute/virtualMachines/vm-1"}))
+
 
 @st.composite
 def scenarios(draw):
     bases = draw(st.lists(st.sampled_from(USER_BASES), min_size=1, max_size=2, unique=True))
     users = case_variant(st.sampled_from(bases))
-    callers = draw(st.lists(st.one_of(users, users, st.sampled_from(ODD_CALLERS)),
-                            min_size=1, max_size=3))
-    auth_pool = draw(st.lists(authorizations(), min_size=1, max_size=3))
+    callers = draw(st.lists(mostly(users, st.sampled_from(ODD_CALLERS)), min_size=1, max_size=3))
+    auth_pool = draw(st.lists(mostly(GOOD_SCOPE, authorizations(), weight=1), min_size=1, max_size=3))
     corr_pool = draw(st.lists(st.sampled_from(CORRELATION_IDS), min_size=1, max_size=3))
 
-    activity_rows = draw(st.lists(st.fixed_dictionaries({
-        "TimeGenerated": ACTIVITY_TIMES,
-        "OperationNameValue": OPERATIONS,
-        "Authorization": st.sampled_from(auth_pool),
-        "CorrelationId": st.sampled_from(corr_pool),
-        "Caller": st.sampled_from(callers),
-        "CallerIpAddress": st.sampled_from(IPS),
-        "ActivityStatusValue": STATUSES,
-    }), max_size=8))
+    activity_rows = [row for execution in draw(st.lists(
+        executions(callers, auth_pool, corr_pool), max_size=3)) for row in execution]
 
     ueba_rows = draw(st.lists(st.fixed_dictionaries({
         "TimeGenerated": st.sampled_from(UEBA_OFFSETS).map(lambda o: T0 + o),
-        "EventSource": st.sampled_from(["Azure AD", "Azure AD", "Azure AD", "AzureAD", "azure ad",
-                                        "AZURE AD", "Azure AD ", "", None]),
+        "EventSource": mostly(st.just("Azure AD"), st.sampled_from(
+            ["AzureAD", "azure ad", "AZURE AD", "Azure AD ", "", None])),
         "ActivityInsights": activity_insights(),
         "ActionType": st.sampled_from(["Sign-in", "ResetPassword", "", None]),
-        "UserPrincipalName": st.one_of(users, users, users, st.sampled_from(["", None])),
-        "SourceIPLocation": st.sampled_from(["Netherlands", "Zürich", " ", "", None]),
+        "UserPrincipalName": mostly(users, st.sampled_from(["", None])),
+        "SourceIPLocation": mostly(st.sampled_from(["Netherlands", "Zürich", " "]),
+                                   st.sampled_from(["", None])),
         "UsersInsights": st.sampled_from(USERS_INSIGHTS),
-    }), max_size=5))
+    }), max_size=4))
     return activity(activity_rows), ueba(ueba_rows)
 
 

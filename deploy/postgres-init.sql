@@ -1,0 +1,2 @@
+-- The alert store lives in its own database beside Airflow's metadata DB.
+CREATE DATABASE detections;

@@ -1,0 +1,133 @@
+"""The project's own files: pins, compose file, Makefile, README, CI entry, the rule YAML."""
+
+import hashlib
+import re
+
+import pytest
+import yaml
+
+from include.detection.rule import load_rule, parse_timespan
+from tests.conftest import REPO
+
+PINS = {"apache-airflow": "3.3.2", "great-expectations": "1.24.1", "pandas": "3.1.1",
+        "pyarrow": "26.0.1"}
+
+
+def requirements() -> dict:
+    out = {}
+    for line in (REPO / "requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            out[re.sub(r"\[.*\]", "", name).lower()] = version
+    return out
+
+
+def test_requirements_are_exact_pins_including_the_decided_stack():
+    reqs = requirements()
+    assert all(v for v in reqs.values()), f"unpinned: {[k for k, v in reqs.items() if not v]}"
+    for name, version in PINS.items():
+        assert reqs[name] == version
+
+
+def test_installed_versions_match_the_pins():
+    from importlib.metadata import version
+
+    for name, pinned in PINS.items():
+        assert version(name) == pinned
+
+
+@pytest.fixture(scope="module")
+def compose():
+    return yaml.safe_load((REPO / "docker-compose.yaml").read_text())
+
+
+def test_compose_runs_airflow_with_celery_postgres_redis(compose):
+    services = compose["services"]
+    assert {"postgres", "redis", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+            "airflow-worker", "airflow-init"} <= services.keys()
+    env = services["airflow-scheduler"]["environment"]
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:")
+    assert env["DETECTION_ALERT_STORE"].startswith("postgresql://")
+    assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
+
+
+def test_compose_mounts_existing_project_folders_and_builds_the_pinned_image(compose):
+    for volume in compose["services"]["airflow-worker"]["volumes"]:
+        host = volume.split(":")[0]
+        if host.startswith("./") and host != "./data":
+            assert (REPO / host).exists(), host
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert f"apache/airflow:{PINS['apache-airflow']}-python3.11" in dockerfile
+    assert "requirements.txt" in dockerfile
+
+
+def test_compose_holds_no_literal_secrets():
+    text = (REPO / "docker-compose.yaml").read_text()
+    for match in re.finditer(r"^\s*[A-Z_]*(PASSWORD|SECRET|TOKEN)[A-Z_]*:\s*(\S+)", text, re.M):
+        assert match.group(2).startswith("${"), f"literal secret: {match.group(0)}"
+    assert not re.search(r"://[^$/\s]+:[^$@\s{]+@", text), "credentials inside a URL"
+
+
+def test_makefile_has_the_two_commands_and_install():
+    text = (REPO / "Makefile").read_text()
+    for target in ("install:", "run:", "test:", "bench:"):
+        assert re.search(rf"^{target}", text, re.M), target
+    assert re.search(r"^DATE \?= \d{4}-\d{2}-\d{2}$", text, re.M)
+
+
+def test_readme_starts_with_make_run_and_make_test():
+    text = (REPO / "README.md").read_text()
+    first_block = re.search(r"```(?:bash|sh)?\n(.*?)```", text, re.S).group(1)
+    assert first_block.split()[:4] == ["make", "run", "make", "test"]
+
+
+def test_ci_runs_make_test():
+    text = (REPO / ".ci" / "run").read_text()
+    assert "make test" in text
+
+
+# --- the rule as data (Elastic-style: schema, MITRE, query) ----------------------------------------
+
+SEED_QUERY_SHA256 = "db9851bae166a7f71de77abeea71ceb4c53830e2df672ba787a51601b92a7e53"
+
+
+def test_rule_yaml_has_the_metadata_the_dag_uses():
+    rule = load_rule()
+    assert rule.id == "11bda520-a965-4654-9a45-d09f372f71aa"
+    assert rule.severity == "High"
+    assert rule.query_frequency == parse_timespan("1d") and rule.query_period == parse_timespan("2d")
+    assert rule.tactics == ("LateralMovement", "CredentialAccess")
+    assert all(re.fullmatch(r"T\d{4}(\.\d{3})?", t) for t in rule.techniques)
+    types = {m["entityType"]: {f["identifier"]: f["columnName"] for f in m["fieldMappings"]}
+             for m in rule.entity_mappings}
+    assert types["Account"] == {"Name": "AccountName", "UPNSuffix": "AccountUPNSuffix"}
+    assert types["IP"] == {"Address": "CallerIpAddress"}
+    assert types["AzureResource"]["SubscriptionId"] == "Subscription"
+
+
+def test_rule_query_is_the_seed_query_verbatim():
+    seed = REPO.parent / "shared" / "seed" / "000_22f6f402a3977712.txt"
+    query = load_rule().query.strip()
+    digest = hashlib.sha256(query.encode()).hexdigest()
+    if seed.exists():
+        text = seed.read_text()
+        block = text.split("KQL Query", 1)[1].split("Analytic Rule Definition", 1)[0].strip()
+        assert block == query
+    assert digest == SEED_QUERY_SHA256, digest
+
+
+@pytest.mark.parametrize("text, hours", [("1d", 24), ("2d", 48), ("36h", 36), ("90m", 1.5),
+                                         ("1.5h", 1.5)], ids=["1d", "2d", "36h", "90m", "1.5h"])
+def test_parse_timespan_kusto_literals(text, hours):
+    assert parse_timespan(text).total_seconds() == hours * 3600
+
+
+@pytest.mark.parametrize("text", ["2", "2w", "-1d", "0h", ""], ids=["no-unit", "weeks", "negative",
+                                                                    "zero", "empty"])
+def test_parse_timespan_rejects_other_text(text):
+    from include.detection.errors import UsageError
+
+    with pytest.raises(UsageError):
+        parse_timespan(text)
