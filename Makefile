@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-DATE ?= 2026-11-01
+DATE ?= 2026-10-31
 DAG_ID := runcommand_ueba_breach
 
 # The embedded default: Airflow state (SQLite metadata DB) and data under the repo, git-ignored.
@@ -28,7 +28,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@touch $@
 
 demo: install
-	@test -d $(DETECTION_HOME)/lake/AzureActivity || $(PY) -m include.detection demo --out $(DETECTION_HOME)/lake
+	@$(PY) -c "from include.detection import demo, config; demo.ensure_demo_lake(config.home() / 'lake')"
 
 $(AIRFLOW_HOME)/airflow.db: | install
 	@mkdir -p $(AIRFLOW_HOME)

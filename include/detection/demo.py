@@ -9,7 +9,7 @@ The world is fixed (it does not depend on the seed): two tenants (contoso.com, f
 users, 4 service principals, 3 subscriptions holding 19 VMs, a VM scale set `vmss-build` (instances
 0-5), storage accounts, NSGs, key vaults and web apps. The seed drives the background noise:
 
-* AzureActivity: ~`activity_per_day` events per weekday (weekends about a third of that) with a
+* AzureActivity: ~`activity_per_day` events per weekday (weekends a bit under half) with a
   diurnal shape per tenant (contoso on US hours, fabrikam on European hours, service principals
   around the clock with a nightly pipeline peak): storage listKeys, VM start/deallocate/restart/
   write, extensions, the managed `runCommands/write` (not the rule's operation), snapshots, role
@@ -63,7 +63,7 @@ import os
 import shutil
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +109,10 @@ def _uid(name: str) -> str:
 
 def _hex(name: str) -> str:
     return uuid.uuid5(_UUID_NS, name).hex
+
+
+def _obj(values) -> np.ndarray:
+    return np.asarray(values, dtype=object)
 
 
 # --- The fixed world ----------------------------------------------------------------------------
@@ -192,9 +196,13 @@ _ROLE_DEFINITIONS = {  # Azure built-in role definition ids
     "Network Contributor": "4d97b98b1d4f4787a291c67834d212e7",
     "Storage Account Contributor": "17d1049b9a8446fb8f53869881c3d3ab",
 }
-_HOME = {"contoso": ("United States", "Contoso Corp Network", ("203.0.113.10", "203.0.113.11", "203.0.113.12")),
-         "fabrikam": ("Germany", "Fabrikam GmbH", ("192.0.2.40", "192.0.2.41", "192.0.2.42"))}
-_UNCOMMON_COUNTRIES = np.array(["Netherlands", "Brazil", "India", "Singapore", "Mexico", "Poland"], dtype=object)
+# Per tenant: usual country, ISP and corporate egress IPs (documentation address ranges only).
+_HOME = {
+    "contoso": ("United States", "Contoso Corp Network", ("203.0.113.10", "203.0.113.11", "203.0.113.12")),
+    "fabrikam": ("Germany", "Fabrikam GmbH", ("192.0.2.40", "192.0.2.41", "192.0.2.42")),
+}
+_UNCOMMON_COUNTRIES = np.array(["Netherlands", "Brazil", "India", "Singapore", "Mexico", "Poland"],
+                               dtype=object)
 
 
 class _World:
@@ -213,9 +221,9 @@ class _World:
                     for name in names:
                         if kind == "vmss":
                             ss, count = name
-                            for i in range(count):
-                                res.append(("vmss", sub_i, tenant_i, rg, f"{ss}/{i}", f"{rg_scope}/providers/"
-                                            f"Microsoft.Compute/virtualMachineScaleSets/{ss}/virtualMachines/{i}"))
+                            ss_scope = f"{rg_scope}/providers/Microsoft.Compute/virtualMachineScaleSets/{ss}"
+                            res += [("vmss", sub_i, tenant_i, rg, f"{ss}/{i}",
+                                     f"{ss_scope}/virtualMachines/{i}") for i in range(count)]
                         else:
                             res.append((kind, sub_i, tenant_i, rg, name,
                                         f"{rg_scope}/providers/{_PROVIDER[kind]}/{name}"))
@@ -225,7 +233,8 @@ class _World:
         self.res_rg = np.array([r[3] for r in res], dtype=object)
         self.res_name = np.array([r[4] for r in res], dtype=object)
         self.res_scope = np.array([r[5] for r in res], dtype=object)
-        self.pool = {k: np.flatnonzero(self.res_kind == k) for k in ("rg", "vm", "vmss", "storage", "nsg", "kv", "site")}
+        self.pool = {k: np.flatnonzero(self.res_kind == k)
+                     for k in ("rg", "vm", "vmss", "storage", "nsg", "kv", "site")}
         self.pool["vm_rc"] = np.concatenate([self.pool["vm"], self.pool["vmss"]])
         self.pool["diag"] = np.concatenate([self.pool["vm"], self.pool["storage"], self.pool["kv"]])
         self.pool["policy"] = np.concatenate([self.pool["vm"], self.pool["storage"], self.pool["nsg"]])
@@ -233,8 +242,7 @@ class _World:
 
         sub_ids = np.array([SUBSCRIPTION_IDS[s[0]] for s in _SUBSCRIPTIONS], dtype=object)
         self.sub_id = sub_ids
-        self.hierarchy = np.array([f"{TENANT_IDS[t]}/{mg}/{SUBSCRIPTION_IDS[s]}" for s, t, mg in _SUBSCRIPTIONS],
-                                  dtype=object)
+        self.hierarchy = _obj([f"{TENANT_IDS[t]}/{mg}/{SUBSCRIPTION_IDS[s]}" for s, t, mg in _SUBSCRIPTIONS])
 
         # Callers: the 25 users, then the service principals.
         users = [dict(upn=u[0], display=u[1], tenant=_TENANTS.index(u[2]), cohort=u[3], role=u[4],
@@ -270,14 +278,12 @@ class _World:
         upn = self.caller[u]
         local = np.array([x.split("@")[0].lower() for x in upn], dtype=object)
         domain = np.array([x.split("@")[1].lower() for x in upn], dtype=object)
-        self.upn_variants = np.stack([local + "@" + domain, upn,
-                                      local + "@" + np.array([d.capitalize() for d in domain], dtype=object)],
-                                     axis=1)
+        capitalized = _obj([d.capitalize() for d in domain])
+        self.upn_variants = np.stack([local + "@" + domain, upn, local + "@" + capitalized], axis=1)
         self.user_name = local
         self.home_country = np.array([_HOME[_TENANTS[c["tenant"]]][0] for c in users], dtype=object)
         self.home_isp = np.array([_HOME[_TENANTS[c["tenant"]]][1] for c in users], dtype=object)
-        self.internal_ip = np.array([f"10.{20 + c['tenant']}.{8 + i // 200}.{10 + i}" for i, c in enumerate(users)],
-                                    dtype=object)
+        self.internal_ip = _obj([f"10.{20 + c['tenant']}.8.{10 + i}" for i, c in enumerate(users)])
         self.workstation = np.array([f"{'CONTOSO-LT' if c['tenant'] == 0 else 'FAB-NB'}-{4100 + 37 * i}"
                                      for i, c in enumerate(users)], dtype=object)
         self.users_insights = np.array([_users_insights(c, i) for i, c in enumerate(users)], dtype=object)
@@ -285,7 +291,8 @@ class _World:
 
 def _users_insights(user: dict, i: int) -> str:
     insights = {"AccountDisplayName": user["display"], "AccountDomain": user["upn"].split("@")[1].lower(),
-                "AccountObjectID": user["oid"], "BlastRadius": "High" if user["role"] == "Owner" else "Low",
+                "AccountObjectID": user["oid"],
+                "BlastRadius": "High" if user["role"] == "Owner" else "Low",
                 "IsDormantAccount": "False", "IsNewAccount": "False"}
     if _TENANTS[user["tenant"]] == "contoso":  # hybrid identities synced from on-premises AD
         insights["OnPremisesSID"] = f"S-1-5-21-3623811015-3361044348-30300820-{1104 + i}"
@@ -446,9 +453,10 @@ def expected_alerts(start, end, cases: list[dict] | None = None) -> list[dict]:
             continue
         for t in c["ueba_times"]:
             if start <= t < end:
-                rows.append({"name": c["name"], "caller": c["caller"], "virtual_machine": c["virtual_machine"],
-                             "subscription": c["subscription"], "correlation_id": c["correlation_id"],
-                             "run_start": c["run_start"], "ueba_time": t})
+                rows.append({"name": c["name"], "caller": c["caller"],
+                             "virtual_machine": c["virtual_machine"], "subscription": c["subscription"],
+                             "correlation_id": c["correlation_id"], "run_start": c["run_start"],
+                             "ueba_time": t})
     return rows
 
 
@@ -464,10 +472,6 @@ def _guids(rng: np.random.Generator, n: int) -> np.ndarray:
     s = np.concatenate([h[:, :8], dash, h[:, 8:12], dash, h[:, 12:16], dash, h[:, 16:20], dash, h[:, 20:]],
                        axis=1)
     return np.ascontiguousarray(s).view("S36").ravel().astype(str).astype(object)
-
-
-def _obj(values) -> np.ndarray:
-    return np.asarray(values, dtype=object)
 
 
 def _np(a) -> np.ndarray:
@@ -528,19 +532,21 @@ _NOISE_OPS = (
     ("Microsoft.Storage/storageAccounts/write", "Create/Update Storage Account", "storage", 2, 3),
     ("Microsoft.Authorization/roleAssignments/write", "Create role assignment", "roleassign", 2, 2),
     ("Microsoft.Authorization/roleAssignments/delete", "Delete role assignment", "roleassign", 2, 1),
-    ("Microsoft.Network/networkSecurityGroups/write", "Create or Update Network Security Group", "nsg", 3, 2),
+    ("Microsoft.Network/networkSecurityGroups/write", "Create or Update Network Security Group",
+     "nsg", 3, 2),
     ("Microsoft.Network/networkSecurityGroups/securityRules/write", "Create or Update Security Rule",
      "nsgrule", 3, 4),
     ("Microsoft.Resources/deployments/write", "Create Deployment", "deployment", 3, 6),
     ("Microsoft.KeyVault/vaults/write", "Update Key Vault", "kv", 2, 2),
     ("Microsoft.Web/sites/restart/action", "Restart Web App", "site", 2, 2),
-    ("Microsoft.Insights/diagnosticSettings/write", "Create or update resource diagnostic setting", "diag", 2, 1),
+    ("Microsoft.Insights/diagnosticSettings/write", "Create or update resource diagnostic setting",
+     "diag", 2, 1),
     ("Microsoft.Authorization/policies/audit/action", "'audit' Policy action.", "policy", 1, 8),
 )
 _RUN_COMMAND_NAME = "Run Command on Virtual Machine"
 _SUFFIXES = {
-    "vmext": ("/extensions/", ["CustomScriptExtension", "AzureMonitorWindowsAgent", "AzureMonitorLinuxAgent",
-                               "MDE.Windows", "DependencyAgentWindows"]),
+    "vmext": ("/extensions/", ["CustomScriptExtension", "AzureMonitorWindowsAgent",
+                               "AzureMonitorLinuxAgent", "MDE.Windows", "DependencyAgentWindows"]),
     "vmruncmd": ("/runCommands/", ["patch-check", "collect-logs", "rotate-certs"]),
     "nsgrule": ("/securityRules/", ["allow-https-inbound", "allow-rdp-from-bastion", "deny-all-inbound",
                                     "allow-ssh-from-jumpbox"]),
@@ -602,8 +608,8 @@ def _noise_operations(rng, start_ns: int, days: int, weekend: np.ndarray, per_da
             sep, names = _SUFFIXES[target]
             base = base + sep + _obj(names)[rng.integers(0, len(names), size=len(sel))]
         elif target == "snapshot":
-            base = ("/subscriptions/" + w.sub_id[w.res_sub[r]] + "/resourceGroups/" + w.res_rg[r] + "/providers/Microsoft.Compute/snapshots/"
-                    + w.res_name[r] + "-osdisk-snap")
+            base = ("/subscriptions/" + w.sub_id[w.res_sub[r]] + "/resourceGroups/" + w.res_rg[r]
+                    + "/providers/Microsoft.Compute/snapshots/" + w.res_name[r] + "-osdisk-snap")
         elif target == "roleassign":
             base = base + "/providers/Microsoft.Authorization/roleAssignments/" + _guids(rng, len(sel))
         scope[sel] = base
@@ -695,13 +701,13 @@ def _operations(rng, *, t0, n_events, failed, fail_reason, new_family, canon, op
         ip = w.ips[caller, rng.choice(4, size=m, p=[0.3, 0.3, 0.25, 0.15])]
     if correlation_id is None:
         correlation_id = _guids(rng, m)
-    return dict(t0=np.asarray(t0, np.int64), n_events=np.asarray(n_events), failed=np.asarray(failed, bool),
-                fail_reason=_obj(fail_reason), new_family=np.asarray(new_family, bool), canon=_obj(canon),
-                op_value=_obj(op_value), op_name=_obj(op_name), caller=np.asarray(caller, np.int64),
-                res_sub=np.asarray(res_sub), rg=_obj(rg), scope=_obj(scope), action=_obj(action),
-                evidence=np.asarray(evidence, bool), policy=np.asarray(policy, bool),
-                offsets=np.asarray(offsets, np.int64), correlation_id=_obj(correlation_id), ip=_obj(ip),
-                operation_id=_guids(rng, m))
+    return dict(t0=np.asarray(t0, np.int64), n_events=np.asarray(n_events),
+                failed=np.asarray(failed, bool), fail_reason=_obj(fail_reason),
+                new_family=np.asarray(new_family, bool), canon=_obj(canon), op_value=_obj(op_value),
+                op_name=_obj(op_name), caller=np.asarray(caller, np.int64), res_sub=np.asarray(res_sub),
+                rg=_obj(rg), scope=_obj(scope), action=_obj(action), evidence=np.asarray(evidence, bool),
+                policy=np.asarray(policy, bool), offsets=np.asarray(offsets, np.int64),
+                correlation_id=_obj(correlation_id), ip=_obj(ip), operation_id=_guids(rng, m))
 
 
 def _planted_operations(rng, cases: list[dict]) -> dict:
@@ -712,12 +718,15 @@ def _planted_operations(rng, cases: list[dict]) -> dict:
         c = spec[case["name"]]
         caller = int(np.flatnonzero(w.caller == case["caller"])[0])
         scope = _case_scope(c)
+        parts = scope.split("/")
         rows.append(dict(
             t0=case["run_start"].value, n_events=3, failed=c.outcome == "failed",
             fail_reason="Conflict", new_family=c.family == "new", canon=RUN_COMMAND, op_value=c.op,
-            op_name=_RUN_COMMAND_NAME, caller=caller, res_sub=list(SUBSCRIPTION_IDS.values()).index(scope.split("/")[2]),
-            rg=scope.split("/")[4], scope=scope, action=c.action or RUN_COMMAND, evidence=True, policy=False,
+            op_name=_RUN_COMMAND_NAME, caller=caller,
+            res_sub=list(SUBSCRIPTION_IDS.values()).index(parts[2]), rg=parts[4], scope=scope,
+            action=c.action or RUN_COMMAND, evidence=True, policy=False,
             offsets=_PLANTED_EVENT_OFFSETS, correlation_id=case["correlation_id"],
+            # the attacker's address; a colleague's run comes from the office
             ip=c.ip if c.caller is None else w.ips[caller, 0]))
     if not rows:
         return {}
@@ -741,7 +750,8 @@ def _activity_table(rng, ops: dict) -> pa.Table:
     kind = _KINDS[n_ev[rep], idx]
     kind = np.where(ops["failed"][rep] & last, 3, kind)
     status = np.where(ops["new_family"][rep], _NEW[kind], _LEGACY[kind])
-    outcome = np.where(kind == 1, "Accepted", np.where(kind == 2, "OK", ops["fail_reason"][rep])).astype(object)
+    outcome = np.where(kind == 1, "Accepted", np.where(kind == 2, "OK", ops["fail_reason"][rep]))
+    outcome = outcome.astype(object)
     substatus = np.where(kind == 0, "", outcome).astype(object)
     policy = ops["policy"][rep]
     level = np.where(kind == 3, "Error", np.where(policy, "Warning", "Informational"))
@@ -778,7 +788,7 @@ def _activity_table(rng, ops: dict) -> pa.Table:
 
     order = np.argsort(time, kind="stable")
     columns = {
-        "TimeGenerated": time, "TenantId": tenant_id[rep], "SourceSystem": np.full(n, "Azure", dtype=object),
+        "TimeGenerated": time, "TenantId": tenant_id[rep], "SourceSystem": np.full(n, "Azure", object),
         "CallerIpAddress": ip, "CategoryValue": category, "CorrelationId": ops["correlation_id"][rep],
         "Authorization": authorization[rep], "ResourceGroup": _upper(ops["rg"])[rep],
         "SubscriptionId": sub_id[rep], "EventDataId": _guids(rng, n), "Level": level,
@@ -806,17 +816,17 @@ def _table(columns: dict, order: np.ndarray, schema: pa.Schema) -> pa.Table:
 # --- BehaviorAnalytics --------------------------------------------------------------------------
 
 _AAD_KEYS = ("FirstTimeUserConnectedFromCountry", "CountryUncommonlyConnectedFromAmongPeers",
-             "FirstTimeUserConnectedViaISP", "ISPUncommonlyUsedAmongPeers", "FirstTimeConnectionViaISPInTenant",
-             "FirstTimeUserConnectedFromDevice", "FirstTimeUserUsedApp", "AppUncommonlyUsedAmongPeers",
-             "FirstTimeUserPerformedAction", "ActionUncommonlyPerformedByUser",
-             "ActionUncommonlyPerformedAmongPeers")
+             "FirstTimeUserConnectedViaISP", "ISPUncommonlyUsedAmongPeers",
+             "FirstTimeConnectionViaISPInTenant", "FirstTimeUserConnectedFromDevice",
+             "FirstTimeUserUsedApp", "AppUncommonlyUsedAmongPeers", "FirstTimeUserPerformedAction",
+             "ActionUncommonlyPerformedByUser", "ActionUncommonlyPerformedAmongPeers")
 _ACTIVITY_KEYS = ("FirstTimeUserPerformedAction", "ActionUncommonlyPerformedByUser",
                   "ActionUncommonlyPerformedAmongPeers", "FirstTimeActionPerformedInTenant",
                   "FirstTimeUserAccessedResource", "ResourceUncommonlyAccessedAmongPeers",
                   "FirstTimeUserConnectedFromCountry", "CountryUncommonlyConnectedFromAmongPeers")
 _DEVICE_KEYS = ("FirstTimeUserLoggedOnToDevice", "FirstTimeUserConnectedFromDevice",
-                "DeviceUncommonlyUsedAmongPeers", "FirstTimeUserPerformedAction", "ActionUncommonlyPerformedByUser",
-                "ActionUncommonlyPerformedAmongPeers")
+                "DeviceUncommonlyUsedAmongPeers", "FirstTimeUserPerformedAction",
+                "ActionUncommonlyPerformedByUser", "ActionUncommonlyPerformedAmongPeers")
 _SOURCES = ("Azure AD", "AzureActivity", "Device logons")
 _BROWSERS = (("Edge 131.0", "Windows", "Desktop", "Windows 11", "Edge"),
              ("Chrome 131.0", "Windows", "Desktop", "Windows 10", "Chrome"),
@@ -838,7 +848,13 @@ def _insights(keys, flags: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
 def _devices_insights(rng, n: int, isp: np.ndarray) -> np.ndarray:
     b = _obj(_BROWSERS)[rng.choice(len(_BROWSERS), size=n, p=[0.45, 0.3, 0.1, 0.15])]
     return ('{"Browser":"' + b[:, 0] + '","DeviceFamily":"' + b[:, 1] + '","DeviceType":"' + b[:, 2]
-            + '","ISP":"' + isp + '","OperatingSystem":"' + b[:, 3] + '","UserAgentFamily":"' + b[:, 4] + '"}')
+            + '","ISP":"' + isp + '","OperatingSystem":"' + b[:, 3] + '","UserAgentFamily":"' + b[:, 4]
+            + '"}')
+
+
+def _chance(rng, k: int):
+    """r(p): k independent draws, each True with probability p."""
+    return lambda p: rng.random(k) < p
 
 
 def _noise_ueba(rng, start_ns: int, days: int, weekend: np.ndarray, per_day: int) -> dict:
@@ -868,7 +884,7 @@ def _noise_ueba(rng, start_ns: int, days: int, weekend: np.ndarray, per_day: int
     # Azure AD sign-ins. Only the "other" cohort ever gets ActionUncommonlyPerformedByUser "True".
     s = np.flatnonzero(source == 0)
     k = len(s)
-    r = lambda p: rng.random(k) < p  # noqa: E731
+    r = _chance(rng, k)
     uncommon = (cohort[s] == "other") & r(0.06)
     new_country = (uncommon & r(0.6)) | r(0.01)
     flags = {
@@ -890,8 +906,8 @@ def _noise_ueba(rng, start_ns: int, days: int, weekend: np.ndarray, per_day: int
     away_ip = "198.51.100." + rng.integers(100, 150, size=k).astype(str).astype(object)
     cols["SourceIPAddress"][s] = np.where(new_country, away_ip,
                                           w.ips[user[s], rng.choice(4, size=k, p=[0.3, 0.3, 0.2, 0.2])])
-    location = np.where(new_country, _UNCOMMON_COUNTRIES[rng.integers(0, len(_UNCOMMON_COUNTRIES), size=k)],
-                        w.home_country[user[s]])
+    away = _UNCOMMON_COUNTRIES[rng.integers(0, len(_UNCOMMON_COUNTRIES), size=k)]
+    location = np.where(new_country, away, w.home_country[user[s]])
     cols["SourceIPLocation"][s] = np.where(r(0.02), "", location)  # geo lookup sometimes fails
     cols["SourceDevice"][s] = ""
     cols["DevicesInsights"][s] = _devices_insights(
@@ -900,12 +916,16 @@ def _noise_ueba(rng, start_ns: int, days: int, weekend: np.ndarray, per_day: int
     # Azure activity as UEBA sees it.
     s = np.flatnonzero(source == 1)
     k = len(s)
-    r = lambda p: rng.random(k) < p  # noqa: E731
+    r = _chance(rng, k)
     uncommon = r(0.05)
-    flags = {"FirstTimeUserPerformedAction": (uncommon & r(0.5)) | r(0.02), "ActionUncommonlyPerformedByUser": uncommon,
-             "ActionUncommonlyPerformedAmongPeers": uncommon & r(0.4), "FirstTimeActionPerformedInTenant": r(0.005),
-             "FirstTimeUserAccessedResource": r(0.05), "ResourceUncommonlyAccessedAmongPeers": r(0.03),
-             "FirstTimeUserConnectedFromCountry": r(0.005), "CountryUncommonlyConnectedFromAmongPeers": r(0.005)}
+    flags = {"FirstTimeUserPerformedAction": (uncommon & r(0.5)) | r(0.02),
+             "ActionUncommonlyPerformedByUser": uncommon,
+             "ActionUncommonlyPerformedAmongPeers": uncommon & r(0.4),
+             "FirstTimeActionPerformedInTenant": r(0.005),
+             "FirstTimeUserAccessedResource": r(0.05),
+             "ResourceUncommonlyAccessedAmongPeers": r(0.03),
+             "FirstTimeUserConnectedFromCountry": r(0.005),
+             "CountryUncommonlyConnectedFromAmongPeers": r(0.005)}
     cols["ActivityInsights"][s], priority[s] = _insights(_ACTIVITY_KEYS, flags, k)
     names = _obj([o[1] for o in _NOISE_OPS[:-1]] + [_RUN_COMMAND_NAME])
     cols["ActionType"][s] = names[rng.integers(0, len(names), size=k)]
@@ -918,11 +938,12 @@ def _noise_ueba(rng, start_ns: int, days: int, weekend: np.ndarray, per_day: int
     # Windows logons to devices: internal addresses have no geolocation; some local accounts.
     s = np.flatnonzero(source == 2)
     k = len(s)
-    r = lambda p: rng.random(k) < p  # noqa: E731
+    r = _chance(rng, k)
     uncommon = r(0.04)
     flags = {"FirstTimeUserLoggedOnToDevice": r(0.04), "FirstTimeUserConnectedFromDevice": r(0.03),
              "DeviceUncommonlyUsedAmongPeers": r(0.03), "FirstTimeUserPerformedAction": uncommon & r(0.5),
-             "ActionUncommonlyPerformedByUser": uncommon, "ActionUncommonlyPerformedAmongPeers": uncommon & r(0.3)}
+             "ActionUncommonlyPerformedByUser": uncommon,
+             "ActionUncommonlyPerformedAmongPeers": uncommon & r(0.3)}
     cols["ActivityInsights"][s], priority[s] = _insights(_DEVICE_KEYS, flags, k)
     cols["ActionType"][s] = _obj(["RemoteInteractive", "Network", "Interactive"])[
         rng.choice(3, size=k, p=[0.5, 0.35, 0.15])]
@@ -930,9 +951,9 @@ def _noise_ueba(rng, start_ns: int, days: int, weekend: np.ndarray, per_day: int
     cols["SourceIPAddress"][s] = w.internal_ip[user[s]]
     cols["SourceIPLocation"][s] = ""
     cols["SourceDevice"][s] = w.workstation[user[s]]
-    cols["DevicesInsights"][s] = np.where(w.caller_tenant[user[s]] == 0,
-                                          '{"DeviceFamily":"Windows","OperatingSystem":"Windows 11 Enterprise"}',
-                                          '{"DeviceFamily":"Windows","OperatingSystem":"Windows 10 Enterprise"}')
+    os_name = np.where(w.caller_tenant[user[s]] == 0, "Windows 11 Enterprise", "Windows 10 Enterprise")
+    cols["DevicesInsights"][s] = ('{"DeviceFamily":"Windows","OperatingSystem":"' + os_name.astype(object)
+                                  + '"}')
     local = r(0.08)
     cols["UserPrincipalName"][s] = np.where(local, "", cols["UserPrincipalName"][s])
     cols["UserName"][s] = np.where(local, "localadmin", cols["UserName"][s])
@@ -940,9 +961,15 @@ def _noise_ueba(rng, start_ns: int, days: int, weekend: np.ndarray, per_day: int
                                         cols["UsersInsights"][s])
 
     priority = np.clip(priority * 2 + rng.integers(0, 2, size=n), 0, 10)
-    cols.update(TimeGenerated=t, InvestigationPriority=priority, TenantId=_obj(list(TENANT_IDS.values()))[tenant],
-                Type=np.full(n, "BehaviorAnalytics", dtype=object))
+    cols.update(TimeGenerated=t, InvestigationPriority=priority,
+                TenantId=_obj(list(TENANT_IDS.values()))[tenant],
+                Type=np.full(n, "BehaviorAnalytics", object))
     return cols
+
+
+_ATTACKER_DEVICE = json.dumps({"Browser": "Chrome 130.0", "DeviceFamily": "Windows", "DeviceType": "Desktop",
+                               "ISP": "Example Hosting Ltd", "OperatingSystem": "Windows 10",
+                               "UserAgentFamily": "Chrome"}, separators=(",", ":"))
 
 
 def _planted_ueba(cases: list[dict]) -> dict:
@@ -953,8 +980,8 @@ def _planted_ueba(cases: list[dict]) -> dict:
         c = spec[case["name"]]
         user = int(np.flatnonzero(w.caller == c.user)[0])
         insights = {k: "False" for k in _AAD_KEYS}
-        insights.update(FirstTimeUserConnectedFromCountry="True", CountryUncommonlyConnectedFromAmongPeers="True",
-                        FirstTimeUserConnectedViaISP="True", ISPUncommonlyUsedAmongPeers="True",
+        insights.update(FirstTimeUserConnectedFromCountry="True", FirstTimeUserConnectedViaISP="True",
+                        CountryUncommonlyConnectedFromAmongPeers="True", ISPUncommonlyUsedAmongPeers="True",
                         FirstTimeUserConnectedFromDevice="True", ActionUncommonlyPerformedByUser=c.insight)
         for t in case["ueba_times"]:
             rows.append({
@@ -964,10 +991,7 @@ def _planted_ueba(cases: list[dict]) -> dict:
                 "SourceIPAddress": c.ip, "SourceIPLocation": c.location, "SourceDevice": "",
                 "ActivityInsights": json.dumps(insights, separators=(",", ":")),
                 "UsersInsights": w.users_insights[user],
-                "DevicesInsights": json.dumps({"Browser": "Chrome 130.0", "DeviceFamily": "Windows",
-                                               "DeviceType": "Desktop", "ISP": "Example Hosting Ltd",
-                                               "OperatingSystem": "Windows 10", "UserAgentFamily": "Chrome"},
-                                              separators=(",", ":")),
+                "DevicesInsights": _ATTACKER_DEVICE,
                 "InvestigationPriority": 8, "Type": "BehaviorAnalytics"})
     return {k: _obj([r[k] for r in rows]) for k in UEBA_SCHEMA.names} if rows else {}
 
@@ -995,7 +1019,8 @@ def generate(start_day: date = DEMO_START, days: int = DEMO_DAYS, seed: int = DE
 
     ueba = _concat([_noise_ueba(rng, start_ns, days, weekend, activity_per_day), _planted_ueba(cases)])
     ueba = {k: np.asarray(v) for k, v in ueba.items()}
-    ueba_table = _table(ueba, np.argsort(ueba["TimeGenerated"].astype(np.int64), kind="stable"), UEBA_SCHEMA)
+    order = np.argsort(ueba["TimeGenerated"].astype(np.int64), kind="stable")
+    ueba_table = _table(ueba, order, UEBA_SCHEMA)
     return {"AzureActivity": activity, "BehaviorAnalytics": ueba_table}
 
 
@@ -1018,7 +1043,8 @@ def write_lake(tables: dict[str, pa.Table], root: Path) -> Path:
 def _iso(ns: np.ndarray) -> np.ndarray:
     """ISO 8601 UTC with 7 fractional digits and 'Z' (Log Analytics style)."""
     ns = np.asarray(ns, dtype=np.int64)
-    secs = np.datetime_as_string(ns.astype("datetime64[ns]").astype("datetime64[s]"), unit="s").astype(object)
+    secs = np.datetime_as_string(ns.astype("datetime64[ns]").astype("datetime64[s]"), unit="s")
+    secs = secs.astype(object)
     ticks = np.char.zfill(((ns % _NS_PER_S) // 100).astype(str), 7).astype(object)
     return secs + "." + ticks + "Z"
 
@@ -1043,6 +1069,16 @@ def write_jsonl(tables: dict[str, pa.Table], root: Path) -> Path:
     return root
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def _parse_dynamic(text):
     if text is None:
         return None
@@ -1055,14 +1091,19 @@ def _parse_dynamic(text):
 def ensure_demo_lake(root: Path) -> Path:
     """Write the default demo lake at `root` unless root/AzureActivity exists; returns root.
 
-    The lake is built in a sibling `root.tmp-<pid>` and renamed into place, so an interrupted run
-    never leaves a half lake at `root`. AzureActivity marks a complete lake: if `root` already
-    holds other files, the tables are moved in one by one, AzureActivity last.
+    The lake is built in a sibling `root.tmp-<pid>` and renamed into place (atomic when `root` is
+    absent or an empty folder), so an interrupted run never leaves a half lake at `root`; the
+    temporary folders of dead processes are removed. AzureActivity marks a complete lake: if
+    `root` already holds other files, the tables are moved in one by one, AzureActivity last.
     """
     root = Path(root)
     if (root / "AzureActivity").exists():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in root.parent.glob(f"{root.name}.tmp-*"):
+        pid = leftover.name.rpartition("-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
     tmp = root.parent / f"{root.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
