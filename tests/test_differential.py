@@ -259,8 +259,8 @@ def activity_insights():
         "city": st.just("Zürich"),
         "n": st.just({"a": [1, 2.5, None, True]}),
     })
-    values = st.sampled_from(["true", "TRUE", "False", " True", "True ", True, 1, None, ["True"],
-                              {"v": "True"}])
+    values = st.sampled_from(["true", "TRUE", "tRUE", "False", " True", "True ", True, 1, None,
+                              ["True"], {"v": "True"}])
     keys = st.sampled_from([INSIGHT.lower(), "actionUncommonlyPerformedByUser", INSIGHT + " "])
 
     @st.composite
@@ -277,6 +277,7 @@ def activity_insights():
     flagged = as_text(st.just(INSIGHT), st.just("True"))
     return mostly(flagged, st.one_of(
         as_text(st.just(INSIGHT), values),      # the key, another value
+        as_text(st.just(INSIGHT), values),
         as_text(keys, st.just("True")),          # another key, the value
         as_text(None, None),                     # no key
         st.sampled_from([
@@ -287,7 +288,7 @@ def activity_insights():
             json.dumps([{INSIGHT: "True"}]),             # an array: no properties
             "null", "True", "{}",
         ]),
-    ), weight=2)
+    ), weight=1)
 
 
 # UsersInsights: objects, arrays and null only. Scalars, strings and invalid text are left out of

@@ -189,12 +189,18 @@ def project_output(joined: pd.DataFrame) -> pd.DataFrame:
     Dynamic columns become Python values (dict, list, str...) as Kusto would return them.
     """
     out = joined.assign(
-        UEBAActivityInsights=joined["UEBAActivityInsights"].map(kql.parse_json),
-        UEBAUsersInsights=joined["UEBAUsersInsights"].map(kql.parse_json),
+        UEBAActivityInsights=_dynamic(joined["UEBAActivityInsights"]),
+        UEBAUsersInsights=_dynamic(joined["UEBAUsersInsights"]),
         AccountName=kql.split_at(joined["Caller"], "@", 0),
         AccountUPNSuffix=kql.split_at(joined["Caller"], "@", 1),
     )
     return out[OUTPUT_COLUMNS + CONTEXT_COLUMNS].reset_index(drop=True)
+
+
+def _dynamic(text: pd.Series) -> pd.Series:
+    """JSON text to dynamic values, as an object column: a map() would infer `str` when every
+    value is a string (invalid JSON stays a string) and turn null into NaN."""
+    return pd.Series([kql.parse_json(v) for v in text.astype(object)], index=text.index, dtype=object)
 
 
 def correlate(activity: pd.DataFrame, ueba: pd.DataFrame) -> pd.DataFrame:

@@ -203,6 +203,7 @@ def _read_parquet(path: Path, table: str, start, end, columns) -> Scan:
                              ignore_prefixes=[".", "_"], exclude_invalid_files=True)
     except (pa.ArrowInvalid, OSError) as exc:
         raise SourceError(table, f"cannot read Parquet folder {path}: {exc}") from None
+    dataset = _normalised(dataset, path, columns)
     names = set(dataset.schema.names)
     missing = [c for c in columns if c not in names]
     if "TimeGenerated" in missing:
@@ -241,6 +242,29 @@ def _read_parquet(path: Path, table: str, start, end, columns) -> Scan:
     frame = _typed(frame, columns)
     return Scan(table, frame, str(path), "parquet", dataset.count_rows(), len(frame), missing,
                 quarantine)
+
+
+def _normalised(dataset, path, columns):
+    """Read string-like columns (dictionary, large, view, all-null) as plain strings, so every
+    file of the folder and every writer's choice of encoding look the same to the scan."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    fields, changed = [], False
+    for f in dataset.schema:
+        kind = f.type
+        if f.name in columns and f.name != "TimeGenerated":
+            if pa.types.is_dictionary(kind):
+                kind = kind.value_type
+            if (pa.types.is_large_string(kind) or pa.types.is_null(kind)
+                    or getattr(pa.types, "is_string_view", lambda t: False)(kind)):
+                kind = pa.string()
+        changed |= kind != f.type
+        fields.append(pa.field(f.name, kind))
+    if not changed:
+        return dataset
+    return ds.dataset(path, schema=pa.schema(fields), format="parquet", partitioning="hive",
+                      ignore_prefixes=[".", "_"], exclude_invalid_files=True)
 
 
 def _partition_prune(schema, start, end):

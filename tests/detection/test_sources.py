@@ -119,3 +119,22 @@ def test_parquet_null_timegenerated_rows_are_counted_in_quarantine(tmp_path):
 def test_missing_table_names_what_was_looked_for(tmp_path):
     with pytest.raises(SourceError, match="AzureActivity: not found"):
         sources.read_table(tmp_path, "AzureActivity", START, END, COLS)
+
+
+def test_parquet_string_encodings_and_all_null_columns_read_as_strings(tmp_path):
+    folder = tmp_path / "AzureActivity"
+    folder.mkdir()
+    pq.write_table(pa.table({
+        "TimeGenerated": pa.array([pd.Timestamp("2026-10-31T10:00:00Z").value // 1000],
+                                  pa.timestamp("us", tz="UTC")),
+        "OperationNameValue": pa.array(["Microsoft.Compute/virtualMachines/runCommand/action"]).dictionary_encode(),
+        "Authorization": pa.array(['{"scope":"/subscriptions/s/x/virtualMachines/v"}'], pa.large_string()),
+        "CorrelationId": pa.array([None], pa.null()),
+        "Caller": pa.array(["a@b.c"], pa.string_view()),
+        "CallerIpAddress": pa.array([None], pa.string()),
+        "ActivityStatusValue": pa.array(["Succeeded"]),
+    }), folder / "x.parquet")
+    frame = sources.read_table(tmp_path, "AzureActivity", START, END, COLS).frame
+    assert all(str(frame[c].dtype) == "str" for c in COLS if c != "TimeGenerated")
+    assert frame["Caller"][0] == "a@b.c" and frame["CorrelationId"].isna().all()
+    assert frame["TimeGenerated"][0] == pd.Timestamp("2026-10-31T10:00:00Z")
