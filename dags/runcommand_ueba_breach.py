@@ -21,15 +21,37 @@ XCom carries paths and counts only. Back-fill with `airflow backfill create`.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
-
 
 from airflow.sdk import CronDataIntervalTimetable, dag, task
 
-from include.dag_defaults import DEFAULT_ARGS
+from include.dag_defaults import DEFAULT_ARGS, EXTRACT_ARGS
 from include.detection.rule import load_rule
 
 RULE = load_rule("runcommand_ueba_breach")
+log = logging.getLogger(__name__)
+
+
+def _airflow_connection(conn_id: str | None):
+    """An Airflow Connection by id (metadata DB, secrets backend or AIRFLOW_CONN_*), or None."""
+    if not conn_id:
+        return None
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return Connection.get(conn_id)
+    except AirflowNotFoundException:
+        return None
+
+
+def _alert_store_url() -> str:
+    """DETECTION_ALERT_STORE as a URL: a path or URL as is, an Airflow connection id resolved
+    here (the library does not import Airflow)."""
+    from include.detection import config, connections
+
+    return connections.resolve_store(config.alert_store(), _airflow_connection)
 
 
 def _window(context) -> tuple[str, str]:
@@ -52,28 +74,30 @@ def _window(context) -> tuple[str, str]:
     params={"rule": "runcommand_ueba_breach"},
 )
 def runcommand_ueba_breach():
-    @task
+    @task(**EXTRACT_ARGS)
     def extract(table: str, **context) -> dict:
+        """Waits (retries with delay) while the window is incomplete, then fails as such."""
         from include.detection import config, pipeline
 
         start, end = _window(context)
-        scan = pipeline.extract(config.source(), table, start, end, RULE)
-        folder = pipeline.run_folder(config.staging(), RULE, start, end)
-        path = pipeline.stage(scan.frame, folder / f"{table}.parquet")
-        from include.detection import quarantine
-        qpath = quarantine.write([scan], folder / "quarantine", end)
-        return {**scan.summary(), "path": str(path), "quarantine": str(qpath) if qpath else None,
-                "window": [start, end]}
+        return pipeline.extract_to_stage(config.source(), table, start, end, config.staging(), RULE)
 
     @task
     def validate(extracted: dict) -> dict:
-        from include.detection import pipeline, quality
+        """Re-validating the same staged data gives the same answer: fail without retrying."""
+        from airflow.exceptions import AirflowFailException
 
-        start, end = extracted["window"]
-        frame = pipeline.load_stage(extracted["path"])
-        table = extracted["table"]
-        result = quality.validate(table, frame, RULE.inputs[table], start, end)
-        return {**result.summary(), "path": extracted["path"]}
+        from include.detection import pipeline, store
+        from include.detection.errors import DataQualityError
+
+        with store.open_store() as s:
+            try:
+                checked = pipeline.validate_stage(extracted, s, RULE)
+            except DataQualityError as exc:
+                raise AirflowFailException(str(exc)) from exc
+        log.info("data quality: %s", checked["summary"])
+        log.info("Data Docs: %s", checked["docs"])
+        return checked
 
     @task
     def correlate(activity: dict, ueba: dict, **context) -> dict:
@@ -89,21 +113,31 @@ def runcommand_ueba_breach():
 
     @task
     def build_alerts(correlated: dict, activity: dict, ueba: dict, **context) -> dict:
+        """UPSERT one alert per Run Command execution (grouping: the rule's
+        eventGroupingSettings) into the alert store, by a deterministic id."""
         from include.detection import alerts, results, store
 
         start, end = _window(context)
-        status = "passed" if activity["status"] == ueba["status"] == "passed" else "failed"
+        status = alerts.worst_quality(activity.get("status"), ueba.get("status"))
         built = alerts.build_alerts(results.load(correlated["path"]), RULE, start, end, status)
-        with store.open_store() as s:
+        with store.open_store(_alert_store_url()) as s:
             counts = s.upsert(built)
+        log.info("alerts: %s", counts)
         return {**counts, "alert_ids": [a["id"] for a in built]}
 
     @task
     def deliver(stored: dict) -> dict:
-        from include.detection import sinks, store
+        """Deliver every pending alert (this run's and any left by an earlier outage) to each
+        destination; fails (DeliveryError) while any stays pending, so retries deliver them."""
+        from include.detection import config, destinations, store
 
-        with store.open_store() as s:
-            return sinks.deliver_pending(s)
+        names = config.destinations()
+        connections = {n: _airflow_connection(destinations.conn_id(n))
+                       for n in names if destinations.conn_id(n)}
+        with store.open_store(_alert_store_url()) as s:
+            report = destinations.deliver_pending(s, names, connections=connections)
+        log.info("deliveries: %s", report)
+        return report
 
     activity = validate.override(task_id="validate_azure_activity")(
         extract.override(task_id="extract_azure_activity")("AzureActivity"))

@@ -29,6 +29,13 @@ CONTEXT_COLUMNS = ["CorrelationId", "ResourceId"]
 
 GROUP_KEYS = ["CorrelationId", "Authorization", "Caller"]
 
+# The first `where` of each side, as data: the scan applies it (pushed down to Parquet) so only
+# candidate rows are materialised. Applying it again in the query is harmless.
+PUSHDOWN = {
+    "AzureActivity": ("OperationNameValue", "=~", RUN_COMMAND_OPERATION),
+    "BehaviorAnalytics": ("EventSource", "==", "Azure AD"),
+}
+
 
 # --- AzureActivity side ---------------------------------------------------------------------
 

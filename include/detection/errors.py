@@ -36,11 +36,15 @@ class DataQualityError(DetectionError):
     def __init__(self, failures: list[dict]):
         self.failures = failures
         lines = [
-            f"{f['table']}.{f.get('column') or '*'}: {f['check']} failed"
+            f"{f['table']}{'.' + f['column'] if f.get('column') else ''}: {f['check']} failed"
             + (f" (observed: {f['observed']})" if f.get("observed") is not None else "")
             for f in failures
         ]
         super().__init__("data-quality gate failed: " + "; ".join(lines))
+
+
+class IncompleteDataError(DataQualityError):
+    """The window is not complete yet (a gap, or the newest rows not ingested): waiting may fix it."""
 
 
 class DeliveryError(DetectionError):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import correlation, quality, sources
-from .errors import UsageError
+from .errors import DataQualityError, IncompleteDataError, UsageError
 from .rule import Rule, load_rule
 
 
@@ -32,9 +32,12 @@ def extract(source: Path, table: str, start, end, rule: Rule | None = None) -> s
     return sources.read_table(Path(source), table, start, end, rule.inputs[table])
 
 
-def validate(scan: sources.Scan, start, end, rule: Rule | None = None) -> quality.TableQuality:
+def validate(scan: sources.Scan, start, end, rule: Rule | None = None,
+             history: list[int] | None = None, docs_dir: Path | None = None,
+             raise_on_failure: bool = True) -> quality.TableQuality:
     rule = rule or load_rule()
-    return quality.validate(scan.table, scan.frame, rule.inputs[scan.table], start, end)
+    return quality.validate(scan.table, scan.frame, scan.summary(), rule.inputs[scan.table],
+                            start, end, history, docs_dir, raise_on_failure)
 
 
 @dataclass
@@ -43,17 +46,42 @@ class Detection:
     end: pd.Timestamp
     scans: dict[str, sources.Scan]
     quality: dict[str, quality.TableQuality]
-    result: pd.DataFrame
+    result: pd.DataFrame | None
+
+    @property
+    def failures(self) -> list[dict]:
+        return [f for q in self.quality.values() for f in q.failures]
+
+    def error(self) -> DataQualityError:
+        only_completeness = all(f["check"] in quality.COMPLETENESS_CHECKS for f in self.failures)
+        return (IncompleteDataError if only_completeness else DataQualityError)(self.failures)
+
+    @property
+    def data_quality(self) -> str:
+        statuses = {q.status for q in self.quality.values()}
+        return "failed" if "failed" in statuses else "warnings" if "warnings" in statuses else "passed"
 
 
-def detect(source: Path, end, period: timedelta | None = None, rule: Rule | None = None) -> Detection:
-    """Extract, gate and correlate one window; raises DataQualityError before correlating."""
+def detect(source: Path, end, period: timedelta | None = None, rule: Rule | None = None,
+           docs_dir: Path | None = None, history: dict[str, list[int]] | None = None,
+           raise_on_failure: bool = True) -> Detection:
+    """Extract, gate and correlate one window. A critical data-quality failure of either table
+    stops it before correlating: DataQualityError naming every failure (or, with
+    raise_on_failure=False, a Detection whose `result` is None and `failures` says why)."""
     rule = rule or load_rule()
     start, end = window(end, period or rule.query_period)
+    quality.prefetch()
     scans = {t: extract(source, t, start, end, rule) for t in sources.TABLES}
-    checks = {t: validate(s, start, end, rule) for t, s in scans.items()}
-    result = correlation.correlate(scans["AzureActivity"].frame, scans["BehaviorAnalytics"].frame)
-    return Detection(start, end, scans, checks, result)
+    checks = {t: validate(s, start, end, rule, (history or {}).get(t), docs_dir,
+                          raise_on_failure=False) for t, s in scans.items()}
+    detection = Detection(start, end, scans, checks, None)
+    if detection.failures:
+        if raise_on_failure:
+            raise detection.error()
+        return detection
+    detection.result = correlation.correlate(scans["AzureActivity"].frame,
+                                             scans["BehaviorAnalytics"].frame)
+    return detection
 
 
 # --- Staging: each DAG run writes its own interval-keyed Parquet files --------------------------
@@ -83,3 +111,67 @@ def load_stage(path: Path) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     return pq.read_table(path).to_pandas()
+
+
+# --- The DAG's steps as plain functions (the DAG file only wires them) ------------------------------
+
+def extract_to_stage(source: Path, table: str, start, end, staging: Path,
+                     rule: Rule | None = None) -> dict:
+    """Scan one table for the window into `<run folder>/<table>.parquet` plus a stats file.
+
+    Raises IncompleteDataError when the window is not complete yet, so the caller can wait and
+    scan again; every other problem is left to the validation step to name.
+    """
+    import json
+
+    from . import quarantine
+
+    rule = rule or load_rule()
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    scan = extract(source, table, start, end, rule)
+    folder = run_folder(staging, rule, start, end)
+    path = stage(scan.frame, folder / f"{table}.parquet")
+    qpath = quarantine.write([scan], folder / "quarantine" / table, end)
+    stats = {**scan.summary(), "quarantine_file": str(qpath) if qpath else None}
+    stats_path = folder / f"{table}.stats.json"
+    _write_text(stats_path, json.dumps(stats, default=str))
+    missing = quality.incomplete(quality.profile(stats, start, end))
+    if missing:
+        raise IncompleteDataError([{"table": table, **m} for m in missing])
+    return {"table": table, "path": str(path), "stats": str(stats_path),
+            "rows_in_window": scan.rows_in_window, "candidates": len(scan.frame),
+            "quarantined": scan.quarantined, "window": [start.isoformat(), end.isoformat()]}
+
+
+def validate_stage(extracted: dict, store=None, rule: Rule | None = None) -> dict:
+    """Validate a staged table (GE suites + Data Docs in the run folder); records the run's
+    volume in the store's history. Raises DataQualityError on a critical failure."""
+    import json
+
+    from . import history
+
+    rule = rule or load_rule()
+    table, (start, end) = extracted["table"], extracted["window"]
+    stats = json.loads(Path(extracted["stats"]).read_text())
+    runs = quality.load_config()["thresholds"]["volume_history_runs"]
+    past = history.trailing(store, rule.id, table, end, runs) if store else None
+    docs = Path(extracted["path"]).parent / "data_docs" / table
+    try:
+        checked = quality.validate(table, load_stage(extracted["path"]), stats, rule.inputs[table],
+                                   start, end, past, docs)
+    except DataQualityError:
+        if store:
+            history.record(store, rule.id, table, end, stats["rows_in_window"], "failed")
+        raise
+    if store:
+        history.record(store, rule.id, table, end, stats["rows_in_window"], checked.status)
+    return {**checked.summary(), "path": extracted["path"]}
+
+
+def _write_text(path: Path, text: str) -> None:
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .correlation import PUSHDOWN
 from .errors import SourceError
 
 TABLES = ("AzureActivity", "BehaviorAnalytics")
@@ -41,12 +42,20 @@ class Scan:
     missing_columns: list[str] = field(default_factory=list)
     quarantine: list[dict] = field(default_factory=list)
     hourly: dict[str, int] = field(default_factory=dict)  # "YYYY-MM-DDTHH" -> rows in window
+    newest: str | None = None     # newest TimeGenerated in the window (ISO)
+    source_types: dict[str, str] = field(default_factory=dict)  # column -> type as stored
+    prefiltered: bool = False     # frame holds only the rows the query's first `where` keeps
+
+    @property
+    def quarantined(self) -> int:
+        return sum(q.get("count", 1) for q in self.quarantine)
 
     def summary(self) -> dict:
         return {
             "table": self.table, "format": self.format, "rows_read": self.rows_read,
-            "rows_in_window": self.rows_in_window, "rows_kept": len(self.frame),
-            "quarantined": len(self.quarantine), "missing_columns": self.missing_columns,
+            "rows_in_window": self.rows_in_window, "candidates": len(self.frame),
+            "quarantined": self.quarantined, "missing_columns": self.missing_columns,
+            "newest": self.newest, "hourly": self.hourly, "source_types": self.source_types,
         }
 
 
@@ -62,20 +71,45 @@ def locate(source: Path, table: str) -> tuple[str, Path]:
 
 
 def read_table(source: Path, table: str, start: datetime, end: datetime,
-               columns: dict[str, str]) -> Scan:
-    """Rows of `table` with TimeGenerated in [start, end), restricted to `columns` (name -> type)."""
+               columns: dict[str, str], prefilter: bool = True) -> Scan:
+    """Rows of `table` with TimeGenerated in [start, end), restricted to `columns` (name -> type).
+
+    With `prefilter`, only rows that pass the query's first `where` on this table are kept
+    (see correlation.PUSHDOWN); the counts and hourly profile still cover every row in the window.
+    """
     fmt, path = locate(source, table)
     reader = {"jsonl": _read_jsonl, "parquet": _read_parquet, "csv": _read_csv}[fmt]
-    scan = reader(path, table, pd.Timestamp(start), pd.Timestamp(end), columns)
+    rule = PUSHDOWN.get(table) if prefilter else None
+    scan = reader(path, table, pd.Timestamp(start), pd.Timestamp(end), columns, rule)
     # A column absent from the source is absent from the frame: the quality gate names it.
-    scan.frame = scan.frame.drop(columns=scan.missing_columns)
-    scan.hourly = _hourly(scan.frame)
+    scan.frame = scan.frame.drop(columns=scan.missing_columns).reset_index(drop=True)
+    scan.prefiltered = rule is not None
     return scan
+
+
+def _keep(frame: pd.DataFrame, rule) -> pd.DataFrame:
+    """The pushdown predicate on a frame (same semantics as the query's step)."""
+    if rule is None or frame.empty or rule[0] not in frame:
+        return frame
+    column, op, literal = rule
+    values = frame[column].fillna("").astype("str")
+    return frame[values.str.lower() == literal.lower()] if op == "=~" else frame[values == literal]
+
+
+def _arrow_keep(rule, names):
+    import pyarrow.compute as pc
+
+    if rule is None or rule[0] not in names:
+        return pc.scalar(True)
+    column, op, literal = rule
+    if op == "=~":  # the literal is ASCII, so ASCII folding decides equality exactly
+        return pc.ascii_lower(pc.field(column)) == literal.lower()
+    return pc.field(column) == literal
 
 
 # --- JSON Lines and CSV: record by record, so one bad line is quarantined, not fatal --------------
 
-def _read_jsonl(path: Path, table: str, start, end, columns) -> Scan:
+def _read_jsonl(path: Path, table: str, start, end, columns, rule) -> Scan:
     values: dict[str, list] = {c: [] for c in columns}
     seen: set[str] = set()
     rows: list[int] = []
@@ -101,17 +135,17 @@ def _read_jsonl(path: Path, table: str, start, end, columns) -> Scan:
                 continue
             rows.append(lineno)
     return _finish(table, path, "jsonl", values, rows, seen, columns, quarantine, read, start, end,
-                   raw_of=lambda n: _line(path, n))
+                   rule, raw_of=lambda n: _line(path, n))
 
 
-def _read_csv(path: Path, table: str, start, end, columns) -> Scan:
+def _read_csv(path: Path, table: str, start, end, columns, rule) -> Scan:
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     frame.columns = [c.removesuffix(" [UTC]").strip() for c in frame.columns]
     values = {c: ([None if v == "" else v for v in frame[c]] if c in frame else [None] * len(frame))
               for c in columns}
     rows = list(range(2, len(frame) + 2))  # spreadsheet line numbers: header is line 1
     return _finish(table, path, "csv", values, rows, set(frame.columns), columns, [], len(frame),
-                   start, end, raw_of=lambda n: frame.iloc[n - 2].to_json())
+                   start, end, rule, raw_of=lambda n: frame.iloc[n - 2].to_json())
 
 
 def _append_record(record: dict, columns, values, seen) -> str | None:
@@ -137,7 +171,8 @@ def _append_record(record: dict, columns, values, seen) -> str | None:
     return None
 
 
-def _finish(table, path, fmt, values, rows, seen, columns, quarantine, read, start, end, raw_of):
+def _finish(table, path, fmt, values, rows, seen, columns, quarantine, read, start, end, rule,
+            raw_of):
     frame = pd.DataFrame({c: pd.Series(values[c], dtype=object) for c in columns})
     frame["_row"] = rows
     raw_time = frame["TimeGenerated"]
@@ -149,11 +184,13 @@ def _finish(table, path, fmt, values, rows, seen, columns, quarantine, read, sta
         quarantine.append(_bad(table, path, int(frame.at[i, "_row"]), reason, raw_of(frame.at[i, "_row"])))
     frame = frame.assign(TimeGenerated=parsed)[~bad]
     frame = frame[(frame["TimeGenerated"] >= start) & (frame["TimeGenerated"] < end)]
-    frame = _typed(frame.drop(columns="_row"), columns)
+    times = frame["TimeGenerated"]
+    frame = _typed(_keep(frame.drop(columns="_row"), rule), columns)
     missing = [c for c in columns if c not in seen] if read else []
     quarantine.sort(key=lambda q: q["line"])
-    return Scan(table, frame.reset_index(drop=True), str(path), fmt, read, len(frame), missing,
-                quarantine)
+    types = {c: "string" if columns[c] != DATETIME else "timestamp" for c in columns if c in seen}
+    return Scan(table, frame, str(path), fmt, read, len(times), missing, quarantine,
+                _hourly(times), _newest(times), types)
 
 
 def _parse_times(raw: pd.Series) -> pd.Series:
@@ -193,7 +230,7 @@ def _line(path: Path, n: int) -> str:
 
 # --- Parquet: projection and the window pushed down to the scan ----------------------------------
 
-def _read_parquet(path: Path, table: str, start, end, columns) -> Scan:
+def _read_parquet(path: Path, table: str, start, end, columns, rule) -> Scan:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
@@ -206,26 +243,24 @@ def _read_parquet(path: Path, table: str, start, end, columns) -> Scan:
     dataset = _normalised(dataset, path, columns)
     names = set(dataset.schema.names)
     missing = [c for c in columns if c not in names]
+    types = {c: _kind(dataset.schema.field(c).type) for c in columns if c in names}
     if "TimeGenerated" in missing:
         return Scan(table, _typed(pd.DataFrame({c: [] for c in columns}), columns), str(path),
-                    "parquet", dataset.count_rows(), 0, missing, [])
+                    "parquet", dataset.count_rows(), 0, missing, [], source_types=types)
     tg_type = dataset.schema.field("TimeGenerated").type
     if not pa.types.is_timestamp(tg_type):
         raise SourceError(table, f"is {tg_type} in {path}, expected a timestamp", "TimeGenerated")
-    tg = pc.field("TimeGenerated")
-    lo = pa.scalar(start.as_unit("ns").tz_convert("UTC") if tg_type.tz else
-                   start.tz_convert("UTC").tz_localize(None).as_unit("ns"),
-                   type=pa.timestamp("ns", tz=tg_type.tz))
-    hi = pa.scalar(end.as_unit("ns").tz_convert("UTC") if tg_type.tz else
-                   end.tz_convert("UTC").tz_localize(None).as_unit("ns"),
-                   type=pa.timestamp("ns", tz=tg_type.tz))
-    window = (tg.cast(pa.timestamp("ns", tz=tg_type.tz)) >= lo) & \
-             (tg.cast(pa.timestamp("ns", tz=tg_type.tz)) < hi)
-    window = window & _partition_prune(dataset.schema, start, end)
+    ns = pa.timestamp("ns", tz=tg_type.tz)
+    tg = pc.field("TimeGenerated").cast(ns)
+    window = ((tg >= _bound(start, tg_type)) & (tg < _bound(end, tg_type))
+              & _partition_prune(dataset.schema, start, end))
+    # The window's profile reads one narrow column; the candidates read the rule's columns only
+    # for rows that pass the pushed-down `where` (row groups are skipped on their statistics).
+    times = dataset.to_table(columns=["TimeGenerated"], filter=window)["TimeGenerated"]
     present = [c for c in columns if c in names]
-    table_ = dataset.to_table(columns=present, filter=window)
-    null_times = dataset.count_rows(filter=tg.is_null())
+    table_ = dataset.to_table(columns=present, filter=window & _arrow_keep(rule, names))
     quarantine = []
+    null_times = dataset.count_rows(filter=pc.field("TimeGenerated").is_null())
     if null_times:
         quarantine.append({"table": table, "source": str(path), "line": None,
                            "reason": "null TimeGenerated", "raw": None, "count": null_times})
@@ -234,14 +269,32 @@ def _read_parquet(path: Path, table: str, start, end, columns) -> Scan:
         frame[c] = None
     frame["TimeGenerated"] = _ticks(pd.to_datetime(frame["TimeGenerated"], utc=True))
     for c, kind in columns.items():
-        if kind == DYNAMIC and c in present and not pa.types.is_string(table_.schema.field(c).type) \
-                and not pa.types.is_large_string(table_.schema.field(c).type):
+        if kind == DYNAMIC and c in present and types[c] != "string":
             frame[c] = frame[c].map(lambda v: None if v is None else
                                     json.dumps(v, separators=(",", ":"), ensure_ascii=False,
                                                default=str))
-    frame = _typed(frame, columns)
-    return Scan(table, frame, str(path), "parquet", dataset.count_rows(), len(frame), missing,
-                quarantine)
+    times = _ticks(pd.to_datetime(times.to_pandas(), utc=True)) if len(times) else \
+        pd.Series([], dtype="datetime64[ns, UTC]")
+    return Scan(table, _typed(frame, columns), str(path), "parquet", dataset.count_rows(),
+                len(times), missing, quarantine, _hourly(times), _newest(times), types)
+
+
+def _bound(ts: pd.Timestamp, tg_type):
+    """A window bound as a scalar of the column's own type (naive columns hold UTC)."""
+    import pyarrow as pa
+
+    ts = ts.tz_convert("UTC").as_unit("ns")
+    return pa.scalar(ts if tg_type.tz else ts.tz_localize(None), type=pa.timestamp("ns", tz=tg_type.tz))
+
+
+def _kind(arrow_type) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "string"
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamp"
+    return str(arrow_type)
 
 
 def _normalised(dataset, path, columns):
@@ -286,8 +339,12 @@ def _partition_prune(schema, start, end):
     return pc.scalar(True)
 
 
-def _hourly(frame: pd.DataFrame) -> dict[str, int]:
-    if frame.empty:
+def _hourly(times: pd.Series) -> dict[str, int]:
+    if times.empty:
         return {}
-    counts = frame["TimeGenerated"].dt.floor("h").value_counts().sort_index()
+    counts = times.dt.floor("h").value_counts().sort_index()
     return {ts.strftime("%Y-%m-%dT%H"): int(n) for ts, n in counts.items()}
+
+
+def _newest(times: pd.Series) -> str | None:
+    return None if times.empty else times.max().isoformat()

@@ -1,6 +1,7 @@
 """The CLI contract: `python -m include.detection detect|alerts ...` on JSONL, Parquet and CSV."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -154,14 +155,14 @@ def test_missing_required_column_exits_3_naming_table_and_column(tmp_path, capsy
     ueba = [{k: v for k, v in r.items() if k != "UsersInsights"} for r in UEBA]
     code, err = detect(capsys, write_jsonl(tmp_path / "s", ACTIVITY, ueba), tmp_path / "o.jsonl")
     assert code == 3
-    assert "BehaviorAnalytics.UsersInsights" in err and "expect_column_to_exist" in err
+    assert "BehaviorAnalytics.UsersInsights: columns_exist failed (observed: column missing)" in err
     assert not (tmp_path / "o.jsonl").exists(), "no result file when the gate fails"
 
 
 def test_empty_table_in_window_exits_3(tmp_path, capsys):
     ueba = [ueba_row(TimeGenerated="2026-10-20T00:00:00Z")]
     code, err = detect(capsys, write_jsonl(tmp_path / "s", ACTIVITY, ueba), tmp_path / "o.jsonl")
-    assert code == 3 and "BehaviorAnalytics" in err and "row_count" in err
+    assert code == 3 and "BehaviorAnalytics: not_empty failed (observed: 0 rows in the window)" in err
 
 
 def test_cli_runs_as_a_module_in_a_subprocess(tmp_path):
@@ -191,3 +192,35 @@ def test_run_then_alerts_lists_alerts_with_tickets_and_evidence(tmp_path, capsys
     assert cli.main(["alerts", "show", alert["id"]]) == 0
     assert json.loads(capsys.readouterr().out)["id"] == alert["id"]
     assert cli.main(["alerts", "show", "nope"]) == 2
+
+
+def dense(make_row, start="2026-10-30T00:05:00Z", end="2026-11-01T00:00:00Z", every="10min",
+          skip=None):
+    """A complete window: one row every 10 minutes, optionally with a hole [skip[0], skip[1])."""
+    times = pd.date_range(start, end, freq=every, inclusive="left")
+    if skip:
+        times = times[(times < pd.Timestamp(skip[0])) | (times >= pd.Timestamp(skip[1]))]
+    return [make_row(TimeGenerated=t.isoformat().replace("+00:00", "Z")) for t in times]
+
+
+NOISE = dict(OperationNameValue="Microsoft.Storage/storageAccounts/listKeys/action")
+
+
+def test_day_long_hole_exits_3_naming_table_and_check(tmp_path, capsys):
+    from tests.factories import activity_row
+    activity = dense(lambda **k: activity_row(**NOISE, **k),
+                     skip=("2026-10-30T12:00:00Z", "2026-10-31T12:00:00Z")) + ACTIVITY
+    ueba = dense(lambda **k: ueba_row(EventSource="Device logons", **k)) + UEBA
+    code, err = detect(capsys, write_jsonl(tmp_path / "s", activity, ueba), tmp_path / "o.jsonl")
+    assert code == 3
+    assert re.search(r"AzureActivity\.TimeGenerated: no_gap failed \(observed: 2\d empty hours in a "
+                     r"row\)", err), err
+
+
+def test_complete_window_without_matches_succeeds_with_zero_results(tmp_path, capsys):
+    from tests.factories import activity_row
+    activity = dense(lambda **k: activity_row(**NOISE, **k))
+    ueba = dense(lambda **k: ueba_row(EventSource="Device logons", **k))
+    code, err = detect(capsys, write_jsonl(tmp_path / "s", activity, ueba), tmp_path / "o.jsonl")
+    assert code == 0 and "results: 0" in err
+    assert "AzureActivity: passed, complete" in err and "BehaviorAnalytics: passed, complete" in err
