@@ -259,16 +259,19 @@ def _run(context, table, kind, data, suite, site, present_columns) -> list[dict]
     asset = context.data_sources.add_or_update_pandas(f"{table}_{kind}").add_dataframe_asset(
         f"{table}_{kind}_{tag}")
     batch_definition = asset.add_batch_definition_whole_dataframe("window")
-    suite.name = f"{suite.name}_{tag}"
-    suite = context.suites.add(suite)
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"{table}_{kind}_{tag}", data=batch_definition, suite=suite))
-    actions = [UpdateDataDocsAction(name="docs", site_names=[site])] if site else []
-    checkpoint = context.checkpoints.add(gx.Checkpoint(
-        name=f"{table}_{kind}_{tag}", validation_definitions=[definition], actions=actions))
-    run = checkpoint.run(batch_parameters={"dataframe": data})
+    if site is None:  # no Data Docs wanted: validate the batch directly, 10x cheaper
+        results = [batch_definition.get_batch(batch_parameters={"dataframe": data}).validate(suite)]
+    else:  # a checkpoint stores the result and renders it into this run's Data Docs
+        suite.name = f"{suite.name}_{tag}"
+        suite = context.suites.add(suite)
+        definition = context.validation_definitions.add(gx.ValidationDefinition(
+            name=f"{table}_{kind}_{tag}", data=batch_definition, suite=suite))
+        checkpoint = context.checkpoints.add(gx.Checkpoint(
+            name=f"{table}_{kind}_{tag}", validation_definitions=[definition],
+            actions=[UpdateDataDocsAction(name="docs", site_names=[site])]))
+        results = list(checkpoint.run(batch_parameters={"dataframe": data}).run_results.values())
     out = []
-    for result in run.run_results.values():
+    for result in results:
         for r in result.results:
             if r.success:
                 continue
@@ -324,6 +327,10 @@ def _observed(result: dict, check: str, data: pd.DataFrame, column):
 @lru_cache(maxsize=1)
 def _context():
     """One ephemeral GE context per process (each one creates a temp docs folder)."""
+    import os
+
+    # A security product sends no usage analytics anywhere.
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
