@@ -74,7 +74,8 @@ def load(path: Path) -> pd.DataFrame:
 
     frame = pq.read_table(path).to_pandas()
     for col in DYNAMIC_COLUMNS:
-        frame[col] = frame[col].astype(object).map(lambda v: None if v is None else json.loads(v))
+        frame[col] = pd.Series([None if pd.isna(v) else json.loads(v) for v in frame[col]],
+                               index=frame.index, dtype=object)
     return frame
 
 
