@@ -2,7 +2,8 @@
 
   python -m include.detection detect --source DIR --end TS [--period 2d] --out FILE
   python -m include.detection run --source DIR --end TS          (detect + alert + deliver)
-  python -m include.detection alerts [--format jsonl|table] | alerts show ID | alerts redeliver
+  python -m include.detection alerts [--format jsonl|table] | alerts show ID
+  python -m include.detection alerts redeliver [ID] [--destination NAME ...] [--force]
   python -m include.detection demo --out DIR [--format parquet|jsonl]
 
 Exit codes: 0 ran (zero results is a success), 2 usage/configuration, 3 data-quality gate failed,
@@ -36,14 +37,25 @@ def _parser() -> argparse.ArgumentParser:
         d.add_argument("--rule", default="runcommand_ueba_breach", help="rule name or YAML path")
         d.add_argument("--quarantine", type=Path, default=None,
                        help="folder for unreadable records (default: beside --out, or the home)")
+        d.add_argument("--docs", type=Path, default=None,
+                       help="build Great Expectations Data Docs for this run into this folder")
         if name == "detect":
             d.add_argument("--out", type=Path, required=True, help="result file, .jsonl or .parquet")
+        else:
+            d.add_argument("--grouping", choices=["AlertPerExecution", "SingleAlert", "AlertPerResult"],
+                           default=None, help="alert grouping (default: the rule's eventGroupingSettings)")
 
-    a = sub.add_parser("alerts", help="list, show or redeliver stored alerts")
+    a = sub.add_parser("alerts", help="list, show or redeliver stored alerts (DETECTION_ALERT_STORE)",
+                       description="alerts [list] | alerts show ID | alerts redeliver [ID] "
+                                   "[--destination NAME ...] [--force]")
     a.add_argument("action", nargs="?", choices=["list", "show", "redeliver"], default="list")
-    a.add_argument("alert_id", nargs="?")
-    a.add_argument("--format", choices=["jsonl", "table"], default="jsonl")
-    a.add_argument("--destination", action="append", help="with redeliver: only these")
+    a.add_argument("alert_id", nargs="?", help="show: required; redeliver: only this alert")
+    a.add_argument("--format", choices=["jsonl", "table"], default="jsonl",
+                   help="list: one JSON object per line (default) or a table")
+    a.add_argument("--destination", action="append",
+                   help="redeliver: only this destination (repeatable; default DETECTION_DESTINATIONS)")
+    a.add_argument("--force", action="store_true",
+                   help="redeliver: send again even if delivered (updates the same ticket)")
 
     m = sub.add_parser("demo", help="write the seeded demo data set")
     m.add_argument("--out", type=Path, required=True)
@@ -63,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
 
 
-def _detection(args):
+def _detection(args, out_dir: Path):
+    """Run the gated detection and report on stderr; the quarantine is written even when the
+    gate fails (nothing is dropped silently)."""
     from .pipeline import detect
     from .rule import load_rule, parse_timespan
 
@@ -72,7 +86,11 @@ def _detection(args):
     source = args.source or config.source()
     if not Path(source).is_dir():
         raise UsageError(f"--source {source} is not a folder")
-    return rule, detect(source, args.end, period, rule)
+    detection = detect(source, args.end, period, rule, docs_dir=args.docs, raise_on_failure=False)
+    _report(detection, args, out_dir)
+    if detection.failures:
+        raise detection.error()
+    return rule, detection
 
 
 def _report(detection, args, out_dir: Path) -> None:
@@ -81,31 +99,35 @@ def _report(detection, args, out_dir: Path) -> None:
         s = scan.summary()
         print(f"{s['table']}: {s['rows_read']} rows read ({s['format']}), {s['rows_in_window']} in "
               f"window, {s['quarantined']} quarantined", file=sys.stderr)
+    for checked in detection.quality.values():
+        print(f"data quality: {checked.line()}", file=sys.stderr)
+    if args.docs:
+        print(f"data docs: {Path(args.docs) / 'index.html'}", file=sys.stderr)
     path = q.write(detection.scans.values(), args.quarantine or out_dir, detection.end)
     if path:
         print(f"quarantine: {path}", file=sys.stderr)
+    results = "not run (data-quality gate failed)" if detection.result is None else len(detection.result)
     print(f"window: [{detection.start.isoformat()}, {detection.end.isoformat()}), "
-          f"results: {len(detection.result)}", file=sys.stderr)
+          f"results: {results}", file=sys.stderr)
 
 
 def _detect(args) -> int:
     from . import results
     if args.out.suffix not in (".jsonl", ".parquet"):
         raise UsageError(f"--out {args.out}: use a .jsonl or .parquet file name")
-    rule, detection = _detection(args)
+    rule, detection = _detection(args, args.out.parent / "quarantine")
     results.write(detection.result, args.out)
-    _report(detection, args, args.out.parent / "quarantine")
     return 0
 
 
 def _run(args) -> int:
     from .alerts import build_alerts
-    from .sinks import deliver_pending
+    from .destinations import deliver_pending
     from .store import open_store
 
-    rule, detection = _detection(args)
-    _report(detection, args, config.home() / "quarantine")
-    alerts = build_alerts(detection.result, rule, detection.start, detection.end)
+    rule, detection = _detection(args, config.home() / "quarantine")
+    alerts = build_alerts(detection.result, rule, detection.start, detection.end,
+                          detection.data_quality, grouping=args.grouping)
     with open_store() as store:
         counts = store.upsert(alerts)
         print(f"alerts: {counts}", file=sys.stderr)
@@ -114,25 +136,40 @@ def _run(args) -> int:
 
 
 def _alerts(args) -> int:
-    from .sinks import deliver_pending
+    from .destinations import deliver_pending, known
     from .store import open_store
 
+    names = config.destinations()
     with open_store() as store:
         if args.action == "redeliver":
-            print(json.dumps(deliver_pending(store, args.destination)))
-            return 0
-        items = store.alerts()
-        if args.action == "show":
-            match = [a for a in items if a["id"] == args.alert_id]
-            if not match:
+            targets = args.destination or names
+            known(targets)
+            if args.alert_id and store.get(args.alert_id) is None:
                 raise UsageError(f"no alert with id {args.alert_id!r}")
-            print(json.dumps(match[0], indent=2, ensure_ascii=False))
+            if args.force:
+                store.reset(targets, args.alert_id)
+            report = deliver_pending(store, targets,
+                                     alert_ids=[args.alert_id] if args.alert_id else None)
+            print(json.dumps(report))
             return 0
+        if args.action == "show":
+            if not args.alert_id:
+                raise UsageError("alerts show needs an alert id")
+            alert = store.get(args.alert_id, names)
+            if alert is None:
+                raise UsageError(f"no alert with id {args.alert_id!r}")
+            alert["delivery_log"] = store.delivery_log(args.alert_id)
+            print(json.dumps(alert, indent=2, ensure_ascii=False))
+            return 0
+        items = store.alerts(names)
     if args.format == "table":
-        print(f"{'id':36}  {'severity':8}  {'start':20}  {'tickets':7}  title")
+        print(f"{'id':36}  {'severity':8}  {'start':20}  {'rows':4}  {'tickets':24}  title")
         for a in items:
+            tickets = ",".join(t["destination"] for t in a["tickets"] if t["current"]) or "-"
+            if a["pending"]:
+                tickets += f" (pending: {','.join(a['pending'])})"
             print(f"{a['id']:36}  {a['severity']:8}  {a['start_time'][:19] + 'Z':20}  "
-                  f"{len(a['tickets']):7}  {a['title']}")
+                  f"{len(a['evidence']):4}  {tickets:24}  {a['title']}")
     else:
         for a in items:
             print(json.dumps(a, ensure_ascii=False))

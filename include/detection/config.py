@@ -3,9 +3,11 @@
 DETECTION_HOME          base folder for local state (default: <repo>/.data)
 DETECTION_SOURCE        folder with the tables (default: $DETECTION_HOME/lake, the demo lake)
 DETECTION_STAGING       base path for per-run intermediate Parquet (default: $DETECTION_HOME/staging)
-DETECTION_ALERT_STORE   alert store: a path or sqlite:///path (default: $DETECTION_HOME/alerts.db)
+DETECTION_ALERT_STORE   alert store: a path, sqlite:///path, postgresql://... URL, or a connection id
+                        (Airflow connection, or AIRFLOW_CONN_<ID>) (default: $DETECTION_HOME/alerts.db)
 DETECTION_TICKET_DIR    the `file` destination's folder (default: $DETECTION_HOME/tickets)
-DETECTION_DESTINATIONS  comma-separated destination names (default: file)
+DETECTION_DESTINATIONS  comma-separated destination names: file, webhook, jira, servicenow (default:
+                        file); their settings: include/detection/destinations/
 """
 
 from __future__ import annotations

@@ -1,0 +1,280 @@
+"""What every destination shares: settings (Airflow connection or environment), HTTP with
+retries (requests + tenacity), the error kinds the outbox acts on, and redaction.
+
+Settings of destination NAME, later sources winning:
+1. environment: DETECTION_<NAME>_URL, _USER, _TOKEN / _PASSWORD, _SECRET, _PROJECT, ...;
+2. the Airflow connection `DETECTION_<NAME>_CONN_ID` (default `detection_<name>`): the object the
+   Airflow layer looked up and passed in, else `AIRFLOW_CONN_DETECTION_<NAME>` from the env;
+3. explicit `settings` passed by the caller (tests, other tools).
+
+HTTP tuning (per destination or global): DETECTION_HTTP_TIMEOUT (s, default 10),
+DETECTION_HTTP_ATTEMPTS (default 4), DETECTION_HTTP_BACKOFF (first wait, s, default 1),
+DETECTION_HTTP_MAX_WAIT (longest wait, s, default 30; a Retry-After beyond it is not waited for:
+the alert stays pending for the next attempt).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from tenacity import (RetryCallState, Retrying, retry_if_exception, stop_after_attempt,
+                      wait_exponential_jitter)
+
+from ..connections import Conn, from_env, redact, register_secret
+from ..errors import UsageError
+
+log = logging.getLogger("include.detection.destinations")
+
+TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+USER_AGENT = "detection-engineering-alerts/1.0"
+
+
+class DestinationError(Exception):
+    """A delivery failed. `transient`: the destination is down or busy (timeouts, connection
+    errors, 5xx, 429): the outbox stops trying it for this run and leaves its alerts pending.
+    Otherwise the alert was refused (4xx): the outbox goes on with the next alert."""
+
+    transient = False
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(redact(message))
+        self.retry_after = retry_after
+
+
+class TransientError(DestinationError):
+    transient = True
+
+
+class PermanentError(DestinationError):
+    transient = False
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether a failure means the destination itself is unavailable."""
+    if isinstance(exc, DestinationError):
+        return exc.transient
+    return isinstance(exc, (OSError, TimeoutError, requests.RequestException))
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a destination did: the ticket reference and whether it created or updated it."""
+
+    ticket_ref: str
+    action: str  # created | updated
+
+
+def _env(name: str, key: str) -> str | None:
+    return os.environ.get(f"DETECTION_{name.upper()}_{key}") or None
+
+
+def _float(value, default: float) -> float:
+    try:
+        return float(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        raise UsageError(f"not a number: {value!r}") from None
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class Destination:
+    """A ticketing destination. Subclasses set `name`, `ENV_KEYS` and implement `deliver`."""
+
+    name = "destination"
+    # settings key -> env suffix (DETECTION_<NAME>_<SUFFIX>); a connection maps onto the same keys
+    ENV_KEYS: dict[str, str] = {}
+    SECRET_KEYS = ("token", "password", "secret")
+    # HTTP calls one delivery makes at most (for the claim lease)
+    CALLS_PER_DELIVERY = 1
+
+    def __init__(self, settings: dict | None = None, connection: Any = None):
+        self.settings = self.resolve(settings, connection)
+        for key in self.SECRET_KEYS:
+            register_secret(self.settings.get(key))
+
+    # --- settings ------------------------------------------------------------------------------
+
+    @classmethod
+    def conn_id(cls) -> str:
+        return os.environ.get(f"DETECTION_{cls.name.upper()}_CONN_ID") or f"detection_{cls.name}"
+
+    @classmethod
+    def from_connection(cls, conn: Conn) -> dict:
+        """Map an Airflow connection onto settings keys (subclasses extend)."""
+        out = {"url": conn.base_url() if conn.host else None, "user": conn.login or None,
+               "password": conn.password or None}
+        out.update({k: v for k, v in conn.extra.items() if v not in (None, "")})
+        return out
+
+    @classmethod
+    def resolve(cls, settings: dict | None, connection: Any = None) -> dict:
+        merged: dict = {}
+        for key, suffix in {**cls.ENV_KEYS, "timeout": "TIMEOUT", "attempts": "ATTEMPTS",
+                            "backoff": "BACKOFF", "max_wait": "MAX_WAIT"}.items():
+            value = _env(cls.name, suffix)
+            if value is None and key in ("timeout", "attempts", "backoff", "max_wait"):
+                value = os.environ.get(f"DETECTION_HTTP_{suffix}") or None
+            if value is not None:
+                merged[key] = value
+        conn = Conn.from_object(connection) if connection is not None else from_env(cls.conn_id())
+        if conn is not None:
+            merged.update({k: v for k, v in cls.from_connection(conn).items() if v is not None})
+        merged.update({k: v for k, v in (settings or {}).items() if v is not None})
+        return merged
+
+    def require(self, *keys: str) -> None:
+        missing = [k for k in keys if not self.settings.get(k)]
+        if missing:
+            env = ", ".join(f"DETECTION_{self.name.upper()}_{self.ENV_KEYS.get(k, k.upper())}"
+                            for k in missing)
+            raise UsageError(f"destination {self.name!r} is not configured: missing "
+                             f"{', '.join(missing)} (set {env}, or the Airflow connection "
+                             f"{self.conn_id()!r})")
+
+    # --- delivery ------------------------------------------------------------------------------
+
+    def max_duration(self) -> float:
+        """Longest one `deliver` call can take (the claim lease must outlast it)."""
+        return 60.0
+
+    def deliver(self, alert: dict, ticket_ref: str | None) -> Delivery | str:
+        raise NotImplementedError
+
+
+class HttpDestination(Destination):
+    """A destination over HTTP: one `requests.Session`, each `deliver_once` retried as a whole
+    (so a timed-out create is followed by a search, never a blind second create)."""
+
+    def __init__(self, settings: dict | None = None, connection: Any = None):
+        super().__init__(settings, connection)
+        s = self.settings
+        self.timeout = _float(s.get("timeout"), 10.0)
+        self.attempts = max(1, int(_float(s.get("attempts"), 4)))
+        self.backoff = _float(s.get("backoff"), 1.0)
+        self.max_wait = _float(s.get("max_wait"), 30.0)
+        self.session = requests.Session()
+        self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+
+    def max_duration(self) -> float:
+        per_try = self.CALLS_PER_DELIVERY * self.timeout * 2  # connect + read timeouts
+        return self.attempts * per_try + (self.attempts - 1) * self.max_wait + 30.0
+
+    def url(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        return self.settings["url"].rstrip("/") + "/" + path.lstrip("/")
+
+    def request(self, method: str, path: str, allow: tuple[int, ...] = (), **kwargs) -> requests.Response:
+        """One HTTP call: the response if 2xx or in `allow`, else TransientError (timeouts,
+        connection errors, 429, 5xx: retried) or PermanentError. Messages carry no secrets."""
+        where = f"{self.name}: {method} {_shown(path)}"
+        try:
+            resp = self.session.request(method, self.url(path), timeout=self.timeout, **kwargs)
+        except requests.Timeout:
+            raise TransientError(f"{where}: timed out after {self.timeout:g} s") from None
+        except requests.ConnectionError as exc:
+            reason = type(getattr(exc.args[0], "reason", exc) if exc.args else exc).__name__
+            raise TransientError(f"{where}: connection failed ({reason})") from None
+        except requests.RequestException as exc:
+            raise TransientError(f"{where}: {type(exc).__name__}") from None
+        if 200 <= resp.status_code < 300 or resp.status_code in allow:
+            return resp
+        snippet = " ".join(resp.text[:200].split())
+        message = f"{where}: HTTP {resp.status_code}" + (f" ({snippet})" if snippet else "")
+        if resp.status_code in TRANSIENT_STATUS or resp.status_code >= 500:
+            raise TransientError(message, retry_after_seconds(resp.headers.get("Retry-After")))
+        raise PermanentError(message)
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception()
+        if getattr(exc, "retry_after", None) is not None:
+            return exc.retry_after
+        return wait_exponential_jitter(initial=self.backoff, max=self.max_wait,
+                                       jitter=self.backoff)(state)
+
+    def _retryable(self, exc: BaseException) -> bool:
+        if not isinstance(exc, TransientError):
+            return False
+        if exc.retry_after is not None and exc.retry_after > self.max_wait:
+            log.warning("%s asks to retry after %.0f s (more than %.0f s): leaving it for the "
+                        "next attempt", self.name, exc.retry_after, self.max_wait)
+            return False
+        return True
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        log.warning("%s (attempt %d/%d); retrying in %.2f s", state.outcome.exception(),
+                    state.attempt_number, self.attempts, state.next_action.sleep)
+
+    def deliver(self, alert: dict, ticket_ref: str | None) -> Delivery:
+        retrying = Retrying(stop=stop_after_attempt(self.attempts), wait=self._wait,
+                            retry=retry_if_exception(self._retryable),
+                            before_sleep=self._before_sleep, reraise=True)
+        return retrying(self.deliver_once, alert, ticket_ref)
+
+    def deliver_once(self, alert: dict, ticket_ref: str | None) -> Delivery:
+        raise NotImplementedError
+
+
+def _shown(path: str) -> str:
+    """A request target for messages: a relative API path as is; of a full URL only scheme and
+    host (webhook URLs often carry a secret in their path or query)."""
+    if "://" in path:
+        parts = urlsplit(path)
+        return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "") + "/..."
+    return path.split("?")[0]
+
+
+# --- ticket text -----------------------------------------------------------------------------------
+
+def summary_lines(alert: dict, max_evidence: int = 20) -> list[str]:
+    """The alert as plain text lines, for ticket descriptions."""
+    lines = [alert.get("description", ""), "",
+             f"Severity: {alert['severity']}",
+             f"Tactics: {', '.join(alert.get('tactics', []))}",
+             f"Techniques: {', '.join(alert.get('techniques', []))}",
+             f"Start: {alert.get('start_time')}  End: {alert.get('end_time')}",
+             f"Window: {alert['window']['start']} .. {alert['window']['end']}",
+             f"Rule: {alert.get('rule_name')} ({alert.get('rule_id')}, version {alert.get('rule_version')})",
+             f"Data quality: {alert.get('data_quality')}",
+             f"Alert id: {alert['id']} (revision {alert.get('revision', 1)}, "
+             f"fingerprint {alert.get('fingerprint', '')[:16]})", "", "Entities:"]
+    for e in alert.get("entities", []):
+        lines.append("- " + e["type"] + ": " + ", ".join(f"{k}={v}" for k, v in e.items() if k != "type"))
+    lines += ["", "Custom details:"]
+    for key, values in alert.get("custom_details", {}).items():
+        shown = [v if isinstance(v, str) else _compact(v) for v in values]
+        lines.append(f"- {key}: {'; '.join(shown)}")
+    evidence = alert.get("evidence", [])
+    lines += ["", f"Evidence ({len(evidence)} rows):"]
+    for row in evidence[:max_evidence]:
+        lines.append(f"- run command {row['StartTime']} .. {row['EndTime']} from {row['CallerIpAddress']}; "
+                     f"UEBA {row['UEBAActionType']} at {row['UEBAEventTime']} from {row['UEBASourceIPLocation']}")
+    if len(evidence) > max_evidence:
+        lines.append(f"- ... {len(evidence) - max_evidence} more (see the alert store)")
+    return lines
+
+
+def _compact(value) -> str:
+    import json
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
