@@ -90,7 +90,7 @@ def runcommand_ueba_breach():
         from include.detection import pipeline, store
         from include.detection.errors import DataQualityError
 
-        with store.open_store() as s:
+        with store.open_store(_alert_store_url()) as s:
             try:
                 checked = pipeline.validate_stage(extracted, s, RULE)
             except DataQualityError as exc:
