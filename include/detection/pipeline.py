@@ -148,23 +148,21 @@ def validate_stage(extracted: dict, store=None, rule: Rule | None = None) -> dic
     volume in the store's history. Raises DataQualityError on a critical failure."""
     import json
 
-    from . import history
-
     rule = rule or load_rule()
     table, (start, end) = extracted["table"], extracted["window"]
     stats = json.loads(Path(extracted["stats"]).read_text())
     runs = quality.load_config()["thresholds"]["volume_history_runs"]
-    past = history.trailing(store, rule.id, table, end, runs) if store else None
+    past = store.trailing_runs(rule.id, table, end, runs) if store else None
     docs = Path(extracted["path"]).parent / "data_docs" / table
     try:
         checked = quality.validate(table, load_stage(extracted["path"]), stats, rule.inputs[table],
                                    start, end, past, docs)
     except DataQualityError:
         if store:
-            history.record(store, rule.id, table, end, stats["rows_in_window"], "failed")
+            store.record_run(rule.id, table, end, stats["rows_in_window"], "failed")
         raise
     if store:
-        history.record(store, rule.id, table, end, stats["rows_in_window"], checked.status)
+        store.record_run(rule.id, table, end, stats["rows_in_window"], checked.status)
     return {**checked.summary(), "path": extracted["path"]}
 
 

@@ -35,6 +35,11 @@ from .connections import redact, resolve_store
 from .errors import UsageError
 
 SCHEMA = [
+    # Rows per table per scheduled window: the baseline of the volume check (quality.yaml).
+    """CREATE TABLE IF NOT EXISTS run_history (
+        rule_id TEXT NOT NULL, table_name TEXT NOT NULL, window_end TEXT NOT NULL,
+        rows_in_window INTEGER NOT NULL, status TEXT NOT NULL, recorded_at TEXT NOT NULL,
+        PRIMARY KEY (rule_id, table_name, window_end))""",
     """CREATE TABLE IF NOT EXISTS alerts (
         id TEXT PRIMARY KEY, rule_id TEXT NOT NULL, severity TEXT NOT NULL, title TEXT NOT NULL,
         first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, revision INTEGER NOT NULL,
@@ -353,6 +358,28 @@ class AlertStore:
                                 f"WHERE destination IN ({marks}){where}"),
                         (*destinations, *([alert_id] if alert_id else [])))
             return cur.rowcount
+
+    # --- run history ----------------------------------------------------------------------------
+
+    def record_run(self, rule_id: str, table: str, window_end: str, rows: int, status: str) -> None:
+        """UPSERT: a re-run of an interval replaces its own entry, never adds a second."""
+        with self._tx() as cur:
+            cur.execute(self._q(
+                "INSERT INTO run_history (rule_id, table_name, window_end, rows_in_window, status, "
+                "recorded_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (rule_id, table_name, window_end) "
+                "DO UPDATE SET rows_in_window = excluded.rows_in_window, status = excluded.status, "
+                "recorded_at = excluded.recorded_at"),
+                (rule_id, table, window_end, rows, status, _iso(_now())))
+
+    def trailing_runs(self, rule_id: str, table: str, before_end: str, runs: int) -> list[int]:
+        """Rows in the window of the last `runs` runs that ended before this one; failed runs are
+        left out, so an outage does not lower the baseline."""
+        with self._tx(write=False) as cur:
+            cur.execute(self._q(
+                "SELECT rows_in_window FROM run_history WHERE rule_id = ? AND table_name = ? "
+                "AND window_end < ? AND status != 'failed' ORDER BY window_end DESC LIMIT ?"),
+                (rule_id, table, before_end, runs))
+            return [row[0] for row in cur.fetchall()]
 
     def delivery_log(self, alert_id: str | None = None) -> list[dict]:
         where, args = ("WHERE alert_id = ?", (alert_id,)) if alert_id else ("", ())
