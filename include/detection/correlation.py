@@ -29,11 +29,17 @@ CONTEXT_COLUMNS = ["CorrelationId", "ResourceId"]
 
 GROUP_KEYS = ["CorrelationId", "Authorization", "Caller"]
 
-# The first `where` of each side, as data: the scan applies it (pushed down to Parquet) so only
-# candidate rows are materialised. Applying it again in the query is harmless.
+# What the scan may drop before the query runs, as data: each side's first `where`, or a
+# necessary condition of it, so only candidate rows are materialised. The query applies the exact
+# step again, so a superset is always safe.
+#   "=~"         case-insensitive equality (the step itself)
+#   "=="         equality (the step itself)
+#   "may_hold"   the JSON text can hold key == value: it has `"key" : "value"` verbatim, or a
+#                \u escape (the only way JSON spells those letters differently)
 PUSHDOWN = {
-    "AzureActivity": ("OperationNameValue", "=~", RUN_COMMAND_OPERATION),
-    "BehaviorAnalytics": ("EventSource", "==", "Azure AD"),
+    "AzureActivity": [("OperationNameValue", "=~", "MICROSOFT.COMPUTE/VIRTUALMACHINES/RUNCOMMAND/ACTION")],
+    "BehaviorAnalytics": [("EventSource", "==", "Azure AD"),
+                          ("ActivityInsights", "may_hold", ("ActionUncommonlyPerformedByUser", "True"))],
 }
 
 

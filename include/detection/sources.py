@@ -13,6 +13,7 @@ Records that cannot be read go to `quarantine` with a reason; they are never dro
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -79,32 +80,53 @@ def read_table(source: Path, table: str, start: datetime, end: datetime,
     """
     fmt, path = locate(source, table)
     reader = {"jsonl": _read_jsonl, "parquet": _read_parquet, "csv": _read_csv}[fmt]
-    rule = PUSHDOWN.get(table) if prefilter else None
-    scan = reader(path, table, pd.Timestamp(start), pd.Timestamp(end), columns, rule)
+    rules = PUSHDOWN.get(table) if prefilter else None
+    scan = reader(path, table, pd.Timestamp(start), pd.Timestamp(end), columns, rules)
     # A column absent from the source is absent from the frame: the quality gate names it.
     scan.frame = scan.frame.drop(columns=scan.missing_columns).reset_index(drop=True)
-    scan.prefiltered = rule is not None
+    scan.prefiltered = bool(rules)
     return scan
 
 
-def _keep(frame: pd.DataFrame, rule) -> pd.DataFrame:
-    """The pushdown predicate on a frame (same semantics as the query's step)."""
-    if rule is None or frame.empty or rule[0] not in frame:
-        return frame
+def _keep(frame: pd.DataFrame, rules) -> pd.DataFrame:
+    """The pushed-down predicates (correlation.PUSHDOWN) on a frame."""
+    for column, op, literal in rules or ():
+        if frame.empty or column not in frame:
+            continue
+        values = frame[column].fillna("").astype("str")
+        if op == "=~":
+            frame = frame[values.str.lower() == literal.lower()]
+        elif op == "==":
+            frame = frame[values == literal]
+        else:  # may_hold
+            frame = frame[values.str.contains(_may_hold_regex(*literal), regex=True)
+                          | values.str.contains("\\u", regex=False)]
+    return frame
+
+
+def _may_hold_regex(key: str, value: str) -> str:
+    return f'"{re.escape(key)}"\\s*:\\s*"{re.escape(value)}"'
+
+
+def _sql_predicate(rule, types: dict[str, str]) -> str | None:
+    """A pushed-down predicate as DuckDB SQL (None when it cannot apply to this column type)."""
     column, op, literal = rule
-    values = frame[column].fillna("").astype("str")
-    return frame[values.str.lower() == literal.lower()] if op == "=~" else frame[values == literal]
+    if column not in types or types[column] != "VARCHAR":
+        return None
+    col = _ident(column)
+    if op == "=~":  # the literal is ASCII, and no non-ASCII letter lowercases to one of its letters
+        return f"lower({col}) = {_lit(literal.lower())}"
+    if op == "==":
+        return f"{col} = {_lit(literal)}"
+    return f"(regexp_matches({col}, {_lit(_may_hold_regex(*literal))}) OR contains({col}, '\\u'))"
 
 
-def _arrow_keep(rule, names):
-    import pyarrow.compute as pc
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
-    if rule is None or rule[0] not in names:
-        return pc.scalar(True)
-    column, op, literal = rule
-    if op == "=~":  # the literal is ASCII, so ASCII folding decides equality exactly
-        return pc.ascii_lower(pc.field(column)) == literal.lower()
-    return pc.field(column) == literal
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 # --- JSON Lines and CSV: record by record, so one bad line is quarantined, not fatal --------------
@@ -230,113 +252,97 @@ def _line(path: Path, n: int) -> str:
 
 # --- Parquet: projection and the window pushed down to the scan ----------------------------------
 
-def _read_parquet(path: Path, table: str, start, end, columns, rule) -> Scan:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.dataset as ds
+def _read_parquet(path: Path, table: str, start, end, columns, rules) -> Scan:
+    """DuckDB scans the folder: the window and the pushed-down predicates are evaluated in the
+    scan, so the large string columns are decoded only for candidate rows; a second, narrow pass
+    over TimeGenerated profiles every row of the window (hourly counts, newest row)."""
+    import duckdb
 
+    files = sorted(str(f) for f in Path(path).rglob("*.parquet")
+                   if not any(part.startswith((".", "_")) for part in f.relative_to(path).parts))
+    if not files:
+        raise SourceError(table, f"no Parquet files under {path}")
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    src = f"read_parquet({files!r}, hive_partitioning = true, union_by_name = true)"
     try:
-        dataset = ds.dataset(path, format="parquet", partitioning="hive",
-                             ignore_prefixes=[".", "_"], exclude_invalid_files=True)
-    except (pa.ArrowInvalid, OSError) as exc:
+        types = {name: kind for name, kind, *_ in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+    except duckdb.Error as exc:
         raise SourceError(table, f"cannot read Parquet folder {path}: {exc}") from None
-    dataset = _normalised(dataset, path, columns)
-    names = set(dataset.schema.names)
-    missing = [c for c in columns if c not in names]
-    types = {c: _kind(dataset.schema.field(c).type) for c in columns if c in names}
+    missing = [c for c in columns if c not in types]
+    source_types = {c: _kind(types[c]) for c in columns if c in types}
+    total, null_times = con.sql(
+        f"SELECT count(*), count(*) FILTER (WHERE {_ident('TimeGenerated')} IS NULL) FROM {src}"
+        if "TimeGenerated" in types else f"SELECT count(*), 0 FROM {src}").fetchall()[0]
     if "TimeGenerated" in missing:
         return Scan(table, _typed(pd.DataFrame({c: [] for c in columns}), columns), str(path),
-                    "parquet", dataset.count_rows(), 0, missing, [], source_types=types)
-    tg_type = dataset.schema.field("TimeGenerated").type
-    if not pa.types.is_timestamp(tg_type):
-        raise SourceError(table, f"is {tg_type} in {path}, expected a timestamp", "TimeGenerated")
-    ns = pa.timestamp("ns", tz=tg_type.tz)
-    tg = pc.field("TimeGenerated").cast(ns)
-    window = ((tg >= _bound(start, tg_type)) & (tg < _bound(end, tg_type))
-              & _partition_prune(dataset.schema, start, end))
-    # The window's profile reads one narrow column; the candidates read the rule's columns only
-    # for rows that pass the pushed-down `where` (row groups are skipped on their statistics).
-    times = dataset.to_table(columns=["TimeGenerated"], filter=window)["TimeGenerated"]
-    present = [c for c in columns if c in names]
-    table_ = dataset.to_table(columns=present, filter=window & _arrow_keep(rule, names))
-    quarantine = []
-    null_times = dataset.count_rows(filter=pc.field("TimeGenerated").is_null())
-    if null_times:
-        quarantine.append({"table": table, "source": str(path), "line": None,
-                           "reason": "null TimeGenerated", "raw": None, "count": null_times})
-    frame = table_.to_pandas()
+                    "parquet", total, 0, missing, [], source_types=source_types)
+    if not types["TimeGenerated"].startswith("TIMESTAMP"):
+        raise SourceError(table, f"is {types['TimeGenerated']} in {path}, expected a timestamp",
+                          "TimeGenerated")
+    where = " AND ".join([_sql_window(types["TimeGenerated"], start, end),
+                          *_sql_prune(types, start, end)])
+    hourly = con.sql(
+        f"SELECT epoch_ns(TimeGenerated) // 3600000000000 AS h, count(*), max(epoch_ns(TimeGenerated)) "
+        f"FROM {src} WHERE {where} GROUP BY h ORDER BY h").fetchall()
+    keep = [p for p in (_sql_predicate(r, types) for r in rules or ()) if p]
+    present = [c for c in columns if c in types]
+    frame = con.sql(f"SELECT {', '.join(map(_ident, present))} FROM {src} "
+                    f"WHERE {' AND '.join([where, *keep])}").to_arrow_table().to_pandas()
+    con.close()
     for c in missing:
         frame[c] = None
     frame["TimeGenerated"] = _ticks(pd.to_datetime(frame["TimeGenerated"], utc=True))
     for c, kind in columns.items():
-        if kind == DYNAMIC and c in present and types[c] != "string":
+        if kind == DYNAMIC and c in present and source_types[c] != "string":
             frame[c] = frame[c].map(lambda v: None if v is None else
                                     json.dumps(v, separators=(",", ":"), ensure_ascii=False,
                                                default=str))
-    times = _ticks(pd.to_datetime(times.to_pandas(), utc=True)) if len(times) else \
-        pd.Series([], dtype="datetime64[ns, UTC]")
-    return Scan(table, _typed(frame, columns), str(path), "parquet", dataset.count_rows(),
-                len(times), missing, quarantine, _hourly(times), _newest(times), types)
+    frame = _keep(frame, rules)  # predicates the SQL could not take (non-string columns)
+    quarantine = []
+    if null_times:
+        quarantine.append({"table": table, "source": str(path), "line": None,
+                           "reason": "null TimeGenerated", "raw": None, "count": null_times})
+    in_window = sum(n for _, n, _ in hourly)
+    counts = {pd.Timestamp(h * 3600 * 10**9, tz="UTC").strftime("%Y-%m-%dT%H"): n
+              for h, n, _ in hourly}
+    newest = max((t for *_, t in hourly), default=None)
+    newest = None if newest is None else pd.Timestamp(newest // 100 * 100, tz="UTC").isoformat()
+    return Scan(table, _typed(frame, columns), str(path), "parquet", total, in_window, missing,
+                quarantine, counts, newest, source_types)
 
 
-def _bound(ts: pd.Timestamp, tg_type):
-    """A window bound as a scalar of the column's own type (naive columns hold UTC)."""
-    import pyarrow as pa
-
-    ts = ts.tz_convert("UTC").as_unit("ns")
-    return pa.scalar(ts if tg_type.tz else ts.tz_localize(None), type=pa.timestamp("ns", tz=tg_type.tz))
-
-
-def _kind(arrow_type) -> str:
-    import pyarrow as pa
-
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return "string"
-    if pa.types.is_timestamp(arrow_type):
-        return "timestamp"
-    return str(arrow_type)
+def _sql_window(kind: str, start: pd.Timestamp, end: pd.Timestamp) -> str:
+    """TimeGenerated in [start, end) at nanosecond precision, whatever the stored unit."""
+    lo, hi = start.as_unit("ns").value, end.as_unit("ns").value
+    col = _ident("TimeGenerated")
+    if kind in ("TIMESTAMP_NS", "TIMESTAMPTZ_NS"):  # comparable with row-group statistics
+        return (f"{col} >= make_timestamp_ns({lo})::{kind} AND "
+                f"{col} < make_timestamp_ns({hi})::{kind}")
+    return f"epoch_ns({col}) >= {lo} AND epoch_ns({col}) < {hi}"
 
 
-def _normalised(dataset, path, columns):
-    """Read string-like columns (dictionary, large, view, all-null) as plain strings, so every
-    file of the folder and every writer's choice of encoding look the same to the scan."""
-    import pyarrow as pa
-    import pyarrow.dataset as ds
-
-    fields, changed = [], False
-    for f in dataset.schema:
-        kind = f.type
-        if f.name in columns and f.name != "TimeGenerated":
-            if pa.types.is_dictionary(kind):
-                kind = kind.value_type
-            if (pa.types.is_large_string(kind) or pa.types.is_null(kind)
-                    or getattr(pa.types, "is_string_view", lambda t: False)(kind)):
-                kind = pa.string()
-        changed |= kind != f.type
-        fields.append(pa.field(f.name, kind))
-    if not changed:
-        return dataset
-    return ds.dataset(path, schema=pa.schema(fields), format="parquet", partitioning="hive",
-                      ignore_prefixes=[".", "_"], exclude_invalid_files=True)
-
-
-def _partition_prune(schema, start, end):
+def _sql_prune(types: dict[str, str], start, end) -> list[str]:
     """Skip Hive `date=` partitions far outside the window (a day of slack each side, in case the
     export partitions by ingestion date). TimeGenerated is still filtered exactly."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if "date" not in schema.names:
-        return pc.scalar(True)
+    if "date" not in types:
+        return []
     lo = (start - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
     hi = (end + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
-    kind = schema.field("date").type
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return (pc.field("date") >= lo) & (pc.field("date") <= hi)
-    if pa.types.is_date(kind):
-        return (pc.field("date") >= pa.scalar(pd.Timestamp(lo).date())) & \
-               (pc.field("date") <= pa.scalar(pd.Timestamp(hi).date()))
-    return pc.scalar(True)
+    if types["date"] == "DATE":
+        return [f"{_ident('date')} BETWEEN DATE '{lo}' AND DATE '{hi}'"]
+    if types["date"] == "VARCHAR":
+        return [f"{_ident('date')} BETWEEN '{lo}' AND '{hi}'"]
+    return []
+
+
+def _kind(duck_type: str) -> str:
+    if duck_type == "VARCHAR":
+        return "string"
+    if duck_type.startswith("TIMESTAMP"):
+        return "timestamp"
+    return duck_type
+
 
 
 def _hourly(times: pd.Series) -> dict[str, int]:

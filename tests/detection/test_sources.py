@@ -103,7 +103,7 @@ def test_parquet_with_string_timegenerated_is_a_clear_source_error(tmp_path):
     folder = tmp_path / "AzureActivity"
     folder.mkdir()
     pq.write_table(pa.table({"TimeGenerated": ["2026-10-31"], "Caller": ["a"]}), folder / "x.parquet")
-    with pytest.raises(SourceError, match=r"AzureActivity\.TimeGenerated: is string"):
+    with pytest.raises(SourceError, match=r"AzureActivity\.TimeGenerated: is VARCHAR .* expected a timestamp"):
         sources.read_table(tmp_path, "AzureActivity", START, END, COLS)
 
 
@@ -138,3 +138,30 @@ def test_parquet_string_encodings_and_all_null_columns_read_as_strings(tmp_path)
     assert all(str(frame[c].dtype) == "str" for c in COLS if c != "TimeGenerated")
     assert frame["Caller"][0] == "a@b.c" and frame["CorrelationId"].isna().all()
     assert frame["TimeGenerated"][0] == pd.Timestamp("2026-10-31T10:00:00Z")
+
+
+@pytest.mark.parametrize("insights, kept", [
+    ('{"ActionUncommonlyPerformedByUser":"True"}', True),
+    ('{"ActionUncommonlyPerformedByUser" :\n "True", "x": 1}', True),
+    ('{"\\u0041ctionUncommonlyPerformedByUser":"True"}', True),
+    ('{"ActionUncommonlyPerformedByUser":"\\u0054rue"}', True),
+    ('{"ActionUncommonlyPerformedByUser":"False","Other":"True"}', False),
+    ('{"ActionUncommonlyPerformedByUser":true}', False),
+    ('{"ActionUncommonlyPerformedByUser":"true"}', False),
+], ids=["plain", "json-whitespace", "escaped-key", "escaped-value", "other-key-true",
+        "json-boolean", "lowercase"])
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_pushdown_keeps_every_row_that_can_hold_the_insight(tmp_path, insights, kept, fmt):
+    """The scan's insight predicate is a necessary condition: it may keep extra rows (the query
+    decides), never drop one the query would match."""
+    from include.detection.correlation import where_azure_ad_uncommon_action
+
+    rows = [ueba_row(ActivityInsights=insights), ueba_row(EventSource="AzureAD")]
+    if fmt == "jsonl":
+        (tmp_path / "BehaviorAnalytics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        parquet_table(tmp_path / "BehaviorAnalytics", rows, partition=False)
+    scan = sources.read_table(tmp_path, "BehaviorAnalytics", START, END, RULE.inputs["BehaviorAnalytics"])
+    assert scan.rows_in_window == 2, "the profile still counts every row"
+    assert len(where_azure_ad_uncommon_action(scan.frame)) == int(kept)
+    assert len(scan.frame) >= int(kept)
