@@ -34,10 +34,10 @@ def extract(source: Path, table: str, start, end, rule: Rule | None = None) -> s
 
 def validate(scan: sources.Scan, start, end, rule: Rule | None = None,
              history: list[int] | None = None, docs_dir: Path | None = None,
-             raise_on_failure: bool = True) -> quality.TableQuality:
+             raise_on_failure: bool = True, engine: str = "ge") -> quality.TableQuality:
     rule = rule or load_rule()
     return quality.validate(scan.table, scan.frame, scan.summary(), rule.inputs[scan.table],
-                            start, end, history, docs_dir, raise_on_failure)
+                            start, end, history, docs_dir, raise_on_failure, engine)
 
 
 @dataclass
@@ -64,16 +64,17 @@ class Detection:
 
 def detect(source: Path, end, period: timedelta | None = None, rule: Rule | None = None,
            docs_dir: Path | None = None, history: dict[str, list[int]] | None = None,
-           raise_on_failure: bool = True) -> Detection:
+           raise_on_failure: bool = True, engine: str = "ge") -> Detection:
     """Extract, gate and correlate one window. A critical data-quality failure of either table
     stops it before correlating: DataQualityError naming every failure (or, with
     raise_on_failure=False, a Detection whose `result` is None and `failures` says why)."""
     rule = rule or load_rule()
     start, end = window(end, period or rule.query_period)
-    quality.prefetch()
+    if engine == "ge":
+        quality.prefetch()
     scans = {t: extract(source, t, start, end, rule) for t in sources.TABLES}
     checks = {t: validate(s, start, end, rule, (history or {}).get(t), docs_dir,
-                          raise_on_failure=False) for t, s in scans.items()}
+                          raise_on_failure=False, engine=engine) for t, s in scans.items()}
     detection = Detection(start, end, scans, checks, None)
     if detection.failures:
         if raise_on_failure:

@@ -224,3 +224,31 @@ def test_complete_window_without_matches_succeeds_with_zero_results(tmp_path, ca
     code, err = detect(capsys, write_jsonl(tmp_path / "s", activity, ueba), tmp_path / "o.jsonl")
     assert code == 0 and "results: 0" in err
     assert "AzureActivity: passed, complete" in err and "BehaviorAnalytics: passed, complete" in err
+
+
+@pytest.mark.parametrize("validator", ["native", "ge"])
+def test_both_validators_give_the_same_gate_and_result(tmp_path, capsys, validator):
+    ueba = [{k: v for k, v in r.items() if k != "UsersInsights"} for r in UEBA]
+    bad = write_jsonl(tmp_path / "bad", ACTIVITY, ueba)
+    code, err = detect(capsys, bad, tmp_path / "o.jsonl", "--validator", validator)
+    assert code == 3 and "BehaviorAnalytics.UsersInsights: columns_exist failed" in err
+    code, err = detect(capsys, write_jsonl(tmp_path / "ok", ACTIVITY, UEBA), tmp_path / "r.jsonl",
+                       "--validator", validator)
+    assert code == 0 and len(results.read(tmp_path / "r.jsonl")) == 2
+
+
+def test_docs_builds_great_expectations_data_docs(tmp_path, capsys):
+    code, err = detect(capsys, write_jsonl(tmp_path / "s", ACTIVITY, UEBA), tmp_path / "r.jsonl",
+                       "--docs", str(tmp_path / "docs"))
+    assert code == 0 and (tmp_path / "docs" / "index.html").exists()
+    assert f"data docs: {tmp_path / 'docs' / 'index.html'}" in err
+
+
+def test_detect_does_not_import_great_expectations_by_default(tmp_path):
+    src = write_jsonl(tmp_path / "s", ACTIVITY, UEBA)
+    code = ("import sys; from include.detection import cli; "
+            f"rc = cli.main(['detect', '--source', {str(src)!r}, '--end', {END!r}, "
+            f"'--out', {str(tmp_path / 'o.jsonl')!r}]); "
+            "print(rc, 'great_expectations' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.stdout.split() == ["0", "False"], proc.stderr
