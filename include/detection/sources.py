@@ -271,20 +271,24 @@ def _read_parquet(path: Path, table: str, start, end, columns, rules) -> Scan:
         raise SourceError(table, f"cannot read Parquet folder {path}: {exc}") from None
     missing = [c for c in columns if c not in types]
     source_types = {c: _kind(types[c]) for c in columns if c in types}
-    total, null_times = con.sql(
-        f"SELECT count(*), count(*) FILTER (WHERE {_ident('TimeGenerated')} IS NULL) FROM {src}"
-        if "TimeGenerated" in types else f"SELECT count(*), 0 FROM {src}").fetchall()[0]
     if "TimeGenerated" in missing:
+        total = con.sql(f"SELECT count(*) FROM {src}").fetchall()[0][0]
         return Scan(table, _typed(pd.DataFrame({c: [] for c in columns}), columns), str(path),
                     "parquet", total, 0, missing, [], source_types=source_types)
     if not types["TimeGenerated"].startswith("TIMESTAMP"):
         raise SourceError(table, f"is {types['TimeGenerated']} in {path}, expected a timestamp",
                           "TimeGenerated")
-    where = " AND ".join([_sql_window(types["TimeGenerated"], start, end),
-                          *_sql_prune(types, start, end)])
+    window = _sql_window(types["TimeGenerated"], start, end)
+    where = " AND ".join([window, *_sql_prune(types, start, end)])
+    # One narrow pass over TimeGenerated: rows per hour (all, and in the window), newest in the
+    # window; the NULL hour holds the rows without a TimeGenerated.
     hourly = con.sql(
-        f"SELECT epoch_ns(TimeGenerated) // 3600000000000 AS h, count(*), max(epoch_ns(TimeGenerated)) "
-        f"FROM {src} WHERE {where} GROUP BY h ORDER BY h").fetchall()
+        f"SELECT epoch_ns(TimeGenerated) // 3600000000000 AS h, count(*), "
+        f"count(*) FILTER (WHERE {window}), max(epoch_ns(TimeGenerated)) FILTER (WHERE {window}) "
+        f"FROM {src} GROUP BY h").fetchall()
+    total = sum(n for _, n, _, _ in hourly)
+    null_times = sum(n for h, n, _, _ in hourly if h is None)
+    hourly = [(h, n, t) for h, _, n, t in hourly if h is not None and n]
     keep = [p for p in (_sql_predicate(r, types) for r in rules or ()) if p]
     present = [c for c in columns if c in types]
     frame = con.sql(f"SELECT {', '.join(map(_ident, present))} FROM {src} "
