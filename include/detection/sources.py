@@ -280,15 +280,11 @@ def _read_parquet(path: Path, table: str, start, end, columns, rules) -> Scan:
                           "TimeGenerated")
     window = _sql_window(types["TimeGenerated"], start, end)
     where = " AND ".join([window, *_sql_prune(types, start, end)])
-    # One narrow pass over TimeGenerated: rows per hour (all, and in the window), newest in the
-    # window; the NULL hour holds the rows without a TimeGenerated.
+    total, null_times = _row_counts(con, files, src)
+    # One narrow pass over TimeGenerated in the window: rows per hour and the newest row.
     hourly = con.sql(
         f"SELECT epoch_ns(TimeGenerated) // 3600000000000 AS h, count(*), "
-        f"count(*) FILTER (WHERE {window}), max(epoch_ns(TimeGenerated)) FILTER (WHERE {window}) "
-        f"FROM {src} GROUP BY h").fetchall()
-    total = sum(n for _, n, _, _ in hourly)
-    null_times = sum(n for h, n, _, _ in hourly if h is None)
-    hourly = [(h, n, t) for h, _, n, t in hourly if h is not None and n]
+        f"max(epoch_ns(TimeGenerated)) FROM {src} WHERE {where} GROUP BY h").fetchall()
     keep = [p for p in (_sql_predicate(r, types) for r in rules or ()) if p]
     present = [c for c in columns if c in types]
     frame = con.sql(f"SELECT {', '.join(map(_ident, present))} FROM {src} "
@@ -314,6 +310,20 @@ def _read_parquet(path: Path, table: str, start, end, columns, rules) -> Scan:
     newest = None if newest is None else pd.Timestamp(newest // 100 * 100, tz="UTC").isoformat()
     return Scan(table, _typed(frame, columns), str(path), "parquet", total, in_window, missing,
                 quarantine, counts, newest, source_types)
+
+
+def _row_counts(con, files: list[str], src: str) -> tuple[int, int]:
+    """Rows in the files and rows without a TimeGenerated, from the Parquet footers when the
+    writer kept null counts (no data read), else by a scan of the one column."""
+    rows, nulls, unknown = con.sql(
+        "SELECT sum(num_values), sum(stats_null_count), count(*) FILTER (WHERE stats_null_count "
+        f"IS NULL) FROM parquet_metadata({files!r}) WHERE path_in_schema = 'TimeGenerated'"
+    ).fetchall()[0]
+    if rows is not None and not unknown:
+        return int(rows), int(nulls)
+    total, missing = con.sql(f"SELECT count(*), count(*) FILTER (WHERE TimeGenerated IS NULL) "
+                             f"FROM {src}").fetchall()[0]
+    return int(total), int(missing)
 
 
 def _sql_window(kind: str, start: pd.Timestamp, end: pd.Timestamp) -> str:
