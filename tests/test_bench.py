@@ -4,7 +4,9 @@ the DuckDB peer each in its own process, they return the same rows, and the repo
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
@@ -33,7 +35,7 @@ def test_lake_is_generated_with_the_shape_of_an_export(scale):
     lake = scale["lake"]
     assert lake["generated_now"] and lake["bytes_on_disk"] > 0 and lake["generation_seconds"] > 0
     assert lake["rows"] == {"AzureActivity": 3 * TINY, "BehaviorAnalytics": pytest.approx(3 * TINY // 5, rel=0.01)}
-    root = lakes.Path(lake["path"])
+    root = Path(lake["path"])
     for table in lakes.TABLES:
         files = sorted((root / table).glob("date=*/part-0.parquet"))
         assert [f.parent.name for f in files] == ["date=2026-10-27", "date=2026-10-28", "date=2026-10-29"]
@@ -53,7 +55,7 @@ def test_lake_is_generated_with_the_shape_of_an_export(scale):
 
 
 def test_lake_is_reused_from_the_cache(scale, tmp_path_factory):
-    root = lakes.Path(scale["lake"]["path"])
+    root = Path(scale["lake"]["path"])
     path, manifest = lakes.ensure_lake(root.parent, lakes.LakeSpec(rows_per_day=TINY), log=lambda *a: None)
     assert path == root and manifest["generated"] is False
 
@@ -76,14 +78,14 @@ def test_report_has_every_measurement(report, scale):
     assert set(scale["ratios"]) == {"wall", "cpu", "peak_rss"}
     assert scale["window"] == {"start": "2026-10-28T00:00:00Z", "end": "2026-10-30T00:00:00Z"}
     assert report["meta"]["versions"]["duckdb"]
-    out = lakes.Path(report["options"]["data_dir"]).parent / "out" / "report.json"
+    out = Path(report["options"]["data_dir"]).parent / "out" / "report.json"
     assert json.loads(out.read_text())["scales"]["T"]["comparison"]["agree"]
     assert "ours/duckdb" in harness.format_table(report)
 
 
 def test_each_child_is_measured_on_its_own(tmp_path):
-    """A child that allocates ~200 MiB reports it; the next, small child does not inherit it."""
-    import sys
+    """A child that allocates ~200 MiB reports it; a small one reports its own size, not the
+    test process's (which holds pandas/pyarrow and the lake: a child forked directly would)."""
     big = harness.run_child([sys.executable, "-c", "b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096])"],
                             tmp_path / "big.log")
     small = harness.run_child([sys.executable, "-c", "pass"], tmp_path / "small.log")

