@@ -1,0 +1,70 @@
+"""`python -m bench`: generate (or reuse) the lakes, run both engines per scale, report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import harness
+
+
+def parse_scales(text: str) -> dict[str, int]:
+    """"S,M,L" or custom "T=20000" items (AzureActivity rows per day)."""
+    scales = {}
+    for item in (s.strip() for s in text.split(",") if s.strip()):
+        name, _, rows = item.partition("=")
+        if rows:
+            scales[name] = int(float(rows))
+        elif name.upper() in harness.SCALES:
+            scales[name.upper()] = harness.SCALES[name.upper()]
+        else:
+            raise argparse.ArgumentTypeError(f"unknown scale {name!r} (S, M, L or NAME=ROWS)")
+    return scales
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--scales", type=parse_scales, default=dict(harness.SCALES),
+                   help="comma-separated: S (200k), M (2M), L (10M AzureActivity rows/day) or NAME=ROWS")
+    p.add_argument("--repeat", type=int, default=1, help="runs per engine and scale (median reported)")
+    p.add_argument("--out", type=Path, default=Path("bench-out/report.json"))
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="lake cache (default: $BENCH_DATA or <repo>/.data/bench)")
+    p.add_argument("--dag", action="store_true", help="also run the DAG-equivalent (see --dag-scale)")
+    p.add_argument("--dag-scale", default="M")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile our detect (importtime, step timings, cProfile) at each scale")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per engine run")
+    p.add_argument("--no-warm", action="store_true", help="do not pre-read the lake into the page cache")
+    p.add_argument("--workers", type=int, default=1,
+                   help="lake generation processes (1: on this 2-vCPU VM two are slower than one)")
+    p.add_argument("--compression", default="zstd", choices=["zstd", "snappy"])
+    p.add_argument("--ours-ref", default=None,
+                   help="measure `ours` as of this commit (git archive of include/), not the working tree")
+    p.add_argument("--ours-path", type=Path, default=None,
+                   help="measure `ours` from this folder (holding include/), not the working tree")
+    a = p.parse_args(argv)
+    code = harness.ours_code(a.ours_ref, a.ours_path, a.data_dir)
+    if a.ours_ref or a.ours_path:
+        print(f"ours: {code}", file=sys.stderr)
+
+    report = harness.run_bench(a.scales, a.repeat, a.data_dir, a.out, a.dag, a.dag_scale, a.timeout,
+                               not a.no_warm, a.workers, a.compression, code=code)
+    if a.profile:
+        from . import profile
+        report["profiles"] = {}
+        for name, rows in a.scales.items():
+            print(f"profiling ours at {name} ...", file=sys.stderr)
+            lake = Path(report["scales"][name]["lake"]["path"])
+            report["profiles"][name] = profile.profile_all(lake, report["scales"][name]["window"]["end"],
+                                                           a.out.parent / "profile" / name, code=code)
+        harness._write_json(a.out, report)
+    print()
+    print(harness.format_table(report))
+    print(f"\nreport: {a.out}")
+    bad = [n for n, s in report["scales"].items() if not s["comparison"].get("agree")]
+    if bad:
+        print(f"results differ at {', '.join(bad)}: see 'comparison' in the report", file=sys.stderr)
+        return 1
+    return 0

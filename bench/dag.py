@@ -1,0 +1,140 @@
+"""The DAG's work in one process, without Airflow: what a daily run costs end to end.
+
+    python -m bench.dag --source LAKE --end TS --work DIR [--timings steps.json]
+
+Runs the library calls each task of `dags/runcommand_ueba_breach.py` makes, in task order:
+extract both tables to staged Parquet, validate each staged table (Great Expectations), correlate
+from the staged files and write result.parquet, build alerts and UPSERT them into a fresh SQLite
+store, deliver them to a ticket folder (the `file` destination). State lives under DIR
+(DETECTION_HOME, staging, alerts.db, tickets). Each step's wall and CPU seconds and the process's
+RSS after it (and peak so far) go to --timings as JSON.
+
+The library's API moves; where a step's newer function is missing this falls back to the older
+one (e.g. `pipeline.extract_to_stage` -> `pipeline.extract` + `pipeline.stage`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+
+def _rss_mib() -> float:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return 0.0
+
+
+class Steps:
+    def __init__(self):
+        self.steps: dict[str, dict] = {}
+        self.t0 = time.perf_counter()
+
+    def run(self, name: str, fn, *args, **kwargs):
+        u0 = resource.getrusage(resource.RUSAGE_SELF)
+        t0 = time.perf_counter()
+        value = fn(*args, **kwargs)
+        u1 = resource.getrusage(resource.RUSAGE_SELF)
+        self.steps[name] = {
+            "seconds": round(time.perf_counter() - t0, 3),
+            "cpu_seconds": round(u1.ru_utime + u1.ru_stime - u0.ru_utime - u0.ru_stime, 3),
+            "rss_mib": round(_rss_mib(), 1), "peak_rss_mib": round(u1.ru_maxrss / 1024, 1),
+        }
+        print(f"{name:34} {self.steps[name]['seconds']:8.2f}s  rss {self.steps[name]['rss_mib']:8.0f} MiB",
+              file=sys.stderr)
+        return value
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.dag", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--source", type=Path, required=True)
+    p.add_argument("--end", required=True)
+    p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--timings", type=Path, default=None)
+    a = p.parse_args(argv)
+
+    work = a.work.resolve()
+    os.environ.update({
+        "DETECTION_HOME": str(work), "DETECTION_SOURCE": str(a.source.resolve()),
+        "DETECTION_STAGING": str(work / "staging"), "DETECTION_ALERT_STORE": str(work / "alerts.db"),
+        "DETECTION_TICKET_DIR": str(work / "tickets"), "DETECTION_DESTINATIONS": "file"})
+    steps = Steps()
+    t_import = time.perf_counter()
+    from include.detection import alerts, config, correlation, pipeline, results, store
+    from include.detection.rule import load_rule
+    steps.steps["import library"] = {"seconds": round(time.perf_counter() - t_import, 3),
+                                     "rss_mib": round(_rss_mib(), 1)}
+
+    rule = load_rule("runcommand_ueba_breach")
+    start, end = pipeline.window(a.end, rule.query_period)
+
+    def extract(table):
+        if hasattr(pipeline, "extract_to_stage"):
+            return pipeline.extract_to_stage(config.source(), table, start.isoformat(), end.isoformat(),
+                                             config.staging(), rule)
+        scan = pipeline.extract(config.source(), table, start, end, rule)
+        folder = pipeline.run_folder(config.staging(), rule, start, end)
+        path = pipeline.stage(scan.frame, folder / f"{table}.parquet")
+        return {**scan.summary(), "path": str(path), "window": [start.isoformat(), end.isoformat()]}
+
+    def validate(extracted, s):
+        if hasattr(pipeline, "validate_stage"):
+            return pipeline.validate_stage(extracted, s, rule)
+        from include.detection import quality
+        frame = pipeline.load_stage(extracted["path"])
+        table = extracted["table"]
+        return {**quality.validate(table, frame, rule.inputs[table], start, end).summary(),
+                "path": extracted["path"]}
+
+    def correlate(activity, ueba):
+        result = correlation.correlate(pipeline.load_stage(activity["path"]),
+                                       pipeline.load_stage(ueba["path"]))
+        out = Path(activity["path"]).with_name("result.parquet")
+        results.write(result, out, correlation.OUTPUT_COLUMNS + correlation.CONTEXT_COLUMNS)
+        return {"path": str(out), "results": len(result)}
+
+    def build(correlated, activity, ueba, s):
+        if hasattr(alerts, "worst_quality"):
+            status = alerts.worst_quality(activity.get("status"), ueba.get("status"))
+        else:
+            status = "passed" if activity.get("status") == ueba.get("status") == "passed" else "failed"
+        built = alerts.build_alerts(results.load(correlated["path"]), rule, start, end, status)
+        return {**s.upsert(built), "alerts": len(built)}
+
+    def deliver(s):
+        try:
+            from include.detection import destinations
+            return destinations.deliver_pending(s, config.destinations())
+        except ImportError:
+            from include.detection import sinks
+            return sinks.deliver_pending(s)
+
+    extracted = {t: steps.run(f"extract {t}", extract, t) for t in ("AzureActivity", "BehaviorAnalytics")}
+    with store.open_store() as s:
+        checked = {t: steps.run(f"validate {t}", validate, e, s) for t, e in extracted.items()}
+    correlated = steps.run("correlate", correlate, checked["AzureActivity"], checked["BehaviorAnalytics"])
+    with store.open_store() as s:
+        stored = steps.run("build_alerts + upsert", build, correlated, checked["AzureActivity"],
+                           checked["BehaviorAnalytics"], s)
+        delivered = steps.run("deliver", deliver, s)
+    tickets = len(list((work / "tickets").glob("*.json")))
+    report = {"steps": steps.steps, "results": correlated["results"], "alerts": stored,
+              "deliveries": delivered, "tickets": tickets,
+              "total_seconds": round(time.perf_counter() - steps.t0, 3)}
+    if a.timings:
+        a.timings.parent.mkdir(parents=True, exist_ok=True)
+        a.timings.write_text(json.dumps(report, indent=2, default=str))
+    print(f"results {correlated['results']}, alerts {stored}, tickets {tickets}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
