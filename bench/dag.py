@@ -33,9 +33,12 @@ def _rss_mib() -> float:
 
 
 class Steps:
-    def __init__(self):
+    """Times each step: wall and CPU seconds, current and peak RSS."""
+
+    def __init__(self, quiet: bool = False):
         self.steps: dict[str, dict] = {}
         self.t0 = time.perf_counter()
+        self.quiet = quiet
 
     def run(self, name: str, fn, *args, **kwargs):
         u0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -47,8 +50,9 @@ class Steps:
             "cpu_seconds": round(u1.ru_utime + u1.ru_stime - u0.ru_utime - u0.ru_stime, 3),
             "rss_mib": round(_rss_mib(), 1), "peak_rss_mib": round(u1.ru_maxrss / 1024, 1),
         }
-        print(f"{name:34} {self.steps[name]['seconds']:8.2f}s  rss {self.steps[name]['rss_mib']:8.0f} MiB",
-              file=sys.stderr)
+        if not self.quiet:
+            print(f"{name:34} {self.steps[name]['seconds']:8.2f}s  rss {self.steps[name]['rss_mib']:8.0f} MiB",
+                  file=sys.stderr)
         return value
 
 

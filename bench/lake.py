@@ -54,6 +54,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from include.detection import demo
+
 GENERATOR_VERSION = 2
 TABLES = ("AzureActivity", "BehaviorAnalytics")
 MANIFEST = "_bench_lake.json"
@@ -167,20 +169,9 @@ def _uuid(rng) -> str:
     return guids(guid_bytes(rng, 1))[0].as_py()
 
 
-def _profile(w) -> np.ndarray:
-    p = np.asarray(w, dtype=float)
-    return p / p.sum()
-
-
-# Hourly (UTC) activity shapes.
-HOURLY = {
-    "contoso": _profile([.25, .2, .15, .1, .08, .08, .08, .1, .12, .15, .2, .35,
-                         .6, .9, 1, 1, 1, .95, 1, .95, .85, .65, .45, .3]),
-    "fabrikam": _profile([.06, .05, .05, .05, .08, .2, .5, .85, 1, 1, .95, .9,
-                          1, 1, .95, .8, .55, .35, .2, .15, .12, .1, .08, .07]),
-    "sp": _profile([.5, .6, 1.6, 1.4, .6, .4, .4, .4, .45, .45, .45, .45,
-                    .45, .45, .45, .45, .45, .45, .45, .45, .45, .4, .4, .45]),
-}
+# Hourly (UTC) activity shapes: the demo data's, so both look like the same tenants.
+HOURLY = demo.HOURLY
+_profile = demo.profile
 
 
 def _times(rng, n: int, profile: np.ndarray, day_ns: int, max_offset_ns: int = 0) -> np.ndarray:

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from . import harness
+from .dag import Steps
 
 RULE_COLUMNS = {
     "AzureActivity": ["TimeGenerated", "OperationNameValue", "Authorization", "CorrelationId", "Caller",
@@ -41,26 +42,6 @@ RUN_COMMAND = "microsoft.compute/virtualmachines/runcommand/action"
 
 # --- helpers ------------------------------------------------------------------------------------
 
-def _rss_mib() -> float:
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return 0.0
-
-
-class Timer:
-    def __init__(self):
-        self.steps: dict[str, dict] = {}
-
-    def __call__(self, name, fn, *a, **kw):
-        u0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        value = fn(*a, **kw)
-        u1 = resource.getrusage(resource.RUSAGE_SELF)
-        self.steps[name] = {"seconds": round(time.perf_counter() - t0, 3),
-                            "cpu_seconds": round(u1.ru_utime + u1.ru_stime - u0.ru_utime - u0.ru_stime, 3),
-                            "rss_mib": round(_rss_mib(), 1), "peak_rss_mib": round(u1.ru_maxrss / 1024, 1)}
-        return value
 
 
 def _window(end: str):
@@ -103,7 +84,7 @@ def importtime(lake: Path, end: str, out_dir: Path, code=None) -> dict:
 
 def steps_main(lake: Path, end: str, out: Path) -> None:
     """Runs in a child process: the detect pipeline, step by step, timed."""
-    timer = Timer()
+    timer = Steps(quiet=True).run
     timer("import pandas", __import__, "pandas")
     timer("import pyarrow.dataset", __import__, "pyarrow.dataset")
     timer("import include.detection", __import__, "include.detection.pipeline")

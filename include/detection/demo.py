@@ -486,19 +486,20 @@ def _lower(a: np.ndarray) -> np.ndarray:
     return _obj(pc.utf8_lower(pa.array(a, pa.string())).to_numpy(zero_copy_only=False))
 
 
-def _profile(weights) -> np.ndarray:
+def profile(weights) -> np.ndarray:
+    """Weights normalised to a probability distribution."""
     p = np.asarray(weights, dtype=float)
     return p / p.sum()
 
 
 # Hourly (UTC) activity shapes: contoso works US hours, fabrikam European hours, service principals
 # run all day with nightly pipelines.
-_HOURLY = {
-    "contoso": _profile([.25, .2, .15, .1, .08, .08, .08, .1, .12, .15, .2, .35,
+HOURLY = {
+    "contoso": profile([.25, .2, .15, .1, .08, .08, .08, .1, .12, .15, .2, .35,
                          .6, .9, 1, 1, 1, .95, 1, .95, .85, .65, .45, .3]),
-    "fabrikam": _profile([.06, .05, .05, .05, .08, .2, .5, .85, 1, 1, .95, .9,
+    "fabrikam": profile([.06, .05, .05, .05, .08, .2, .5, .85, 1, 1, .95, .9,
                           1, 1, .95, .8, .55, .35, .2, .15, .12, .1, .08, .07]),
-    "sp": _profile([.5, .6, 1.6, 1.4, .6, .4, .4, .4, .45, .45, .45, .45,
+    "sp": profile([.5, .6, 1.6, 1.4, .6, .4, .4, .4, .45, .45, .45, .45,
                     .45, .45, .45, .45, .45, .45, .45, .45, .45, .4, .4, .45]),
 }
 
@@ -586,7 +587,7 @@ def _caller_pool(cohort_weight: dict) -> tuple[dict, dict]:
 def _noise_operations(rng, start_ns: int, days: int, weekend: np.ndarray, per_day: int) -> dict:
     """Background operations (everything but Run Command), one entry per operation."""
     w = _WORLD
-    weights = _profile([o[4] for o in _NOISE_OPS])
+    weights = profile([o[4] for o in _NOISE_OPS])
     mean_events = float((weights * np.array([o[3] for o in _NOISE_OPS])).sum())
     ops_per_day = per_day / mean_events
     n_user = rng.poisson(np.where(weekend, 0.3, 1.0) * ops_per_day * 0.8)
@@ -626,9 +627,9 @@ def _noise_operations(rng, start_ns: int, days: int, weekend: np.ndarray, per_da
     day_ns = start_ns + day * _NS_PER_DAY
     for t, name in enumerate(_TENANTS):
         sel = np.flatnonzero((tenant == t) & ~is_sp)
-        t0[sel] = _times(rng, day_ns[sel], _HOURLY[name])
+        t0[sel] = _times(rng, day_ns[sel], HOURLY[name])
     sel = np.flatnonzero(is_sp)
-    t0[sel] = _times(rng, day_ns[sel], _HOURLY["sp"])
+    t0[sel] = _times(rng, day_ns[sel], HOURLY["sp"])
 
     n_events = np.array([o[3] for o in _NOISE_OPS])[op]
     failed = (rng.random(m) < 0.03) & (n_events > 1)
@@ -669,9 +670,9 @@ def _noise_run_commands(rng, start_ns: int, days: int, weekend: np.ndarray) -> d
         sel = np.flatnonzero(tenant == t)
         vm[sel] = pool[rng.integers(0, len(pool), size=len(sel))]
         sel_user = np.flatnonzero((tenant == t) & ~is_sp)
-        t0[sel_user] = _times(rng, day_ns[sel_user], _HOURLY[name])
+        t0[sel_user] = _times(rng, day_ns[sel_user], HOURLY[name])
     sel = np.flatnonzero(is_sp)
-    t0[sel] = _times(rng, day_ns[sel], _HOURLY["sp"])
+    t0[sel] = _times(rng, day_ns[sel], HOURLY["sp"])
     failed = denied | (rng.random(m) < 0.15)
     reasons = _obj(["Conflict", "InternalServerError", "GatewayTimeout"])
     canon = np.full(m, RUN_COMMAND, dtype=object)
@@ -867,7 +868,7 @@ def _noise_ueba(rng, start_ns: int, days: int, weekend: np.ndarray, per_day: int
     t = np.empty(n, dtype=np.int64)
     for ti, name in enumerate(_TENANTS):
         sel = np.flatnonzero(tenant == ti)
-        t[sel] = _times(rng, start_ns + day[sel] * _NS_PER_DAY, _HOURLY[name])
+        t[sel] = _times(rng, start_ns + day[sel] * _NS_PER_DAY, HOURLY[name])
     source = rng.choice(3, size=n, p=[0.55, 0.25, 0.2])
     cohort = w.cohort[user]
 
