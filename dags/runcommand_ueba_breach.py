@@ -26,32 +26,12 @@ from datetime import datetime, timezone
 
 from airflow.sdk import CronDataIntervalTimetable, dag, task
 
+from include.airflow_connections import airflow_connection, alert_store_url
 from include.dag_defaults import DEFAULT_ARGS, EXTRACT_ARGS
 from include.detection.rule import load_rule
 
 RULE = load_rule("runcommand_ueba_breach")
 log = logging.getLogger(__name__)
-
-
-def _airflow_connection(conn_id: str | None):
-    """An Airflow Connection by id (metadata DB, secrets backend or AIRFLOW_CONN_*), or None."""
-    if not conn_id:
-        return None
-    from airflow.sdk import Connection
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    try:
-        return Connection.get(conn_id)
-    except AirflowNotFoundException:
-        return None
-
-
-def _alert_store_url() -> str:
-    """DETECTION_ALERT_STORE as a URL: a path or URL as is, an Airflow connection id resolved
-    here (the library does not import Airflow)."""
-    from include.detection import config, connections
-
-    return connections.resolve_store(config.alert_store(), _airflow_connection)
 
 
 def _window(context) -> tuple[str, str]:
@@ -90,7 +70,7 @@ def runcommand_ueba_breach():
         from include.detection import pipeline, store
         from include.detection.errors import DataQualityError
 
-        with store.open_store(_alert_store_url()) as s:
+        with store.open_store(alert_store_url()) as s:
             try:
                 checked = pipeline.validate_stage(extracted, s, RULE)
             except DataQualityError as exc:
@@ -120,7 +100,7 @@ def runcommand_ueba_breach():
         start, end = _window(context)
         status = alerts.worst_quality(activity.get("status"), ueba.get("status"))
         built = alerts.build_alerts(results.load(correlated["path"]), RULE, start, end, status)
-        with store.open_store(_alert_store_url()) as s:
+        with store.open_store(alert_store_url()) as s:
             counts = s.upsert(built)
         log.info("alerts: %s", counts)
         return {**counts, "alert_ids": [a["id"] for a in built]}
@@ -132,9 +112,9 @@ def runcommand_ueba_breach():
         from include.detection import config, destinations, store
 
         names = config.destinations()
-        connections = {n: _airflow_connection(destinations.conn_id(n))
+        connections = {n: airflow_connection(destinations.conn_id(n))
                        for n in names if destinations.conn_id(n)}
-        with store.open_store(_alert_store_url()) as s:
+        with store.open_store(alert_store_url()) as s:
             report = destinations.deliver_pending(s, names, connections=connections)
         log.info("deliveries: %s", report)
         return report
