@@ -756,18 +756,8 @@ UEBA_SCHEMA = pa.schema(
     + [(c, STR) for c in UEBA_STRING_COLUMNS]
     + [("InvestigationPriority", pa.int32()), ("_BilledSize", pa.float64())])
 
-AAD_KEYS = ("FirstTimeUserConnectedFromCountry", "CountryUncommonlyConnectedFromAmongPeers",
-            "FirstTimeUserConnectedViaISP", "ISPUncommonlyUsedAmongPeers",
-            "FirstTimeConnectionViaISPInTenant", "FirstTimeUserConnectedFromDevice",
-            "FirstTimeUserUsedApp", "AppUncommonlyUsedAmongPeers", "FirstTimeUserPerformedAction",
-            "ActionUncommonlyPerformedByUser", "ActionUncommonlyPerformedAmongPeers")
-ACTIVITY_KEYS = ("FirstTimeUserPerformedAction", "ActionUncommonlyPerformedByUser",
-                 "ActionUncommonlyPerformedAmongPeers", "FirstTimeActionPerformedInTenant",
-                 "FirstTimeUserAccessedResource", "ResourceUncommonlyAccessedAmongPeers",
-                 "FirstTimeUserConnectedFromCountry", "CountryUncommonlyConnectedFromAmongPeers")
-DEVICE_KEYS = ("FirstTimeUserLoggedOnToDevice", "FirstTimeUserConnectedFromDevice",
-               "DeviceUncommonlyUsedAmongPeers", "FirstTimeUserPerformedAction",
-               "ActionUncommonlyPerformedByUser", "ActionUncommonlyPerformedAmongPeers")
+# UEBA insight keys per source: the demo data's.
+AAD_KEYS, ACTIVITY_KEYS, DEVICE_KEYS = demo.AAD_KEYS, demo.ACTIVITY_KEYS, demo.DEVICE_KEYS
 UNCOMMON = "ActionUncommonlyPerformedByUser"
 # Ways the uncommon flag is written: the string "True"/"False" (0), "true" (1), JSON true (2),
 # the key missing (3), the text truncated, invalid JSON (4).

@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import os
 import re
-import resource
 import sys
 import time
 from pathlib import Path
@@ -288,7 +286,6 @@ def exp_json_filter(lake, end):
     in the window: json.loads per row (as correlation does now) vs a vectorised regex prefilter
     (key and "True" value, or any backslash escape) with json.loads on the survivors only."""
     import json as _json
-    import pyarrow as pa
     import pyarrow.compute as pc
     tbl = _pa_dataset(lake, "BehaviorAnalytics").to_table(
         columns=["ActivityInsights"], filter=_pa_window(end) & (pc.field("EventSource") == "Azure AD"))

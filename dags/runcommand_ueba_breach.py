@@ -51,7 +51,6 @@ def _window(context) -> tuple[str, str]:
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["detection", f"severity:{RULE.severity}", *RULE.tags],
-    params={"rule": "runcommand_ueba_breach"},
 )
 def runcommand_ueba_breach():
     @task(**EXTRACT_ARGS)

@@ -134,12 +134,10 @@ def where_azure_ad_uncommon_action(ueba: pd.DataFrame) -> pd.DataFrame:
     """| where EventSource == "Azure AD" and ActivityInsights.ActionUncommonlyPerformedByUser == "True"
 
     `==` is case-sensitive and compares the string "True": a JSON `true` is "true", no match.
-    Only rows whose text could hold the key are parsed (the key verbatim, or a \\u escape).
+    Only rows whose text can hold the pair are parsed (kql.may_hold).
     """
     azure_ad = ueba[kql.kusto_str(ueba["EventSource"]) == "Azure AD"]
-    text = kql.kusto_str(azure_ad["ActivityInsights"])
-    maybe = text.str.contains(INSIGHT_KEY, regex=False) | text.str.contains("\\u", regex=False)
-    candidates = azure_ad[maybe]
+    candidates = azure_ad[kql.may_hold(azure_ad["ActivityInsights"], INSIGHT_KEY, "True")]
     flag = candidates["ActivityInsights"].map(
         lambda t: kql.get_property(kql.parse_json(t), INSIGHT_KEY) == "True")
     return candidates[flag.astype(bool)]

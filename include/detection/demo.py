@@ -72,6 +72,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .files import atomic_path
+
 DEMO_START = date(2026, 10, 26)
 DEMO_DAYS = 7
 DEMO_SEED = 7
@@ -816,16 +818,16 @@ def _table(columns: dict, order: np.ndarray, schema: pa.Schema) -> pa.Table:
 
 # --- BehaviorAnalytics --------------------------------------------------------------------------
 
-_AAD_KEYS = ("FirstTimeUserConnectedFromCountry", "CountryUncommonlyConnectedFromAmongPeers",
+AAD_KEYS = ("FirstTimeUserConnectedFromCountry", "CountryUncommonlyConnectedFromAmongPeers",
              "FirstTimeUserConnectedViaISP", "ISPUncommonlyUsedAmongPeers",
              "FirstTimeConnectionViaISPInTenant", "FirstTimeUserConnectedFromDevice",
              "FirstTimeUserUsedApp", "AppUncommonlyUsedAmongPeers", "FirstTimeUserPerformedAction",
              "ActionUncommonlyPerformedByUser", "ActionUncommonlyPerformedAmongPeers")
-_ACTIVITY_KEYS = ("FirstTimeUserPerformedAction", "ActionUncommonlyPerformedByUser",
+ACTIVITY_KEYS = ("FirstTimeUserPerformedAction", "ActionUncommonlyPerformedByUser",
                   "ActionUncommonlyPerformedAmongPeers", "FirstTimeActionPerformedInTenant",
                   "FirstTimeUserAccessedResource", "ResourceUncommonlyAccessedAmongPeers",
                   "FirstTimeUserConnectedFromCountry", "CountryUncommonlyConnectedFromAmongPeers")
-_DEVICE_KEYS = ("FirstTimeUserLoggedOnToDevice", "FirstTimeUserConnectedFromDevice",
+DEVICE_KEYS = ("FirstTimeUserLoggedOnToDevice", "FirstTimeUserConnectedFromDevice",
                 "DeviceUncommonlyUsedAmongPeers", "FirstTimeUserPerformedAction",
                 "ActionUncommonlyPerformedByUser", "ActionUncommonlyPerformedAmongPeers")
 _SOURCES = ("Azure AD", "AzureActivity", "Device logons")
@@ -901,7 +903,7 @@ def _noise_ueba(rng, start_ns: int, days: int, weekend: np.ndarray, per_day: int
         "ActionUncommonlyPerformedByUser": uncommon,
         "ActionUncommonlyPerformedAmongPeers": uncommon & r(0.4),
     }
-    cols["ActivityInsights"][s], priority[s] = _insights(_AAD_KEYS, flags, k)
+    cols["ActivityInsights"][s], priority[s] = _insights(AAD_KEYS, flags, k)
     cols["ActionType"][s] = "Sign-in"
     cols["ActivityType"][s] = "LogOn"
     away_ip = "198.51.100." + rng.integers(100, 150, size=k).astype(str).astype(object)
@@ -927,7 +929,7 @@ def _noise_ueba(rng, start_ns: int, days: int, weekend: np.ndarray, per_day: int
              "ResourceUncommonlyAccessedAmongPeers": r(0.03),
              "FirstTimeUserConnectedFromCountry": r(0.005),
              "CountryUncommonlyConnectedFromAmongPeers": r(0.005)}
-    cols["ActivityInsights"][s], priority[s] = _insights(_ACTIVITY_KEYS, flags, k)
+    cols["ActivityInsights"][s], priority[s] = _insights(ACTIVITY_KEYS, flags, k)
     names = _obj([o[1] for o in _NOISE_OPS[:-1]] + [_RUN_COMMAND_NAME])
     cols["ActionType"][s] = names[rng.integers(0, len(names), size=k)]
     cols["ActivityType"][s] = "Administrative"
@@ -945,7 +947,7 @@ def _noise_ueba(rng, start_ns: int, days: int, weekend: np.ndarray, per_day: int
              "DeviceUncommonlyUsedAmongPeers": r(0.03), "FirstTimeUserPerformedAction": uncommon & r(0.5),
              "ActionUncommonlyPerformedByUser": uncommon,
              "ActionUncommonlyPerformedAmongPeers": uncommon & r(0.3)}
-    cols["ActivityInsights"][s], priority[s] = _insights(_DEVICE_KEYS, flags, k)
+    cols["ActivityInsights"][s], priority[s] = _insights(DEVICE_KEYS, flags, k)
     cols["ActionType"][s] = _obj(["RemoteInteractive", "Network", "Interactive"])[
         rng.choice(3, size=k, p=[0.5, 0.35, 0.15])]
     cols["ActivityType"][s] = "LogOn"
@@ -980,7 +982,7 @@ def _planted_ueba(cases: list[dict]) -> dict:
     for case in cases:
         c = spec[case["name"]]
         user = int(np.flatnonzero(w.caller == c.user)[0])
-        insights = {k: "False" for k in _AAD_KEYS}
+        insights = {k: "False" for k in AAD_KEYS}
         insights.update(FirstTimeUserConnectedFromCountry="True", FirstTimeUserConnectedViaISP="True",
                         CountryUncommonlyConnectedFromAmongPeers="True", ISPUncommonlyUsedAmongPeers="True",
                         FirstTimeUserConnectedFromDevice="True", ActionUncommonlyPerformedByUser=c.insight)
@@ -1033,11 +1035,8 @@ def write_lake(tables: dict[str, pa.Table], root: Path) -> Path:
         ns = table.column("TimeGenerated").cast(pa.int64()).to_numpy()
         day = ns.astype("datetime64[ns]").astype("datetime64[D]")
         for d in np.unique(day):
-            folder = root / name / f"date={d}"
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".part-0.parquet.tmp-{os.getpid()}"
-            pq.write_table(table.filter(pa.array(day == d)), tmp)
-            os.replace(tmp, folder / "part-0.parquet")
+            with atomic_path(root / name / f"date={d}" / "part-0.parquet") as tmp:
+                pq.write_table(table.filter(pa.array(day == d)), tmp)
     return root
 
 
@@ -1061,12 +1060,10 @@ def write_jsonl(tables: dict[str, pa.Table], root: Path) -> Path:
         for c in DYNAMIC_COLUMNS.get(name, ()):
             data[c] = [_parse_dynamic(v) for v in data[c]]
         names = table.column_names
-        tmp = root / f".{name}.jsonl.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with atomic_path(root / f"{name}.jsonl") as tmp, open(tmp, "w", encoding="utf-8") as fh:
             for values in zip(*(data[c] for c in names)):
                 fh.write(json.dumps(dict(zip(names, values)), ensure_ascii=False, separators=(",", ":")))
                 fh.write("\n")
-        os.replace(tmp, root / f"{name}.jsonl")
     return root
 
 

@@ -53,6 +53,19 @@ def element_has_any_in_list_text(s: pd.Series, terms: tuple[str, ...]) -> pd.Ser
     return pd.Series(hit.to_numpy(zero_copy_only=False), index=s.index, dtype=bool)
 
 
+def may_hold_pattern(key: str, value: str) -> str:
+    """A regex that the JSON text of an object with `key` == "value" (a string) must match,
+    unless a \\u escape spells a letter of them: `"key"`, JSON whitespace, `:`, `"value"`."""
+    return f'"{re.escape(key)}"\\s*:\\s*"{re.escape(value)}"'
+
+
+def may_hold(text: pd.Series, key: str, value: str) -> pd.Series:
+    """Rows whose JSON text can hold key == "value": a necessary condition, cheap to test, so
+    only those rows need parsing."""
+    s = kusto_str(text)
+    return s.str.contains(may_hold_pattern(key, value), regex=True) | s.str.contains("\\u", regex=False)
+
+
 class _NotJson:
     """parse_json of invalid text: a dynamic *string*, whose properties are all null."""
 

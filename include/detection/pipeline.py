@@ -14,6 +14,7 @@ import pandas as pd
 
 from . import correlation, quality, sources
 from .errors import DataQualityError, IncompleteDataError, UsageError
+from .files import atomic_path, write_text
 from .rule import Rule, load_rule
 
 
@@ -98,15 +99,11 @@ def run_folder(base: Path, rule: Rule, start, end) -> Path:
 
 def stage(frame: pd.DataFrame, path: Path) -> Path:
     """Write a frame as Parquet atomically (temp file, then rename)."""
-    import os
-
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
     return path
 
 
@@ -137,7 +134,7 @@ def extract_to_stage(source: Path, table: str, start, end, staging: Path,
     qpath = quarantine.write([scan], folder / "quarantine" / table, end)
     stats = {**scan.summary(), "quarantine_file": str(qpath) if qpath else None}
     stats_path = folder / f"{table}.stats.json"
-    _write_text(stats_path, json.dumps(stats, default=str))
+    write_text(stats_path, json.dumps(stats, default=str))
     missing = quality.incomplete(quality.profile(stats, start, end))
     if missing:
         raise IncompleteDataError([{"table": table, **m} for m in missing])
@@ -168,11 +165,3 @@ def validate_stage(extracted: dict, store=None, rule: Rule | None = None) -> dic
         store.record_run(rule.id, table, end, stats["rows_in_window"], checked.status)
     return {**checked.summary(), "path": extracted["path"]}
 
-
-def _write_text(path: Path, text: str) -> None:
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
 
 from .correlation import OUTPUT_COLUMNS
+from .files import atomic_path
 
 DATETIME_COLUMNS = ("StartTime", "EndTime", "UEBAEventTime")
 DYNAMIC_COLUMNS = ("UEBAActivityInsights", "UEBAUsersInsights")
@@ -38,18 +38,16 @@ def to_records(frame: pd.DataFrame, columns=OUTPUT_COLUMNS) -> list[dict]:
 def write(frame: pd.DataFrame, out: Path, columns=OUTPUT_COLUMNS) -> None:
     """Write the result atomically (temp file, then rename): a reader never sees half a file."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    if out.suffix == ".jsonl":
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for rec in to_records(frame, columns):
-                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    elif out.suffix == ".parquet":
-        import pyarrow.parquet as pq
-        pq.write_table(to_arrow(frame, columns), tmp)
-    else:
+    if out.suffix not in (".jsonl", ".parquet"):
         raise ValueError(f"unsupported output {out} (use .jsonl or .parquet)")
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        if out.suffix == ".jsonl":
+            with open(tmp, "w", encoding="utf-8") as fh:
+                for rec in to_records(frame, columns):
+                    fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        else:
+            import pyarrow.parquet as pq
+            pq.write_table(to_arrow(frame, columns), tmp)
 
 
 def to_arrow(frame: pd.DataFrame, columns=OUTPUT_COLUMNS):

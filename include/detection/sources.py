@@ -13,13 +13,13 @@ Records that cannot be read go to `quarantine` with a reason; they are never dro
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
+from . import kql
 from .correlation import PUSHDOWN
 from .errors import SourceError
 
@@ -99,13 +99,8 @@ def _keep(frame: pd.DataFrame, rules) -> pd.DataFrame:
         elif op == "==":
             frame = frame[values == literal]
         else:  # may_hold
-            frame = frame[values.str.contains(_may_hold_regex(*literal), regex=True)
-                          | values.str.contains("\\u", regex=False)]
+            frame = frame[kql.may_hold(values, *literal)]
     return frame
-
-
-def _may_hold_regex(key: str, value: str) -> str:
-    return f'"{re.escape(key)}"\\s*:\\s*"{re.escape(value)}"'
 
 
 def _sql_predicate(rule, types: dict[str, str]) -> str | None:
@@ -118,7 +113,7 @@ def _sql_predicate(rule, types: dict[str, str]) -> str | None:
         return f"lower({col}) = {_lit(literal.lower())}"
     if op == "==":
         return f"{col} = {_lit(literal)}"
-    return f"(regexp_matches({col}, {_lit(_may_hold_regex(*literal))}) OR contains({col}, '\\u'))"
+    return f"(regexp_matches({col}, {_lit(kql.may_hold_pattern(*literal))}) OR contains({col}, '\\u'))"
 
 
 def _ident(name: str) -> str:

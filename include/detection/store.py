@@ -63,6 +63,11 @@ SERIAL = {"sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
 _SCHEMA_LOCK = 0x5E17_0A1E
 
 
+# Alerts not delivered to a destination (the parameter) at their current revision, oldest first.
+_PENDING = ("FROM alerts a LEFT JOIN alert_deliveries d ON d.alert_id = a.id AND d.destination = ? "
+            "WHERE d.alert_id IS NULL OR d.revision < a.revision ORDER BY a.first_seen, a.id")
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -249,11 +254,7 @@ class AlertStore:
         """Ids of alerts not delivered to `destination` at their current revision (claimed or
         not), oldest first."""
         with self._tx(write=False) as cur:
-            cur.execute(self._q(
-                "SELECT a.id FROM alerts a LEFT JOIN alert_deliveries d "
-                "ON d.alert_id = a.id AND d.destination = ? "
-                "WHERE d.alert_id IS NULL OR d.revision < a.revision ORDER BY a.first_seen, a.id"),
-                (destination,))
+            cur.execute(self._q(f"SELECT a.id {_PENDING}"), (destination,))
             ids = [r[0] for r in cur.fetchall()]
         if alert_ids is None:
             return ids
@@ -264,11 +265,7 @@ class AlertStore:
         """Pending alerts for `destination`, each with the ticket reference of an earlier delivery
         (an update, not a new ticket)."""
         with self._tx(write=False) as cur:
-            cur.execute(self._q(
-                "SELECT a.body, a.revision, d.ticket_ref FROM alerts a LEFT JOIN alert_deliveries d "
-                "ON d.alert_id = a.id AND d.destination = ? "
-                "WHERE d.alert_id IS NULL OR d.revision < a.revision ORDER BY a.first_seen, a.id"),
-                (destination,))
+            cur.execute(self._q(f"SELECT a.body, a.revision, d.ticket_ref {_PENDING}"), (destination,))
             rows = cur.fetchall()
         return [({**json.loads(body), "revision": rev}, ref) for body, rev, ref in rows]
 

@@ -5,7 +5,6 @@ Each test is named after the KQL step it pins; parametrize ids read like the cas
 
 import json
 
-import pandas as pd
 import pytest
 
 from include.detection import correlation as c

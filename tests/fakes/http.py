@@ -7,6 +7,7 @@ import json
 import socket
 import threading
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -50,7 +51,7 @@ class Fault:
             (self.path is None or self.path in req.path)
 
 
-class FakeService:
+class FakeService(ABC):
     """Subclasses implement `handle(req) -> (status, payload, headers)`."""
 
     name = "fake"
@@ -158,8 +159,9 @@ class FakeService:
             time.sleep(0.02)
         raise TimeoutError(f"{self.name}: requests still in flight after {timeout} s")
 
+    @abstractmethod
     def handle(self, req: Request):
-        raise NotImplementedError
+        """Answer one request: (status, body[, headers])."""
 
     def _serve(self, h: BaseHTTPRequestHandler) -> None:
         length = int(h.headers.get("Content-Length") or 0)

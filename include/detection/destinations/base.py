@@ -16,6 +16,7 @@ the alert stays pending for the next attempt).
 from __future__ import annotations
 
 import email.utils
+from abc import ABC, abstractmethod
 import logging
 import os
 import time
@@ -98,7 +99,7 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-class Destination:
+class Destination(ABC):
     """A ticketing destination. Subclasses set `name`, `ENV_KEYS` and implement `deliver`."""
 
     name = "destination"
@@ -158,8 +159,9 @@ class Destination:
         """Longest one `deliver` call can take (the claim lease must outlast it)."""
         return 60.0
 
+    @abstractmethod
     def deliver(self, alert: dict, ticket_ref: str | None) -> Delivery | str:
-        raise NotImplementedError
+        """Create the ticket, or update `ticket_ref`; returns its reference."""
 
 
 class HttpDestination(Destination):
@@ -232,8 +234,9 @@ class HttpDestination(Destination):
                             before_sleep=self._before_sleep, reraise=True)
         return retrying(self.deliver_once, alert, ticket_ref)
 
+    @abstractmethod
     def deliver_once(self, alert: dict, ticket_ref: str | None) -> Delivery:
-        raise NotImplementedError
+        """One attempt: search, then create or update (retried as a whole by `deliver`)."""
 
 
 def _shown(path: str) -> str:

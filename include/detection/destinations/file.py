@@ -5,11 +5,11 @@ never a second one; the write is atomic (temp file, then rename)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from .. import config
+from ..files import write_text
 from .base import Delivery, Destination
 
 
@@ -32,7 +32,5 @@ class FileTickets(Destination):
         ref = ticket_ref or f"{alert['id']}.json"
         target = self.folder / ref
         existed = target.exists()
-        tmp = self.folder / f".{ref}.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(alert, indent=2, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, target)
+        write_text(target, json.dumps(alert, indent=2, ensure_ascii=False))
         return Delivery(ref, "updated" if existed else "created")
