@@ -219,13 +219,3 @@ def correlate(activity: pd.DataFrame, ueba: pd.DataFrame) -> pd.DataFrame:
     joined = join_inner_on_joinkey(run_commands(activity), uncommon_logins(ueba))
     return project_output(where_start_between_ueba_window(joined))
 
-
-def empty_result() -> pd.DataFrame:
-    cols = {c: pd.Series(dtype="str") for c in OUTPUT_COLUMNS + CONTEXT_COLUMNS}
-    for c in ("StartTime", "EndTime", "UEBAEventTime"):
-        cols[c] = pd.Series(dtype="datetime64[ns, UTC]")
-    for c in ("UEBAActivityInsights", "UEBAUsersInsights"):
-        cols[c] = pd.Series(dtype=object)
-    return pd.DataFrame(cols)
-
-

@@ -66,10 +66,6 @@ def may_hold(text: pd.Series, key: str, value: str) -> pd.Series:
     return s.str.contains(may_hold_pattern(key, value), regex=True) | s.str.contains("\\u", regex=False)
 
 
-class _NotJson:
-    """parse_json of invalid text: a dynamic *string*, whose properties are all null."""
-
-
 def parse_json(text):
     """`parse_json(text)`: the JSON value, or the text itself (a dynamic string) when invalid."""
     if text is None or (isinstance(text, float) and pd.isna(text)):

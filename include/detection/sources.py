@@ -24,7 +24,7 @@ from .correlation import PUSHDOWN
 from .errors import SourceError
 
 TABLES = ("AzureActivity", "BehaviorAnalytics")
-STRING, DATETIME, DYNAMIC = "string", "datetime", "dynamic"
+DATETIME, DYNAMIC = "datetime", "dynamic"
 # Columns stored as strings that may arrive as JSON objects (Authorization is a JSON blob in a
 # string column; an export may have expanded it): they are kept as compact JSON text.
 JSON_TEXT_STRINGS = {"Authorization"}
@@ -45,7 +45,6 @@ class Scan:
     hourly: dict[str, int] = field(default_factory=dict)  # "YYYY-MM-DDTHH" -> rows in window
     newest: str | None = None     # newest TimeGenerated in the window (ISO)
     source_types: dict[str, str] = field(default_factory=dict)  # column -> type as stored
-    prefiltered: bool = False     # frame holds only the rows the query's first `where` keeps
 
     @property
     def quarantined(self) -> int:
@@ -84,7 +83,6 @@ def read_table(source: Path, table: str, start: datetime, end: datetime,
     scan = reader(path, table, pd.Timestamp(start), pd.Timestamp(end), columns, rules)
     # A column absent from the source is absent from the frame: the quality gate names it.
     scan.frame = scan.frame.drop(columns=scan.missing_columns).reset_index(drop=True)
-    scan.prefiltered = bool(rules)
     return scan
 
 
@@ -152,7 +150,7 @@ def _read_jsonl(path: Path, table: str, start, end, columns, rule) -> Scan:
                 continue
             rows.append(lineno)
     return _finish(table, path, "jsonl", values, rows, seen, columns, quarantine, read, start, end,
-                   rule, raw_of=lambda n: _line(path, n))
+                   rule, raw_of=lambda numbers: _lines(path, numbers))
 
 
 def _read_csv(path: Path, table: str, start, end, columns, rule) -> Scan:
@@ -162,7 +160,8 @@ def _read_csv(path: Path, table: str, start, end, columns, rule) -> Scan:
               for c in columns}
     rows = list(range(2, len(frame) + 2))  # spreadsheet line numbers: header is line 1
     return _finish(table, path, "csv", values, rows, set(frame.columns), columns, [], len(frame),
-                   start, end, rule, raw_of=lambda n: frame.iloc[n - 2].to_json())
+                   start, end, rule,
+                   raw_of=lambda numbers: {n: frame.iloc[n - 2].to_json() for n in numbers})
 
 
 def _append_record(record: dict, columns, values, seen) -> str | None:
@@ -195,10 +194,12 @@ def _finish(table, path, fmt, values, rows, seen, columns, quarantine, read, sta
     raw_time = frame["TimeGenerated"]
     parsed = _parse_times(raw_time)
     bad = parsed.isna()
+    raws = raw_of({int(n) for n in frame.loc[bad, "_row"]}) if bad.any() else {}
     for i in frame.index[bad]:
         reason = "null TimeGenerated" if raw_time[i] is None else \
             f"unparseable TimeGenerated {raw_time[i]!r}"
-        quarantine.append(_bad(table, path, int(frame.at[i, "_row"]), reason, raw_of(frame.at[i, "_row"])))
+        row = int(frame.at[i, "_row"])
+        quarantine.append(_bad(table, path, row, reason, raws[row]))
     frame = frame.assign(TimeGenerated=parsed)[~bad]
     frame = frame[(frame["TimeGenerated"] >= start) & (frame["TimeGenerated"] < end)]
     times = frame["TimeGenerated"]
@@ -237,12 +238,10 @@ def _bad(table, path, line, reason, raw) -> dict:
             "raw": raw.rstrip("\n") if isinstance(raw, str) else raw}
 
 
-def _line(path: Path, n: int) -> str:
+def _lines(path: Path, numbers: set[int]) -> dict[int, str]:
+    """The raw text of these line numbers, in one pass over the file."""
     with open(path, encoding="utf-8", errors="surrogateescape") as fh:
-        for i, line in enumerate(fh, 1):
-            if i == n:
-                return line
-    return ""
+        return {i: line for i, line in enumerate(fh, 1) if i in numbers}
 
 
 # --- Parquet: projection and the window pushed down to the scan ----------------------------------
