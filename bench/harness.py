@@ -30,6 +30,7 @@ SCALES = {"S": 200_000, "M": 2_000_000, "L": 10_000_000}
 ENGINES = ("ours", "duckdb")
 # Phase-2 targets (ours / duckdb), per scale.
 TARGETS = {"M": {"wall": 2.0}, "L": {"wall": 1.25, "peak_rss": 1.5}}
+DAG_TARGET = 3.0  # a full DAG run at M within 3x of `detect` alone (issue #5)
 
 OUTPUT_COLUMNS = [
     "StartTime", "EndTime", "Subscription", "VirtualMachineName", "Caller", "CallerIpAddress",
@@ -333,25 +334,35 @@ def _minus_days(end: str, days: int) -> str:
 # --- the DAG-equivalent ------------------------------------------------------------------------
 
 def bench_dag(name: str, rows_per_day: int, data_dir: Path, out_dir: Path, timeout=None,
-              compression: str = "zstd", workers: int = 1, log=print, code: Path | None = None) -> dict:
+              compression: str = "zstd", workers: int = 1, log=print, code: Path | None = None,
+              warm: bool = False) -> dict:
+    """One DAG-equivalent run (bench/dag.py). `to_delivery_s` is what the alerts wait for: cold,
+    the process's wall time less the Data Docs step (which the DAG runs beside the alerts' path);
+    warm, the in-process time from the first task to the end of delivery (the worker's preload is
+    paid once per worker, not per run)."""
     from . import lake as lakes
 
     spec = lakes.LakeSpec(rows_per_day=rows_per_day, compression=compression)
     lake, manifest = lakes.ensure_lake(data_dir, spec, workers=workers, log=log)
-    work = out_dir / "runs" / f"{name}-dag"
+    mode = "warm" if warm else "cold"
+    work = out_dir / "runs" / f"{name}-dag-{mode}"
     import shutil
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     timings = work / "steps.json"
     r = run_child([sys.executable, "-m", "bench.dag", "--source", str(lake), "--end", manifest["end"],
-                   "--work", str(work / "state"), "--timings", str(timings)], work / "dag.log",
-                  env=child_env(code=code), timeout=timeout, cwd=code or REPO)
-    log(f"  {name} dag    : wall {r['wall_s']:.2f}s  cpu {r['cpu_s']:.2f}s  peak RSS {r['peak_rss_mib']:,.0f} MiB"
-        f"  exit {r['exit_code']}")
+                   "--work", str(work / "state"), "--timings", str(timings), *(["--warm"] if warm else [])],
+                  work / "dag.log", env=child_env(code=code), timeout=timeout, cwd=code or REPO)
     steps = json.loads(timings.read_text()) if timings.exists() else None
     if r["exit_code"] != 0:
         r["log_tail"] = _tail(r["log"], 30)
-    return {"scale": name, "rows_per_day": rows_per_day, **r, "steps": steps}
+    if steps:
+        docs = steps["steps"]["data_docs (beside the run)"]["seconds"]
+        r["to_delivery_s"] = round(steps["through_delivery_seconds"] if warm else r["wall_s"] - docs, 3)
+        r["data_docs_s"] = docs
+    log(f"  {name} dag {mode}: wall {r['wall_s']:.2f}s  to delivery {r.get('to_delivery_s', float('nan')):.2f}s"
+        f"  peak RSS {r['peak_rss_mib']:,.0f} MiB  exit {r['exit_code']}")
+    return {"scale": name, "rows_per_day": rows_per_day, "mode": mode, **r, "steps": steps}
 
 
 # --- the whole benchmark -----------------------------------------------------------------------
@@ -418,13 +429,17 @@ def run_bench(scales: dict[str, int], repeat: int = 1, data_dir: Path | None = N
         rows = scales.get(dag_scale, SCALES.get(dag_scale))
         if rows is None:
             raise ValueError(f"unknown DAG scale {dag_scale!r}")
-        dag_report = bench_dag(dag_scale, rows, data_dir, out_dir, timeout, compression, workers, log, code)
         detect = report["scales"].get(dag_scale, {}).get("ours")
-        if detect:
-            dag_report["vs_detect"] = {"wall": round(dag_report["wall_s"] / detect["wall_s"], 2),
-                                       "cpu": round(dag_report["cpu_s"] / detect["cpu_s"], 2),
-                                       "peak_rss": round(dag_report["peak_rss_mib"] / detect["peak_rss_mib"], 2)}
-        report["dag"] = dag_report
+        report["dag"] = {}
+        for warm in (False, True):
+            d = bench_dag(dag_scale, rows, data_dir, out_dir, timeout, compression, workers, log, code,
+                          warm=warm)
+            if detect and d.get("to_delivery_s"):
+                d["vs_detect"] = {"to_delivery": round(d["to_delivery_s"] / detect["wall_s"], 2),
+                                  "wall": round(d["wall_s"] / detect["wall_s"], 2),
+                                  "peak_rss": round(d["peak_rss_mib"] / detect["peak_rss_mib"], 2)}
+                d["target"] = {"max": DAG_TARGET, "met": d["vs_detect"]["to_delivery"] <= DAG_TARGET}
+            report["dag"][d["mode"]] = d
     report["meta"]["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     _write_json(out, report)
     return report
@@ -457,12 +472,17 @@ def format_table(report: dict) -> str:
         lines.append(" " * 34 + f" | ours/duckdb wall {r['wall']:.2f}x  cpu {r['cpu']:.2f}x  "
                      f"peak RSS {r['peak_rss']:.2f}x {t}")
     lines.append("(* = lake reused from cache; gen s is its original generation time)")
-    d = report.get("dag")
-    if d:
-        lines.append(f"DAG-equivalent at {d['scale']}: wall {d['wall_s']:.2f}s  cpu {d['cpu_s']:.2f}s  "
-                     f"peak RSS {d['peak_rss_mib']:,.0f} MiB  exit {d['exit_code']}"
-                     + (f"  (vs detect: wall {d['vs_detect']['wall']}x, peak RSS {d['vs_detect']['peak_rss']}x)"
-                        if d.get("vs_detect") else ""))
+    for mode, d in (report.get("dag") or {}).items():
+        what = ("one process importing everything, as `airflow dags test`" if mode == "cold" else
+                "worker preloaded (include.detection.preload), as LocalExecutor with forkserver preload")
+        lines.append(f"DAG-equivalent at {d['scale']}, {mode} ({what}):")
+        line = (f"    to delivery {d.get('to_delivery_s', float('nan')):.2f}s  + Data Docs beside "
+                f"{d.get('data_docs_s', float('nan')):.2f}s  process wall {d['wall_s']:.2f}s  "
+                f"peak RSS {d['peak_rss_mib']:,.0f} MiB  exit {d['exit_code']}")
+        if d.get("vs_detect"):
+            line += (f"  | vs detect: {d['vs_detect']['to_delivery']}x to delivery "
+                     f"[target <= {d['target']['max']}x: {'met' if d['target']['met'] else 'NOT met'}]")
+        lines.append(line)
         for step, v in (d.get("steps") or {}).get("steps", {}).items():
             lines.append(f"    {step:34} {v['seconds']:>8.2f}s  rss {v.get('rss_mib', 0):>7,.0f} MiB")
     return "\n".join(lines)

@@ -144,19 +144,21 @@ def extract_to_stage(source: Path, table: str, start, end, staging: Path,
 
 
 def validate_stage(extracted: dict, store=None, rule: Rule | None = None) -> dict:
-    """Validate a staged table (GE suites + Data Docs in the run folder); records the run's
-    volume in the store's history. Raises DataQualityError on a critical failure."""
+    """Validate a staged table with the GE suites; the result goes to
+    `<run folder>/quality/<table>.validation.json` and the run's volume into the store's history.
+    Raises DataQualityError on a critical failure.
+
+    Data Docs are not rendered here: HTML is ~3x the validation's own cost and nobody reads it
+    before the alerts go out; `render_docs` does it beside the rest of the run."""
     import json
 
     rule = rule or load_rule()
     table, (start, end) = extracted["table"], extracted["window"]
     stats = json.loads(Path(extracted["stats"]).read_text())
-    runs = quality.load_config()["thresholds"]["volume_history_runs"]
-    past = store.trailing_runs(rule.id, table, end, runs) if store else None
-    docs = Path(extracted["path"]).parent / "data_docs" / table
+    past = _history(store, rule, table, end)
     try:
         checked = quality.validate(table, load_stage(extracted["path"]), stats, rule.inputs[table],
-                                   start, end, past, docs)
+                                   start, end, past, results_dir=Path(extracted["path"]).parent / "quality")
     except DataQualityError:
         if store:
             store.record_run(rule.id, table, end, stats["rows_in_window"], "failed")
@@ -165,3 +167,30 @@ def validate_stage(extracted: dict, store=None, rule: Rule | None = None) -> dic
         store.record_run(rule.id, table, end, stats["rows_in_window"], checked.status)
     return {**checked.summary(), "path": extracted["path"]}
 
+
+def render_docs(staging: Path, start, end, store=None, rule: Rule | None = None) -> dict[str, str]:
+    """Great Expectations Data Docs for each table staged for this window (a failed validation
+    included: that is when they are read), in `<run folder>/data_docs/<table>/index.html`.
+    Re-runs the same suites with a Data Docs action, so the pages show exactly the checks the
+    validate step applied. Returns {table: index path}; tables never staged are left out."""
+    import json
+
+    rule = rule or load_rule()
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    folder = run_folder(staging, rule, start, end)
+    pages = {}
+    for table in sources.TABLES:
+        staged, stats = folder / f"{table}.parquet", folder / f"{table}.stats.json"
+        if not (staged.exists() and stats.exists()):
+            continue
+        docs = folder / "data_docs" / table
+        quality.validate(table, load_stage(staged), json.loads(stats.read_text()), rule.inputs[table],
+                         start, end, _history(store, rule, table, end.isoformat()), docs,
+                         raise_on_failure=False)
+        pages[table] = str(docs / "index.html")
+    return pages
+
+
+def _history(store, rule: Rule, table: str, end: str) -> list[int] | None:
+    runs = quality.load_config()["thresholds"]["volume_history_runs"]
+    return store.trailing_runs(rule.id, table, end, runs) if store else None

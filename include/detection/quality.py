@@ -27,6 +27,7 @@ import yaml
 
 from . import kql
 from .errors import DataQualityError, IncompleteDataError
+from .files import write_text
 from .rule import parse_timespan
 
 log = logging.getLogger(__name__)
@@ -235,13 +236,15 @@ ENGINES = ("ge", "native")
 
 def validate(table: str, frame: pd.DataFrame, stats: dict, columns: dict[str, str], start, end,
              history: list[int] | None = None, docs_dir: Path | None = None,
-             raise_on_failure: bool = True, engine: str = "ge") -> TableQuality:
+             raise_on_failure: bool = True, engine: str = "ge",
+             results_dir: Path | None = None) -> TableQuality:
     """Validate one table's window; raises DataQualityError when a critical check fails
     (IncompleteDataError when only completeness failed: waiting may fix it).
 
     engine "ge" runs the suites with Great Expectations (and builds Data Docs into `docs_dir`);
     "native" evaluates the same specs with pandas, without GE's ~2.5 s import (the CLI's fast
-    path; tests hold the two to the same answers).
+    path; tests hold the two to the same answers). The summary goes to
+    `<results_dir or docs_dir>/<table>.validation.json`.
     """
     start, end = pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
     facts = profile(stats, start, end, history)
@@ -263,10 +266,10 @@ def validate(table: str, frame: pd.DataFrame, stats: dict, columns: dict[str, st
     status = "failed" if failures else "warnings" if warnings else "passed"
     docs = str(Path(docs_dir) / "index.html") if site else None
     quality = TableQuality(table, status, facts, failures, warnings, docs)
-    if docs_dir:
-        Path(docs_dir).mkdir(parents=True, exist_ok=True)
-        (Path(docs_dir) / f"{table}.validation.json").write_text(
-            json.dumps({"summary": quality.summary(), "profile": facts}, indent=2, default=str))
+    report_dir = results_dir or docs_dir
+    if report_dir:
+        write_text(Path(report_dir) / f"{table}.validation.json",
+                   json.dumps({"summary": quality.summary(), "profile": facts}, indent=2, default=str))
     if failures and raise_on_failure:
         only_completeness = all(f["check"] in COMPLETENESS_CHECKS for f in failures)
         raise (IncompleteDataError if only_completeness else DataQualityError)(failures)

@@ -107,6 +107,11 @@ def test_missing_column_fails_at_validation_and_delivers_nothing(dag, tmp_path, 
     assert states["validate_behavior_analytics"] == "failed"
     assert states["correlate"] == states["deliver"] == "upstream_failed"
     assert tickets(detection_home) == []
+    # the failed validation is the one whose Data Docs someone will open
+    assert states["data_docs"] == "success"
+    docs = next((detection_home / "staging").rglob("data_docs"))
+    page = (docs / "BehaviorAnalytics" / "index.html")
+    assert page.exists()
 
 
 def test_empty_behavior_analytics_fails_at_validation_with_a_clear_message(dag, tmp_path, monkeypatch,
@@ -143,4 +148,8 @@ def test_data_docs_and_validation_results_are_kept_per_run(dag, source, detectio
     folder = next((detection_home / "staging").rglob("data_docs"))
     for table in ("AzureActivity", "BehaviorAnalytics"):
         assert (folder / table / "index.html").exists()
-        assert (folder / table / f"{table}.validation.json").exists()
+        # the validate task's own verdict (what gated the alerts) and the docs' re-run agree
+        gate = json.loads((folder.parent / "quality" / f"{table}.validation.json").read_text())
+        docs = json.loads((folder / table / f"{table}.validation.json").read_text())
+        assert gate["summary"]["status"] == docs["summary"]["status"] != "failed"
+        assert gate["summary"]["warnings"] == docs["summary"]["warnings"]

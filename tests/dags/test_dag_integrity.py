@@ -67,6 +67,10 @@ def test_task_graph_extracts_in_parallel_then_validates_correlates_alerts_delive
     assert up["correlate"] == {"validate_azure_activity", "validate_behavior_analytics"}
     assert "correlate" in up["build_alerts"]
     assert up["deliver"] == {"build_alerts"}
+    # Data Docs hang off both validations, whatever their outcome, and nothing waits for them
+    assert up["data_docs"] == {"validate_azure_activity", "validate_behavior_analytics"}
+    assert dag.get_task("data_docs").trigger_rule == "all_done"
+    assert not dag.get_task("data_docs").downstream_task_ids
 
 
 @pytest.mark.parametrize("dag_file", sorted(EXPECTED_DAGS))
