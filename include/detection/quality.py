@@ -28,7 +28,7 @@ import yaml
 from . import kql
 from .errors import DataQualityError, IncompleteDataError
 from .files import write_text
-from .rule import parse_timespan
+from .rule import YAML_LOADER, parse_timespan
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ COMPLETENESS_CHECKS = ("no_gap", "fresh")
 
 @lru_cache(maxsize=None)
 def load_config(path: str = str(CONFIG_PATH)) -> dict:
-    config = yaml.safe_load(Path(path).read_text())
+    config = yaml.load(Path(path).read_text(), Loader=YAML_LOADER)
     config["thresholds"]["ingestion_delay_hours"] = (
         parse_timespan(config["thresholds"]["ingestion_delay"]).total_seconds() / 3600)
     return config
@@ -146,8 +146,7 @@ def with_derived_columns(table: str, frame: pd.DataFrame) -> pd.DataFrame:
             if col in out:
                 out[f"{col}_is_not_empty"] = kql.kusto_str(out[col]) != ""
         if "Authorization" in out:
-            parsed = {a: isinstance(kql.parse_json(a), dict) and "scope" in kql.parse_json(a)
-                      for a in out["Authorization"].dropna().unique()}
+            parsed = {a: _has_scope(kql.parse_json(a)) for a in out["Authorization"].dropna().unique()}
             out["Authorization_is_json_with_scope"] = out["Authorization"].map(parsed).fillna(False).astype(bool)
         if "ActivityStatusValue" in out:
             out["ActivityStatusValue_family"] = kql.kusto_str(out["ActivityStatusValue"]).str.lower()
@@ -156,6 +155,10 @@ def with_derived_columns(table: str, frame: pd.DataFrame) -> pd.DataFrame:
             [isinstance(kql.parse_json(v), dict) for v in out["ActivityInsights"].astype(object)],
             index=out.index, dtype=bool)
     return out
+
+
+def _has_scope(value) -> bool:
+    return isinstance(value, dict) and "scope" in value
 
 
 # --- suites: engine-neutral specs, evaluated by Great Expectations or natively ------------------------
