@@ -8,8 +8,9 @@ each task process is then forked from a worker and inherits them copy-on-write:
     mp_start_method = forkserver
     mp_forkserver_preload = include.detection.preload
 
-(`docker-compose.yaml` and `make scheduler` set these.) Nothing here runs any work, opens a file
-or starts a thread, so forking after it is safe.
+(`make airflow` sets these; tests/dags/test_scheduler_backfill.py checks the task processes
+get GE this way.) Nothing here runs any work, opens a file or starts a thread, so forking after
+it is safe.
 """
 
 import os
