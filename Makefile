@@ -15,10 +15,11 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__PARALLELISM := 4
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(CURDIR)/.airflow/airflow.db
 export DETECTION_HOME ?= $(CURDIR)/.data
-# Scheduler workers come from a forkserver that imports pandas/pyarrow/DuckDB/GE once, so a task
-# process doesn't pay GE's ~2.5 s import (include/detection/preload.py).
+# Scheduler workers come from a forkserver that imports pandas/pyarrow/DuckDB/GE (include/detection/
+# preload.py) and Airflow's task runner once, so a task process doesn't pay GE's ~2.5 s import
+# or the runner's ~0.3 s (the list is bench/airflow_stack.py's PRELOAD; a test holds them equal).
 export AIRFLOW__SCHEDULER__MP_START_METHOD := forkserver
-export AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD := include.detection.preload
+export AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD := include.detection.preload,airflow.sdk.execution_time.task_runner,airflow.dag_processing.dagbag
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 

@@ -33,6 +33,8 @@ def main(argv=None) -> int:
                    help="lake cache (default: $BENCH_DATA or <repo>/.data/bench)")
     p.add_argument("--dag", action="store_true", help="also run the DAG-equivalent (see --dag-scale)")
     p.add_argument("--dag-scale", default="M")
+    p.add_argument("--airflow", action="store_true",
+                   help="also back-fill the DAG at --dag-scale through a real scheduler and time its tasks")
     p.add_argument("--profile", action="store_true",
                    help="also profile our detect (importtime, step timings, cProfile) at each scale")
     p.add_argument("--timeout", type=float, default=None, help="seconds per engine run")
@@ -50,7 +52,7 @@ def main(argv=None) -> int:
         print(f"ours: {code}", file=sys.stderr)
 
     report = harness.run_bench(a.scales, a.repeat, a.data_dir, a.out, a.dag, a.dag_scale, a.timeout,
-                               not a.no_warm, a.workers, a.compression, code=code)
+                               not a.no_warm, a.workers, a.compression, code=code, airflow=a.airflow)
     if a.profile:
         from . import profile
         report["profiles"] = {}

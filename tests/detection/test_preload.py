@@ -22,7 +22,10 @@ def test_preload_imports_the_task_modules_and_starts_no_thread():
     assert out[1] == "1 false"
 
 
-def test_make_airflow_runs_the_scheduler_with_the_preloading_forkserver():
+def test_make_airflow_runs_the_scheduler_with_the_preloading_forkserver_the_tests_measure():
+    from bench.airflow_stack import PRELOAD
+
     makefile = (REPO / "Makefile").read_text()
     assert "export AIRFLOW__SCHEDULER__MP_START_METHOD := forkserver" in makefile
-    assert "export AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD := include.detection.preload" in makefile
+    assert f"export AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD := {PRELOAD}" in makefile
+    assert PRELOAD.split(",")[0] == "include.detection.preload"
