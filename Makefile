@@ -54,8 +54,11 @@ airflow: install demo $(AIRFLOW_HOME)/airflow.db
 test: install
 	$(PY) -m pytest -q
 
+# Issue #5's measurement: detect vs one DuckDB SQL query at S/M/L, the DAG at M (one process,
+# cold and warm) and a back-fill through the real scheduler. First run generates ~12 GB of lakes.
+BENCH_ARGS ?= --scales S,M,L --repeat 5 --dag --airflow
 bench: install
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(AIRFLOW_HOME) $(DETECTION_HOME) .pytest_cache
