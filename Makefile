@@ -47,7 +47,8 @@ run: install demo $(AIRFLOW_HOME)/airflow.db
 	$(PY) -m include.detection alerts --format table
 
 # Scheduled runs, back-fills (`airflow backfill create`) and the UI on http://localhost:8080:
-# API server, scheduler and DAG processor on the embedded default, in the foreground.
+# `airflow standalone` (API server, scheduler, DAG processor, triggerer) on the embedded default,
+# in the foreground; it prints the generated admin password.
 airflow: install demo $(AIRFLOW_HOME)/airflow.db
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/airflow standalone
 

@@ -39,7 +39,7 @@ def _free_port() -> int:
 
 
 class AirflowStack:
-    def __init__(self, home: Path, source: Path, preload: bool = True, extra_env: dict | None = None):
+    def __init__(self, home: Path, source: Path, extra_env: dict | None = None):
         self.home = Path(home)
         port = _free_port()
         self.env = {
@@ -63,11 +63,9 @@ class AirflowStack:
         for var in ("DETECTION_STAGING", "DETECTION_ALERT_STORE", "DETECTION_TICKET_DIR",
                     "DETECTION_DESTINATIONS"):
             self.env.pop(var, None)
-        if preload:  # what `make airflow` sets (include/detection/preload.py)
-            self.env["AIRFLOW__SCHEDULER__MP_START_METHOD"] = "forkserver"
-            self.env["AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD"] = PRELOAD
-        else:
-            self.env.pop("AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD", None)
+        # what `make airflow` sets (include/detection/preload.py)
+        self.env["AIRFLOW__SCHEDULER__MP_START_METHOD"] = "forkserver"
+        self.env["AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD"] = PRELOAD
         self.db = self.home / "airflow" / "airflow.db"
         self.logs = [self.home / f"{c}.log" for c in COMPONENTS]
         self.procs: list[subprocess.Popen] = []
@@ -95,6 +93,16 @@ class AirflowStack:
         self.stop()
 
     def stop(self) -> None:
+        import psutil
+
+        # Task processes run in process groups of their own (Airflow's supervisor): collect every
+        # descendant first, so one stopped mid-run does not outlive the stack.
+        family = []
+        for p in self.procs:
+            try:
+                family += psutil.Process(p.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                pass
         for p in self.procs:
             try:
                 os.killpg(p.pid, signal.SIGTERM)
@@ -108,6 +116,11 @@ class AirflowStack:
             try:  # idle LocalExecutor workers outlive the scheduler's SIGTERM: end the whole group
                 os.killpg(p.pid, signal.SIGKILL)
             except ProcessLookupError:
+                pass
+        for child in family:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
                 pass
         self.procs = []
 

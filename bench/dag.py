@@ -116,6 +116,7 @@ def main(argv=None) -> int:
         return pipeline.render_docs(config.staging(), start, end, s, rule)
 
     extracted = {t: steps.run(f"extract {t}", extract, t) for t in ("AzureActivity", "BehaviorAnalytics")}
+    ge_preloaded = "great_expectations" in sys.modules
     with store.open_store() as s:
         checked = {t: steps.run(f"validate {t}", validate, e, s) for t, e in extracted.items()}
     correlated = steps.run("correlate", correlate, checked["AzureActivity"], checked["BehaviorAnalytics"])
@@ -128,7 +129,7 @@ def main(argv=None) -> int:
     tickets = len(list((work / "tickets").glob("*.json")))
     report = {"steps": steps.steps, "results": correlated["results"], "alerts": stored,
               "deliveries": delivered, "tickets": tickets, "data_docs": docs,
-              "warm": a.warm, "preload_seconds": preload_s,
+              "warm": a.warm, "preload_seconds": preload_s, "ge_preloaded": ge_preloaded,
               "through_delivery_seconds": round(to_delivery, 3),
               "total_seconds": round(time.perf_counter() - steps.t0, 3)}
     if a.timings:

@@ -336,10 +336,11 @@ def _minus_days(end: str, days: int) -> str:
 def bench_dag(name: str, rows_per_day: int, data_dir: Path, out_dir: Path, timeout=None,
               compression: str = "zstd", workers: int = 1, log=print, code: Path | None = None,
               warm: bool = False) -> dict:
-    """One DAG-equivalent run (bench/dag.py). `to_delivery_s` is what the alerts wait for: cold,
-    the process's wall time less the Data Docs step (which the DAG runs beside the alerts' path);
-    warm, the in-process time from the first task to the end of delivery (the worker's preload is
-    paid once per worker, not per run)."""
+    """One DAG-equivalent run (bench/dag.py). `to_delivery_s` is what the alerts wait for, timed
+    in the process from the first task to the end of delivery, in both modes: cold, it includes
+    importing the library, pandas, pyarrow and (in validate) GE; warm, those were preloaded, as a
+    worker's are once for all its tasks. Interpreter start and exit are left out of both, while
+    `detect`'s figure is its whole process, so the ratio slightly favours the DAG."""
     from . import lake as lakes
 
     spec = lakes.LakeSpec(rows_per_day=rows_per_day, compression=compression)
@@ -358,7 +359,7 @@ def bench_dag(name: str, rows_per_day: int, data_dir: Path, out_dir: Path, timeo
         r["log_tail"] = _tail(r["log"], 30)
     if steps:
         docs = steps["steps"]["data_docs (beside the run)"]["seconds"]
-        r["to_delivery_s"] = round(steps["through_delivery_seconds"] if warm else r["wall_s"] - docs, 3)
+        r["to_delivery_s"] = round(steps["through_delivery_seconds"], 3)
         r["data_docs_s"] = docs
     log(f"  {name} dag {mode}: wall {r['wall_s']:.2f}s  to delivery {r.get('to_delivery_s', float('nan')):.2f}s"
         f"  peak RSS {r['peak_rss_mib']:,.0f} MiB  exit {r['exit_code']}")
@@ -444,11 +445,13 @@ def run_bench(scales: dict[str, int], repeat: int = 1, data_dir: Path | None = N
     if airflow:
         from .airflow_run import bench_airflow
         rows = scales.get(dag_scale, SCALES.get(dag_scale))
+        if rows is None:
+            raise ValueError(f"unknown DAG scale {dag_scale!r}")
         a = bench_airflow(dag_scale, rows, data_dir, out_dir, compression, workers, log)
         detect = report["scales"].get(dag_scale, {}).get("ours")
         if detect:
             a["vs_detect"] = {"critical_path": round(a["critical_path_s"] / detect["wall_s"], 2),
-                              "run_wall": round(a["run_wall_s"] / detect["wall_s"], 2)}
+                              "run_to_delivery": round(a["run_to_delivery_s"] / detect["wall_s"], 2)}
         report["airflow"] = a
     report["meta"]["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     _write_json(out, report)
@@ -501,7 +504,8 @@ def format_table(report: dict) -> str:
         lines.append(f"Airflow back-fill run at {a['scale']} (scheduler, LocalExecutor, preloaded workers): "
                      f"{a['state']}; critical path {a['critical_path_s']:.2f}s"
                      + (f" ({vs['critical_path']}x detect)" if vs else "")
-                     + f", run wall {a['run_wall_s']:.2f}s" + (f" ({vs['run_wall']}x)" if vs else ""))
+                     + f", run start to delivered {a['run_to_delivery_s']:.2f}s"
+                     + (f" ({vs['run_to_delivery']}x)" if vs else "") + f", whole run {a['run_wall_s']:.2f}s")
         for task, t in sorted(a["tasks"].items(), key=lambda kv: kv[1]["start"] or ""):
             lines.append(f"    {task:34} {t['seconds'] or 0:>8.2f}s  {t['state']}")
     return "\n".join(lines)

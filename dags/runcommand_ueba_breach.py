@@ -83,10 +83,11 @@ def runcommand_ueba_breach():
         log.info("data quality: %s", checked["summary"])
         return checked
 
-    @task(trigger_rule="all_done")
+    @task(trigger_rule="all_done", retries=0)
     def data_docs(**context) -> dict:
         """HTML for people, off the alerts' path: runs once both validations are done, passed or
-        failed, from the staged files (nothing to render when an extract failed)."""
+        failed, from this run's staged files (a table whose scan failed has none). Rendering
+        again gives the same pages, so a failure is not retried; it fails the run visibly."""
         from include.detection import config, pipeline, store
 
         start, end = _window(context)

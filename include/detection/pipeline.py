@@ -128,8 +128,14 @@ def extract_to_stage(source: Path, table: str, start, end, staging: Path,
 
     rule = rule or load_rule()
     start, end = pd.Timestamp(start), pd.Timestamp(end)
-    scan = extract(source, table, start, end, rule)
     folder = run_folder(staging, rule, start, end)
+    # An earlier attempt's files must not outlive this one: a failed scan leaves nothing staged
+    # (no Data Docs of stale data), and stats are written last, so a table counts as staged only
+    # when both files are this attempt's.
+    for old in (folder / f"{table}.stats.json", folder / f"{table}.parquet",
+                folder / "quality" / f"{table}.validation.json"):
+        old.unlink(missing_ok=True)
+    scan = extract(source, table, start, end, rule)
     path = stage(scan.frame, folder / f"{table}.parquet")
     qpath = quarantine.write([scan], folder / "quarantine" / table, end)
     stats = {**scan.summary(), "quarantine_file": str(qpath) if qpath else None}
@@ -184,9 +190,12 @@ def render_docs(staging: Path, start, end, store=None, rule: Rule | None = None)
         if not (staged.exists() and stats.exists()):
             continue
         docs = folder / "data_docs" / table
+        # the volume history the gate judged with (later runs may have added to the store's)
+        gate = folder / "quality" / f"{table}.validation.json"
+        history = (json.loads(gate.read_text()).get("history") if gate.exists()
+                   else _history(store, rule, table, end.isoformat()))
         quality.validate(table, load_stage(staged), json.loads(stats.read_text()), rule.inputs[table],
-                         start, end, _history(store, rule, table, end.isoformat()), docs,
-                         raise_on_failure=False)
+                         start, end, history, docs, raise_on_failure=False)
         pages[table] = str(docs / "index.html")
     return pages
 

@@ -9,8 +9,9 @@ each task process is then forked from a worker and inherits them copy-on-write:
     mp_forkserver_preload = include.detection.preload
 
 (`make airflow` sets these; tests/dags/test_scheduler_backfill.py checks the task processes
-get GE this way.) Nothing here runs any work, opens a file or starts a thread, so forking after
-it is safe.
+get GE this way.) Nothing here runs any work, opens a connection or starts a Python thread; the
+native threads that numpy's OpenBLAS and pyarrow's jemalloc start at import are fork-aware
+(they re-create their pools in the child), as every pandas program that forks relies on.
 """
 
 import os

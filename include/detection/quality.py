@@ -272,7 +272,8 @@ def validate(table: str, frame: pd.DataFrame, stats: dict, columns: dict[str, st
     report_dir = results_dir or docs_dir
     if report_dir:
         write_text(Path(report_dir) / f"{table}.validation.json",
-                   json.dumps({"summary": quality.summary(), "profile": facts}, indent=2, default=str))
+                   json.dumps({"summary": quality.summary(), "profile": facts, "history": history},
+                              indent=2, default=str))
     if failures and raise_on_failure:
         only_completeness = all(f["check"] in COMPLETENESS_CHECKS for f in failures)
         raise (IncompleteDataError if only_completeness else DataQualityError)(failures)

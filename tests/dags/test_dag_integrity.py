@@ -39,7 +39,8 @@ def test_dag_metadata_comes_from_the_rule(dagbag, dag_id):
     assert f"severity:{rule.severity}" in dag.tags
     assert rule.description in dag.doc_md
     assert dag.default_args["owner"] and dag.default_args["retries"] >= 1
-    assert all(t.retries >= 1 for t in dag.tasks)
+    # every task retries transient failures, except the Data Docs page, which would render the same
+    assert {t.task_id for t in dag.tasks if t.retries < 1} == {"data_docs"}
 
 
 def test_schedule_has_a_real_daily_data_interval(dagbag):

@@ -28,12 +28,14 @@ def stack(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def backfill(stack):
-    """Two daily intervals, ending 2026-10-31 and 2026-11-01 (logical dates 10-30 and 10-31)."""
-    stack.backfill("2026-10-30", "2026-10-31")
+    """Two daily intervals, ending 2026-10-31 and 2026-11-01 (logical dates 10-30 and 10-31), in
+    order, as the README tells users to back-fill."""
+    stack.backfill("2026-10-30", "2026-10-31", max_active_runs=1)
     try:
         return stack.wait_for_runs(2)
     except StackTimeout as exc:
-        pytest.fail(str(exc))
+        states = stack.query("SELECT run_id, task_id, state, try_number FROM task_instance ORDER BY run_id")
+        pytest.fail(f"{exc}\ntask instances: {states}")
 
 
 def test_backfill_runs_every_interval_to_success(backfill, stack):
