@@ -19,7 +19,7 @@ export DETECTION_HOME ?= $(CURDIR)/.data
 # preload.py) and Airflow's task runner once, so a task process doesn't pay GE's ~2.5 s import
 # or the runner's ~0.3 s (the list is bench/airflow_stack.py's PRELOAD; a test holds them equal).
 export AIRFLOW__SCHEDULER__MP_START_METHOD := forkserver
-export AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD := include.detection.preload,airflow.sdk.execution_time.task_runner,airflow.dag_processing.dagbag
+export AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD := include.detection.preload,airflow.sdk.execution_time.task_runner,airflow.dag_processing.dagbag,airflow.plugins_manager,fastapi.responses
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 

@@ -24,8 +24,12 @@ DAG_ID = "runcommand_ueba_breach"
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
 # What `make airflow` sets: the task modules (pandas, pyarrow, DuckDB, GE) and the parts of the
-# task runner each task process would otherwise import before running a line of ours.
-PRELOAD = "include.detection.preload,airflow.sdk.execution_time.task_runner,airflow.dag_processing.dagbag"
+# task runner and the UI plugin (FastAPI) each task process would otherwise import before running
+# a line of ours.
+PRELOAD = (
+    "include.detection.preload,airflow.sdk.execution_time.task_runner,airflow.dag_processing.dagbag,"
+    "airflow.plugins_manager,fastapi.responses"
+)
 
 
 class StackTimeout(RuntimeError):
@@ -152,11 +156,26 @@ class AirflowStack:
 
     # --- runs -------------------------------------------------------------------------------------
 
-    def backfill(self, from_date: str, to_date: str, max_active_runs: int | None = None) -> None:
-        """Daily intervals whose logical dates (interval starts) are from_date..to_date."""
+    def backfill(self, from_date: str, to_date: str, max_active_runs: int | None = None,
+                 reprocess: str | None = None) -> None:
+        """Daily intervals whose logical dates (interval starts) are from_date..to_date;
+        `reprocess="completed"` runs intervals that already ran again."""
         self.airflow("backfill", "create", "--dag-id", DAG_ID, "--from-date", from_date,
                      "--to-date", to_date,
-                     *(["--max-active-runs", str(max_active_runs)] if max_active_runs else []))
+                     *(["--max-active-runs", str(max_active_runs)] if max_active_runs else []),
+                     *(["--reprocess-behavior", reprocess] if reprocess else []))
+
+    def wait_for_backfills_to_complete(self, timeout: float = 120) -> None:
+        """Airflow allows one running back-fill per DAG; the scheduler marks one complete a moment
+        after its last run ends."""
+        self.wait("the back-fill to be marked complete", lambda: self.query(
+            "SELECT count(*) FROM backfill WHERE completed_at IS NULL") == [(0,)], timeout)
+
+    def latest_backfill_run(self) -> dict | None:
+        rows = self.query("SELECT run_id, state, data_interval_start, data_interval_end, start_date, "
+                          "end_date FROM dag_run WHERE run_type = 'backfill' ORDER BY start_date DESC LIMIT 1")
+        keys = ("run_id", "state", "interval_start", "interval_end", "start_date", "end_date")
+        return dict(zip(keys, rows[0])) if rows else None
 
     def wait_for_runs(self, count: int, timeout: float = 300) -> list[dict]:
         def finished():
