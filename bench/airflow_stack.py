@@ -156,35 +156,22 @@ class AirflowStack:
 
     # --- runs -------------------------------------------------------------------------------------
 
-    def backfill(self, from_date: str, to_date: str, max_active_runs: int | None = None,
-                 reprocess: str | None = None) -> None:
-        """Daily intervals whose logical dates (interval starts) are from_date..to_date;
-        `reprocess="completed"` runs intervals that already ran again."""
+    def backfill(self, from_date: str, to_date: str, max_active_runs: int | None = None) -> None:
+        """Daily intervals whose logical dates (interval starts) are from_date..to_date."""
         self.airflow("backfill", "create", "--dag-id", DAG_ID, "--from-date", from_date,
                      "--to-date", to_date,
-                     *(["--max-active-runs", str(max_active_runs)] if max_active_runs else []),
-                     *(["--reprocess-behavior", reprocess] if reprocess else []))
+                     *(["--max-active-runs", str(max_active_runs)] if max_active_runs else []))
 
-    def wait_for_backfills_to_complete(self, timeout: float = 120) -> None:
-        """Airflow allows one running back-fill per DAG; the scheduler marks one complete a moment
-        after its last run ends."""
-        self.wait("the back-fill to be marked complete", lambda: self.query(
-            "SELECT count(*) FROM backfill WHERE completed_at IS NULL") == [(0,)], timeout)
-
-    def latest_backfill_run(self) -> dict | None:
-        rows = self.query("SELECT run_id, state, data_interval_start, data_interval_end, start_date, "
-                          "end_date FROM dag_run WHERE run_type = 'backfill' ORDER BY start_date DESC LIMIT 1")
+    def backfill_runs(self) -> list[dict]:
         keys = ("run_id", "state", "interval_start", "interval_end", "start_date", "end_date")
-        return dict(zip(keys, rows[0])) if rows else None
+        rows = self.query("SELECT run_id, state, data_interval_start, data_interval_end, start_date, "
+                          "end_date FROM dag_run WHERE run_type = 'backfill' ORDER BY data_interval_end")
+        return [dict(zip(keys, r)) for r in rows]
 
     def wait_for_runs(self, count: int, timeout: float = 300) -> list[dict]:
         def finished():
-            rows = self.query("SELECT run_id, state, data_interval_start, data_interval_end, start_date, "
-                              "end_date FROM dag_run WHERE run_type = 'backfill' ORDER BY data_interval_end")
-            if len(rows) == count and all(r[1] in ("success", "failed") for r in rows):
-                keys = ("run_id", "state", "interval_start", "interval_end", "start_date", "end_date")
-                return [dict(zip(keys, r)) for r in rows]
-            return None
+            runs = self.backfill_runs()
+            return runs if len(runs) == count and all(r["state"] in ("success", "failed") for r in runs) else None
         return self.wait(f"{count} back-fill run(s) to finish", finished, timeout)
 
     def task_instances(self, run_id: str) -> dict[str, dict]:

@@ -6,6 +6,7 @@ Parquet files in between.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -97,6 +98,33 @@ def run_folder(base: Path, rule: Rule, start, end) -> Path:
     return Path(base) / rule.id / f"{pd.Timestamp(start).strftime(fmt)}--{pd.Timestamp(end).strftime(fmt)}"
 
 
+@dataclass(frozen=True)
+class Staged:
+    """Where one table's files for a run live in its run folder."""
+    folder: Path
+    table: str
+
+    @property
+    def data(self) -> Path:
+        return self.folder / f"{self.table}.parquet"
+
+    @property
+    def stats(self) -> Path:
+        return self.folder / f"{self.table}.stats.json"
+
+    @property
+    def verdicts(self) -> Path:   # the validate step's results folder (quality.validate names the file)
+        return self.folder / "quality"
+
+    @property
+    def verdict(self) -> Path:
+        return self.verdicts / f"{self.table}.validation.json"
+
+    @property
+    def docs(self) -> Path:
+        return self.folder / "data_docs" / self.table
+
+
 def stage(frame: pd.DataFrame, path: Path) -> Path:
     """Write a frame as Parquet atomically (temp file, then rename)."""
     import pyarrow as pa
@@ -122,25 +150,22 @@ def extract_to_stage(source: Path, table: str, start, end, staging: Path,
     Raises IncompleteDataError when the window is not complete yet, so the caller can wait and
     scan again; every other problem is left to the validation step to name.
     """
-    import json
-
     from . import quarantine
 
     rule = rule or load_rule()
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     folder = run_folder(staging, rule, start, end)
+    files = Staged(folder, table)
     # An earlier attempt's files must not outlive this one: a failed scan leaves nothing staged
     # (no Data Docs of stale data), and stats are written last, so a table counts as staged only
     # when both files are this attempt's.
-    for old in (folder / f"{table}.stats.json", folder / f"{table}.parquet",
-                folder / "quality" / f"{table}.validation.json"):
+    for old in (files.stats, files.data, files.verdict):
         old.unlink(missing_ok=True)
     scan = extract(source, table, start, end, rule)
-    path = stage(scan.frame, folder / f"{table}.parquet")
+    path = stage(scan.frame, files.data)
     qpath = quarantine.write([scan], folder / "quarantine" / table, end)
     stats = {**scan.summary(), "quarantine_file": str(qpath) if qpath else None}
-    stats_path = folder / f"{table}.stats.json"
-    write_text(stats_path, json.dumps(stats, default=str))
+    stats_path = write_text(files.stats, json.dumps(stats, default=str))
     missing = quality.incomplete(quality.profile(stats, start, end))
     if missing:
         raise IncompleteDataError([{"table": table, **m} for m in missing])
@@ -156,15 +181,14 @@ def validate_stage(extracted: dict, store=None, rule: Rule | None = None) -> dic
 
     Data Docs are not rendered here: HTML is ~3x the validation's own cost and nobody reads it
     before the alerts go out; `render_docs` does it beside the rest of the run."""
-    import json
-
     rule = rule or load_rule()
     table, (start, end) = extracted["table"], extracted["window"]
     stats = json.loads(Path(extracted["stats"]).read_text())
     past = _history(store, rule, table, end)
     try:
         checked = quality.validate(table, load_stage(extracted["path"]), stats, rule.inputs[table],
-                                   start, end, past, results_dir=Path(extracted["path"]).parent / "quality")
+                                   start, end, past,
+                                   results_dir=Staged(Path(extracted["path"]).parent, table).verdicts)
     except DataQualityError:
         if store:
             store.record_run(rule.id, table, end, stats["rows_in_window"], "failed")
@@ -179,24 +203,20 @@ def render_docs(staging: Path, start, end, store=None, rule: Rule | None = None)
     included: that is when they are read), in `<run folder>/data_docs/<table>/index.html`.
     Re-runs the same suites with a Data Docs action, so the pages show exactly the checks the
     validate step applied. Returns {table: index path}; tables never staged are left out."""
-    import json
-
     rule = rule or load_rule()
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     folder = run_folder(staging, rule, start, end)
     pages = {}
     for table in sources.TABLES:
-        staged, stats = folder / f"{table}.parquet", folder / f"{table}.stats.json"
-        if not (staged.exists() and stats.exists()):
+        files = Staged(folder, table)
+        if not (files.data.exists() and files.stats.exists()):
             continue
-        docs = folder / "data_docs" / table
         # the volume history the gate judged with (later runs may have added to the store's)
-        gate = folder / "quality" / f"{table}.validation.json"
-        history = (json.loads(gate.read_text()).get("history") if gate.exists()
+        history = (json.loads(files.verdict.read_text()).get("history") if files.verdict.exists()
                    else _history(store, rule, table, end.isoformat()))
-        quality.validate(table, load_stage(staged), json.loads(stats.read_text()), rule.inputs[table],
-                         start, end, history, docs, raise_on_failure=False)
-        pages[table] = str(docs / "index.html")
+        quality.validate(table, load_stage(files.data), json.loads(files.stats.read_text()),
+                         rule.inputs[table], start, end, history, files.docs, raise_on_failure=False)
+        pages[table] = str(files.docs / "index.html")
     return pages
 
 
