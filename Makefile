@@ -19,7 +19,7 @@ export DETECTION_HOME ?= $(CURDIR)/.data
 # preload.py) and Airflow's task runner once, so a task process doesn't pay GE's ~2.5 s import
 # or the runner's ~0.3 s (the list is bench/airflow_stack.py's PRELOAD; a test holds them equal).
 export AIRFLOW__SCHEDULER__MP_START_METHOD := forkserver
-export AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD := include.detection.preload,airflow.sdk.execution_time.task_runner,airflow.dag_processing.dagbag,airflow.plugins_manager,fastapi.responses
+export AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD := include.detection.preload,airflow.sdk.execution_time.task_runner,airflow.dag_processing.dagbag,airflow.plugins_manager,fastapi.responses,airflow.api_fastapi.core_api.security
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
@@ -46,11 +46,12 @@ run: install demo $(AIRFLOW_HOME)/airflow.db
 	@grep -E "Marking run|state=" $(AIRFLOW_HOME)/last-run.log | tail -n 1 || true
 	$(PY) -m include.detection alerts --format table
 
-# Scheduled runs, back-fills (`airflow backfill create`) and the UI on http://localhost:8080:
-# `airflow standalone` (API server, scheduler, DAG processor, triggerer) on the embedded default,
-# in the foreground; it prints the generated admin password.
+# Scheduled runs, back-fills (`airflow backfill create`) and the UI on http://127.0.0.1:8080
+# (loopback only; AIRFLOW__API__HOST=0.0.0.0 make airflow to serve other hosts): API server,
+# scheduler, DAG processor and triggerer on the embedded default, in the foreground. The login is
+# Airflow's (simple auth manager: users and generated passwords in $(AIRFLOW_HOME)).
 airflow: install demo $(AIRFLOW_HOME)/airflow.db
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/airflow standalone
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash deploy/airflow-local.sh
 
 test: install
 	$(PY) -m pytest -q

@@ -23,12 +23,15 @@ REPO = Path(__file__).resolve().parents[1]
 DAG_ID = "runcommand_ueba_breach"
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
+# The API server reads task logs from the local files on one host: no log server (it would listen
+# on every interface, port 8793).
+ARGS = {"scheduler": ["--skip-serve-logs"]}
 # What `make airflow` sets: the task modules (pandas, pyarrow, DuckDB, GE) and the parts of the
 # task runner and the UI plugin (FastAPI) each task process would otherwise import before running
 # a line of ours.
 PRELOAD = (
     "include.detection.preload,airflow.sdk.execution_time.task_runner,airflow.dag_processing.dagbag,"
-    "airflow.plugins_manager,fastapi.responses"
+    "airflow.plugins_manager,fastapi.responses,airflow.api_fastapi.core_api.security"
 )
 
 
@@ -45,7 +48,7 @@ def _free_port() -> int:
 class AirflowStack:
     def __init__(self, home: Path, source: Path, extra_env: dict | None = None):
         self.home = Path(home)
-        port = _free_port()
+        port = self.port = _free_port()
         self.env = {
             **os.environ,
             "PYTHONPATH": str(REPO),
@@ -57,6 +60,7 @@ class AirflowStack:
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
@@ -82,7 +86,8 @@ class AirflowStack:
         for component, log in zip(COMPONENTS, self.logs):
             with open(log, "wb") as out:
                 # own process group: Airflow's children outlive a plain SIGTERM to the parent
-                self.procs.append(subprocess.Popen([AIRFLOW, component], env=self.env, stdout=out,
+                self.procs.append(subprocess.Popen([AIRFLOW, component, *ARGS.get(component, [])],
+                                                   env=self.env, stdout=out,
                                                    stderr=subprocess.STDOUT, cwd=REPO,
                                                    start_new_session=True))
         try:

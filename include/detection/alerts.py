@@ -78,7 +78,8 @@ def fingerprint(evidence: list[dict]) -> str:
     """Hash of the evidence rows (the alert's inputs), order-free: tells a changed alert from a
     re-sent one."""
     rows = sorted(_canonical(r) for r in evidence)
-    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
+    # surrogatepass: a value no store can hold must not crash the hash (the store replaces it)
+    return hashlib.sha256("\n".join(rows).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def grouping_of(rule: Rule, grouping: str | None = None) -> str:

@@ -79,10 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
 
 
-def _detection(args, out_dir: Path):
+def _detection(args, out_dir: Path, store=None):
     """Run the gated detection and report on stderr; the quarantine is written even when the
-    gate fails (nothing is dropped silently)."""
-    from .pipeline import detect
+    gate fails (nothing is dropped silently). With a `store`, the gate judges the window against
+    the table's history there and the run (passed or failed) joins that history."""
+    from .pipeline import detect, record_run
     from .rule import load_rule, parse_timespan
 
     rule = load_rule(args.rule)
@@ -92,8 +93,12 @@ def _detection(args, out_dir: Path):
         raise UsageError(f"--source {source} is not a folder")
     engine = "ge" if args.docs else args.validator
     detection = detect(source, args.end, period, rule, docs_dir=args.docs, raise_on_failure=False,
-                       engine=engine)
+                       engine=engine, store=store)
     _report(detection, args, out_dir)
+    if store is not None:
+        for table, checked in detection.quality.items():
+            record_run(store, rule, table, detection.start, detection.end,
+                       detection.scans[table].summary(), checked.status)
     if detection.failures:
         raise detection.error()
     return rule, detection
@@ -131,10 +136,10 @@ def _run(args) -> int:
     from .destinations import deliver_pending
     from .store import open_store
 
-    rule, detection = _detection(args, config.home() / "quarantine")
-    alerts = build_alerts(detection.result, rule, detection.start, detection.end,
-                          detection.data_quality, grouping=args.grouping)
     with open_store() as store:
+        rule, detection = _detection(args, config.home() / "quarantine", store)
+        alerts = build_alerts(detection.result, rule, detection.start, detection.end,
+                              detection.data_quality, grouping=args.grouping)
         counts = store.upsert(alerts)
         print(f"alerts: {counts}", file=sys.stderr)
         print(f"deliveries: {deliver_pending(store)}", file=sys.stderr)
@@ -142,20 +147,13 @@ def _run(args) -> int:
 
 
 def _alerts(args) -> int:
-    from .destinations import deliver_pending, known
+    from .destinations import redeliver
     from .store import open_store
 
     names = config.destinations()
     with open_store() as store:
         if args.action == "redeliver":
-            targets = args.destination or names
-            known(targets)
-            if args.alert_id and store.get(args.alert_id) is None:
-                raise UsageError(f"no alert with id {args.alert_id!r}")
-            if args.force:
-                store.reset(targets, args.alert_id)
-            report = deliver_pending(store, targets,
-                                     alert_ids=[args.alert_id] if args.alert_id else None)
+            report = redeliver(store, args.alert_id, args.destination or names, force=args.force)
             print(json.dumps(report))
             return 0
         if args.action == "show":

@@ -24,13 +24,14 @@ Concurrency. Two processes may upsert and deliver at once:
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from .alerts import merge_alert
+from .alerts import fingerprint, merge_alert
 from .connections import redact, resolve_store
 from .errors import UsageError
 
@@ -66,6 +67,31 @@ _SCHEMA_LOCK = 0x5E17_0A1E
 # Alerts not delivered to a destination (the parameter) at their current revision, oldest first.
 _PENDING = ("FROM alerts a LEFT JOIN alert_deliveries d ON d.alert_id = a.id AND d.destination = ? "
             "WHERE d.alert_id IS NULL OR d.revision < a.revision ORDER BY a.first_seen, a.id")
+
+
+# A lone UTF-16 surrogate cannot be encoded as UTF-8 (neither SQLite nor PostgreSQL takes it), and
+# PostgreSQL text cannot hold NUL: one such character in one caller name would roll back the
+# whole window's upsert. Both are stored as U+FFFD on both dialects (JSON bodies keep NUL escaped
+# as \u0000, which both accept), so one crafted row never silences the other alerts.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _text(value):
+    """A value as both stores can hold it (see _UNSTORABLE); non-strings unchanged."""
+    return _UNSTORABLE.sub("\ufffd", value) if isinstance(value, str) else value
+
+
+def _json(value) -> str:
+    return _text(json.dumps(value, ensure_ascii=False))
+
+
+def _storable(alert: dict) -> dict:
+    """The alert as it will read back (see _UNSTORABLE), its fingerprint over that evidence, so a
+    re-run of the same window compares equal and changes nothing."""
+    clean = json.loads(_json(alert))
+    if clean != alert:
+        clean["fingerprint"] = fingerprint(clean.get("evidence", []))
+    return clean
 
 
 def _now() -> datetime:
@@ -177,19 +203,19 @@ class AlertStore:
         counts = {"new": 0, "updated": 0, "unchanged": 0}
         now = _iso(_now())
         with self._tx() as cur:
-            for alert in sorted(alerts, key=lambda a: a["id"]):  # one lock order: no deadlock
+            for alert in sorted(map(_storable, alerts), key=lambda a: a["id"]):  # one lock order
                 body = {**alert, "revision": 1}
                 cur.execute(self._q(
                     "INSERT INTO alerts (id, rule_id, severity, title, first_seen, last_seen, "
                     "revision, fingerprint, body) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?) "
                     "ON CONFLICT (id) DO NOTHING RETURNING id"),
-                    (alert["id"], alert["rule_id"], alert["severity"], alert["title"], now, now,
-                     alert["fingerprint"], json.dumps(body, ensure_ascii=False)))
+                    (_text(alert["id"]), alert["rule_id"], _text(alert["severity"]),
+                     _text(alert["title"]), now, now, alert["fingerprint"], _json(body)))
                 if cur.fetchone() is not None:
                     counts["new"] += 1
                     continue
                 cur.execute(self._lock(self._q("SELECT body, revision FROM alerts WHERE id = ?")),
-                            (alert["id"],))
+                            (_text(alert["id"]),))
                 old_body, revision = cur.fetchone()
                 merged, changed = merge_alert(json.loads(old_body), alert)
                 if changed:
@@ -197,12 +223,12 @@ class AlertStore:
                     cur.execute(self._q(
                         "UPDATE alerts SET last_seen = ?, revision = ?, fingerprint = ?, "
                         "severity = ?, title = ?, body = ? WHERE id = ?"),
-                        (now, revision + 1, merged["fingerprint"], merged["severity"],
-                         merged["title"], json.dumps(merged, ensure_ascii=False), alert["id"]))
+                        (now, revision + 1, merged["fingerprint"], _text(merged["severity"]),
+                         _text(merged["title"]), _json(merged), _text(alert["id"])))
                     counts["updated"] += 1
                 else:
                     cur.execute(self._q("UPDATE alerts SET last_seen = ? WHERE id = ?"),
-                                (now, alert["id"]))
+                                (now, _text(alert["id"])))
                     counts["unchanged"] += 1
         return counts
 
@@ -318,12 +344,12 @@ class AlertStore:
                 "first_delivered_at = COALESCE(first_delivered_at, ?), "
                 f"attempts = 0, last_error = NULL, last_attempt_at = ?, {release} "
                 "WHERE alert_id = ? AND destination = ?"),
-                (revision, revision, fingerprint, ticket_ref, now, now, now, *release_args,
+                (revision, revision, fingerprint, _text(ticket_ref), now, now, now, *release_args,
                  alert_id, destination))
             cur.execute(self._q(
                 "INSERT INTO delivery_log (alert_id, destination, revision, ticket_ref, action, "
                 "delivered_at, worker) VALUES (?, ?, ?, ?, ?, ?, ?)"),
-                (alert_id, destination, revision, ticket_ref,
+                (alert_id, destination, revision, _text(ticket_ref),
                  action or ("updated" if previous else "created"), now, owner))
 
     def mark_failed(self, alert_id: str, destination: str, error: str,
@@ -336,7 +362,18 @@ class AlertStore:
             cur.execute(self._q(
                 f"UPDATE alert_deliveries SET attempts = attempts + 1, last_error = ?, "
                 f"last_attempt_at = ?, {release} WHERE alert_id = ? AND destination = ?"),
-                (redact(error)[:2000], now, *release_args, alert_id, destination))
+                (_text(redact(error))[:2000], now, *release_args, alert_id, destination))
+
+    def renew(self, owner: str, lease_seconds: float) -> int:
+        """Extend every claim `owner` holds (the delivering worker's heartbeat): a live worker
+        keeps its claim however long a delivery takes; a killed one loses it `lease_seconds`
+        after its last beat."""
+        until = _iso(_now() + timedelta(seconds=lease_seconds))
+        with self._tx() as cur:
+            cur.execute(self._q("UPDATE alert_deliveries SET claimed_until = ? "
+                                "WHERE claimed_by = ? AND claimed_until IS NOT NULL"),
+                        (until, owner))
+            return cur.rowcount
 
     def release(self, alert_id: str, destination: str, owner: str) -> None:
         release, release_args = self._release(owner)

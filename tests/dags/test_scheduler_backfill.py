@@ -10,7 +10,9 @@ import json
 import subprocess
 import sys
 
+import psutil
 import pytest
+import requests
 
 from bench.airflow_stack import AirflowStack, StackTimeout
 from include.detection import demo
@@ -22,7 +24,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     home = tmp_path_factory.mktemp("airflow-stack")
-    with AirflowStack(home, demo.ensure_demo_lake(home / "lake")) as stack:
+    users = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,analyst:viewer",
+             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json")}
+    with AirflowStack(home, demo.ensure_demo_lake(home / "lake"), extra_env=users) as stack:
         yield stack
 
 
@@ -61,3 +65,38 @@ def test_validate_tasks_find_great_expectations_preloaded_by_the_worker(backfill
     assert len(logs) >= 4  # two tables x two intervals
     for log in logs:
         assert "Great Expectations preloaded by the worker: True" in log.read_text(), log
+
+
+def test_the_api_server_listens_on_loopback_only(stack):
+    assert stack.env["AIRFLOW__API__HOST"] == "127.0.0.1"
+    listening = {c.laddr for c in psutil.net_connections("inet") if c.status == psutil.CONN_LISTEN}
+    assert ("127.0.0.1", stack.port) in listening
+    assert not any(a.port == stack.port and a.ip in ("0.0.0.0", "::") for a in listening)
+    assert not any(a.port in (8793, 8794) for a in listening), "no task log server is needed here"
+
+
+def test_plugin_routes_need_the_airflow_login_on_a_running_api_server(backfill, stack):
+    """Issue #11 point 1 on the real thing: anonymous requests get 401/403 and no alert data;
+    after `POST /auth/token` as a viewer the same routes answer 200."""
+    base = f"http://127.0.0.1:{stack.port}"
+    ids = [json.loads(line)["id"] for line in subprocess.run(
+        [sys.executable, "-m", "include.detection", "alerts", "list"], env=stack.env, check=True,
+        capture_output=True, text=True, cwd=REPO).stdout.splitlines() if line.strip()]
+    routes = ["/detections/", f"/detections/alerts/{ids[0]}"]
+    for route in routes:
+        anonymous = requests.get(base + route, timeout=30)
+        assert anonymous.status_code in (401, 403), (route, anonymous.status_code)
+        assert "@" not in anonymous.text and ids[0] not in anonymous.text
+    assert requests.post(f"{base}/detections/alerts/{ids[0]}/redeliver", timeout=30).status_code \
+        in (401, 403)
+    passwords = json.loads((stack.home / "passwords.json").read_text())
+    token = requests.post(f"{base}/auth/token", json={"username": "analyst",
+                                                     "password": passwords["analyst"]},
+                          timeout=30).json()["access_token"]
+    for route in routes:
+        page = requests.get(base + route, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert page.status_code == 200 and ids[0] in page.text, route
+    viewer_redeliver = requests.post(f"{base}/detections/alerts/{ids[0]}/redeliver", timeout=30,
+                                     headers={"Authorization": f"Bearer {token}",
+                                              "X-Detections-Request": "redeliver"})
+    assert viewer_redeliver.status_code == 403, "a viewer may read alerts, not redeliver them"
