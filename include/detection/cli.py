@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 from . import config
 from .errors import DetectionError, UsageError
+from .text import json_text, printable, printable_lines
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,8 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"detect": _detect, "run": _run, "alerts": _alerts, "demo": _demo}[args.command](args)
     except DetectionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable_lines(exc)}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a path from the arguments or the environment: unusable as given
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or type(exc).__name__}{printable(where)}", file=sys.stderr)
+        return UsageError.exit_code
 
 
 def _detection(args, out_dir: Path, store=None):
@@ -122,10 +128,20 @@ def _report(detection, args, out_dir: Path) -> None:
           f"results: {results}", file=sys.stderr)
 
 
+def _writable_file(path: Path, flag: str) -> None:
+    """Fail before the scan, not after it, when `path` cannot take the result."""
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a folder: give a file name")
+    folder = next((p for p in path.absolute().parents if p.exists()), None)
+    if folder is None or not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: cannot write in {folder}")
+
+
 def _detect(args) -> int:
     from . import results
     if args.out.suffix not in (".jsonl", ".parquet"):
         raise UsageError(f"--out {args.out}: use a .jsonl or .parquet file name")
+    _writable_file(args.out, "--out")
     rule, detection = _detection(args, args.out.parent / "quarantine")
     results.write(detection.result, args.out)
     return 0
@@ -163,20 +179,24 @@ def _alerts(args) -> int:
             if alert is None:
                 raise UsageError(f"no alert with id {args.alert_id!r}")
             alert["delivery_log"] = store.delivery_log(args.alert_id)
-            print(json.dumps(alert, indent=2, ensure_ascii=False))
+            print(json_text(alert, indent=2))
             return 0
         items = store.alerts(names)
     if args.format == "table":
+        # Every cell is data (caller and VM names reach the title): escaped so that an ESC
+        # sequence, CR or U+202E in it can neither forge a line nor drive the terminal.
         print(f"{'id':36}  {'severity':8}  {'start':20}  {'rows':4}  {'tickets':24}  title")
         for a in items:
             tickets = ",".join(t["destination"] for t in a["tickets"] if t["current"]) or "-"
             if a["pending"]:
                 tickets += f" (pending: {','.join(a['pending'])})"
-            print(f"{a['id']:36}  {a['severity']:8}  {a['start_time'][:19] + 'Z':20}  "
-                  f"{len(a['evidence']):4}  {tickets:24}  {a['title']}")
+            cells = (a["id"], a["severity"], a["start_time"][:19] + "Z", len(a["evidence"]),
+                     tickets, a["title"])
+            row = [printable(c) for c in cells]
+            print(f"{row[0]:36}  {row[1]:8}  {row[2]:20}  {row[3]:>4}  {row[4]:24}  {row[5]}")
     else:
         for a in items:
-            print(json.dumps(a, ensure_ascii=False))
+            print(json_text(a))
     return 0
 
 

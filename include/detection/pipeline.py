@@ -19,14 +19,26 @@ from .files import atomic_path, write_text
 from .rule import Rule, load_rule
 
 
+# Times are nanosecond integers in the scans (DuckDB epoch_ns, pandas datetime64[ns]): a window
+# must lie inside what they hold, [1970, 2262). Sentinel itself has no data before 2010.
+EARLIEST, LATEST = pd.Timestamp("1970-01-01", tz="UTC"), pd.Timestamp("2262-04-11", tz="UTC")
+
+
 def window(end, period: timedelta) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The query period as a half-open UTC interval [end - period, end)."""
+    example = "use ISO 8601, e.g. 2026-11-01T00:00:00Z"
     try:
-        end = pd.Timestamp(end)
-    except (ValueError, TypeError):
-        raise UsageError(f"not a timestamp: {end!r} (use ISO 8601, e.g. 2026-11-01T00:00:00Z)") from None
-    end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
-    return end - pd.Timedelta(period), end
+        parsed = pd.Timestamp(end)
+    except (ValueError, TypeError, OverflowError):
+        raise UsageError(f"--end {end!r} is not a timestamp ({example})") from None
+    if parsed is pd.NaT or pd.isna(parsed):
+        raise UsageError(f"--end {end!r} is not a timestamp ({example})")
+    parsed = parsed.tz_localize("UTC") if parsed.tzinfo is None else parsed.tz_convert("UTC")
+    start = parsed - pd.Timedelta(period)
+    if start < EARLIEST or parsed >= LATEST:
+        raise UsageError(f"window [{start}, {parsed}) is outside the supported range "
+                         f"[{EARLIEST.date()}, {LATEST.date()})")
+    return start.as_unit("ns"), parsed.as_unit("ns")
 
 
 def extract(source: Path, table: str, start, end, rule: Rule | None = None) -> sources.Scan:

@@ -17,6 +17,9 @@ YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 DEFAULT_RULE = "runcommand_ueba_breach"
 
+# Longest query period or wait this code takes (Kusto's scheduled rules stop at 14 days; a hunt
+# over a year is run as one window per day, not as one window).
+MAX_SPAN = timedelta(days=366)
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(d|h|m|s|ms|min)\s*$")
 _UNIT = {"d": "days", "h": "hours", "m": "minutes", "min": "minutes", "s": "seconds", "ms": "milliseconds"}
 
@@ -26,9 +29,14 @@ def parse_timespan(text: str) -> timedelta:
     m = _SPAN.match(str(text))
     if not m:
         raise UsageError(f"not a Kusto timespan: {text!r} (expected e.g. 2d, 36h, 90m)")
-    span = timedelta(**{_UNIT[m.group(2)]: float(m.group(1))})
+    try:
+        span = timedelta(**{_UNIT[m.group(2)]: float(m.group(1))})
+    except OverflowError:
+        span = MAX_SPAN * 2
     if span <= timedelta(0):
         raise UsageError(f"timespan must be positive: {text!r}")
+    if span > MAX_SPAN:  # a window is profiled hour by hour: a typo must not exhaust memory
+        raise UsageError(f"timespan {text!r} is longer than {MAX_SPAN.days} days")
     return span
 
 
