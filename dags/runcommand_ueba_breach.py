@@ -56,11 +56,14 @@ def _window(context) -> tuple[str, str]:
 def runcommand_ueba_breach():
     @task(**EXTRACT_ARGS)
     def extract(table: str, **context) -> dict:
-        """Waits (retries with delay) while the window is incomplete, then fails as such."""
-        from include.detection import config, pipeline
+        """Waits (retries with delay) while the window is incomplete (judged against the table's
+        rhythm in the alert store's run history), then fails as such."""
+        from include.detection import config, pipeline, store
 
         start, end = _window(context)
-        return pipeline.extract_to_stage(config.source(), table, start, end, config.staging(), RULE)
+        with store.open_store(alert_store_url()) as s:
+            return pipeline.extract_to_stage(config.source(), table, start, end, config.staging(),
+                                             RULE, store=s)
 
     @task
     def validate(extracted: dict) -> dict:

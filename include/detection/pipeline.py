@@ -77,13 +77,18 @@ class Detection:
 
 
 def detect(source: Path, end, period: timedelta | None = None, rule: Rule | None = None,
-           docs_dir: Path | None = None, history: dict[str, list[int]] | None = None,
-           raise_on_failure: bool = True, engine: str = "ge") -> Detection:
+           docs_dir: Path | None = None, history: dict[str, dict] | None = None,
+           raise_on_failure: bool = True, engine: str = "ge", store=None) -> Detection:
     """Extract, gate and correlate one window. A critical data-quality failure of either table
     stops it before correlating: DataQualityError naming every failure (or, with
-    raise_on_failure=False, a Detection whose `result` is None and `failures` says why)."""
+    raise_on_failure=False, a Detection whose `result` is None and `failures` says why).
+
+    `history` ({table: see _history}) is what the gate judges volume and rhythm against; without
+    it, it is read from `store` (read only: the caller records the run, see record_run)."""
     rule = rule or load_rule()
     start, end = window(end, period or rule.query_period)
+    if history is None and store is not None:
+        history = {t: _history(store, rule, t, end.isoformat()) for t in sources.TABLES}
     if engine == "ge":
         quality.prefetch()
     # One table after the other: each DuckDB scan already uses every core (measured: two side
@@ -156,11 +161,12 @@ def load_stage(path: Path) -> pd.DataFrame:
 # --- The DAG's steps as plain functions (the DAG file only wires them) ------------------------------
 
 def extract_to_stage(source: Path, table: str, start, end, staging: Path,
-                     rule: Rule | None = None) -> dict:
+                     rule: Rule | None = None, store=None) -> dict:
     """Scan one table for the window into `<run folder>/<table>.parquet` plus a stats file.
 
-    Raises IncompleteDataError when the window is not complete yet, so the caller can wait and
-    scan again; every other problem is left to the validation step to name.
+    Raises IncompleteDataError when the window is not complete yet (judged against the table's
+    rhythm in `store`, read only), so the caller can wait and scan again; every other problem
+    is left to the validation step to name.
     """
     from . import quarantine
 
@@ -178,7 +184,8 @@ def extract_to_stage(source: Path, table: str, start, end, staging: Path,
     qpath = quarantine.write([scan], folder / "quarantine" / table, end)
     stats = {**scan.summary(), "quarantine_file": str(qpath) if qpath else None}
     stats_path = write_text(files.stats, json.dumps(stats, default=str))
-    missing = quality.incomplete(quality.profile(stats, start, end))
+    past = _history(store, rule, table, end.isoformat())
+    missing = quality.incomplete(quality.profile(stats, start, end, past))
     if missing:
         raise IncompleteDataError([{"table": table, **m} for m in missing])
     return {"table": table, "path": str(path), "stats": str(stats_path),
@@ -188,8 +195,8 @@ def extract_to_stage(source: Path, table: str, start, end, staging: Path,
 
 def validate_stage(extracted: dict, store=None, rule: Rule | None = None) -> dict:
     """Validate a staged table with the GE suites; the result goes to
-    `<run folder>/quality/<table>.validation.json` and the run's volume into the store's history.
-    Raises DataQualityError on a critical failure.
+    `<run folder>/quality/<table>.validation.json` and the run's volume and hourly profile into
+    the store's history. Raises DataQualityError on a critical failure.
 
     Data Docs are not rendered here: HTML is ~3x the validation's own cost and nobody reads it
     before the alerts go out; `render_docs` does it beside the rest of the run."""
@@ -203,10 +210,10 @@ def validate_stage(extracted: dict, store=None, rule: Rule | None = None) -> dic
                                    results_dir=Staged(Path(extracted["path"]).parent, table).verdicts)
     except DataQualityError:
         if store:
-            store.record_run(rule.id, table, end, stats["rows_in_window"], "failed")
+            record_run(store, rule, table, start, end, stats, "failed")
         raise
     if store:
-        store.record_run(rule.id, table, end, stats["rows_in_window"], checked.status)
+        record_run(store, rule, table, start, end, stats, checked.status)
     return {**checked.summary(), "path": extracted["path"]}
 
 
@@ -232,6 +239,20 @@ def render_docs(staging: Path, start, end, store=None, rule: Rule | None = None)
     return pages
 
 
-def _history(store, rule: Rule, table: str, end: str) -> list[int] | None:
-    runs = quality.load_config()["thresholds"]["volume_history_runs"]
-    return store.trailing_runs(rule.id, table, end, runs) if store else None
+def _history(store, rule: Rule, table: str, end: str) -> dict | None:
+    """What the gate judges a window against: the trailing runs' volumes and hourly profiles
+    (runs that failed are left out: an outage is neither a baseline nor a rhythm)."""
+    if not store:
+        return None
+    t = quality.load_config()["thresholds"]
+    return {"volumes": store.trailing_runs(rule.id, table, end, t["volume_history_runs"]),
+            "profiles": store.trailing_profiles(rule.id, table, end, t["rhythm_history_runs"])}
+
+
+def record_run(store, rule: Rule, table: str, start, end, stats: dict, status: str) -> None:
+    """Keep a run's volume and hourly profile in the store's history (a re-run of the interval
+    replaces them). `end` as the run's window end in ISO 8601, as _history reads it."""
+    end = pd.Timestamp(end).isoformat()
+    store.record_run(rule.id, table, end, stats["rows_in_window"], status)
+    store.record_profile(rule.id, table, end, quality.hourly_counts(stats, start, end),
+                         stats.get("newest"), status)

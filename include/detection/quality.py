@@ -5,11 +5,18 @@ A run either says "the data for this window was complete and valid, here are N a
 raises DataQualityError naming the table, column, check and observed value.
 
 Two frames per table are validated:
-- the *profile*: one row of table-level facts from the scan (rows in the window, longest run of
-  empty hours, ingestion lag, quarantine ratio, volume vs history, stored column types);
+- the *profile*: one row of table-level facts from the scan (rows in the window, hours with no rows
+  that usually have some, ingestion lag beyond the usual one, quarantine ratio, volume vs
+  history, stored column types);
 - the *rows*: the candidate rows the query works on (run-command rows, Azure AD rows), with a few
   derived columns for checks GE has no expectation for (JSON with a scope, a known status).
 Which check is critical and which a warning is set in quality.yaml.
+
+Completeness is judged against the table's own rhythm: an empty hour is a gap only where that
+hour of the week usually has rows (learnt from the per-run hourly profiles kept in the alert
+store, or given by the source's ingestion metadata as `expected_hourly`), and the newest row is
+late only when it is older than the usual newest row of that hour of the week. A table that has
+rows at every hour of the day has no quiet hours: every empty hour of it is a gap, history or not.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -72,10 +80,7 @@ class TableQuality:
 
     @property
     def completeness(self) -> str:
-        if not completeness_judged(self.profile):
-            return "not judged (too sparse)"
-        failed = {f["check"] for f in self.failures + self.warnings}
-        return "incomplete" if failed & set(COMPLETENESS_CHECKS) else "complete"
+        return completeness(self.profile)
 
     def summary(self) -> dict:
         return {"table": self.table, "status": self.status, "completeness": self.completeness,
@@ -85,28 +90,167 @@ class TableQuality:
 
 # --- facts -----------------------------------------------------------------------------------------
 
-def profile(stats: dict, start, end, history: list[int] | None = None) -> dict:
-    """Table-level facts from a scan's summary (see sources.Scan.summary)."""
+HOUR_KEY = "%Y-%m-%dT%H"   # the scan's hourly keys
+NOT_JUDGED = "not judged (no history for its empty hours yet)"
+
+
+def _utc(ts) -> pd.Timestamp:
+    ts = pd.Timestamp(ts)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def window_hours(start, end) -> pd.DatetimeIndex:
+    """The hours a window touches, as UTC hour starts."""
+    return pd.date_range(_utc(start).floor("h"), _utc(end), freq="h", inclusive="left")
+
+
+def hourly_counts(stats: dict, start, end) -> dict[str, int]:
+    """Rows per hour of the window, the empty hours listed too (an empty hour is as much an
+    observation of the table's rhythm as a full one): what a run records in the store."""
+    return {key: int(stats["hourly"].get(key, 0))
+            for key in (h.strftime(HOUR_KEY) for h in window_hours(start, end))}
+
+
+def volumes(history) -> list[int] | None:
+    """The trailing runs' rows in window. `history` is {"volumes": [...], "profiles": [...]}
+    (pipeline._history) or, as before profiles were kept, the plain list of volumes."""
+    return history.get("volumes") if isinstance(history, dict) else history
+
+
+def _profiles(history) -> list[dict]:
+    profiles = (history.get("profiles") or []) if isinstance(history, dict) else []
+    return [p for p in profiles if p.get("status") != "failed"]  # an outage is no rhythm
+
+
+def usual_hours(stats: dict, start, end, history=None) -> tuple[list[bool | None], str, bool]:
+    """For each hour of the window: True when the table usually has rows then, False when it is
+    usually quiet, None when nothing says yet. Returns (flags, basis, learned).
+
+    The source's ingestion metadata wins (`expected_hourly` in the scan's stats, hour -> rows
+    expected, for sources that know what should have arrived). Else the hour of the week in the
+    trailing runs' profiles, once there are `rhythm_min_runs` of them: it usually has rows when
+    at least `usual_share` of the times it was seen had some (overlapping windows see an hour
+    twice: it counts once). A table with rows at most hours of every hour of the day (in those
+    runs and this window) has no quiet hours: any hour its history does not show quiet is one
+    that usually has rows, from the first run on."""
     t = load_config()["thresholds"]
-    start, end = pd.Timestamp(start), pd.Timestamp(end)
-    hours = pd.date_range(start.floor("h"), end, freq="h", inclusive="left")
-    counts = [stats["hourly"].get(h.strftime("%Y-%m-%dT%H"), 0) for h in hours]
+    hours = window_hours(start, end)
+    expected = stats.get("expected_hourly")
+    if expected is not None:
+        return [bool(expected.get(h.strftime(HOUR_KEY))) for h in hours], "ingestion metadata", True
+    profiles = _profiles(history)
+    seen: dict[str, int] = {}
+    for p in profiles:
+        for key, n in p["hourly"].items():
+            seen[key] = max(int(n), seen.get(key, 0))
+    now = hourly_counts(stats, start, end)
+    week: dict[tuple[int, int], list[int]] = {}   # (weekday, hour) -> [times with rows, times seen]
+    day: dict[int, list[int]] = {}                # hour of the day -> the same
+    for key, n in seen.items():
+        h = datetime.strptime(key, HOUR_KEY)
+        _tally(week, (h.weekday(), h.hour), n)
+        if key not in now:
+            _tally(day, h.hour, n)
+    for h, n in zip(hours, now.values()):
+        _tally(day, h.hour, n)
+    share = t["usual_share"]
+    dense = len(day) == 24 and all(hits / times >= share for hits, times in day.values())
+    learned = len(profiles) >= t["rhythm_min_runs"]
+    flags = []
+    for h in hours:
+        slot = week.get((h.weekday(), h.hour)) if learned else None
+        flags.append(slot[0] / slot[1] >= share if slot else True if dense else None)
+    basis = (f"{len(profiles)} runs" if learned else
+             f"learning ({len(profiles)} of {t['rhythm_min_runs']} runs)")
+    return flags, basis + (", rows every hour of the day" if dense else ""), learned
+
+
+def _tally(counts: dict, slot, rows: int) -> None:
+    hits_seen = counts.setdefault(slot, [0, 0])
+    hits_seen[0] += rows > 0
+    hits_seen[1] += 1
+
+
+def _longest_empty_run(hours, counts, flags, count_unknown: bool) -> list[pd.Timestamp]:
+    """The longest run of empty hours that usually have rows (and, with count_unknown, of
+    hours nothing is known about). An hour with rows ends a run; a usually quiet hour neither
+    ends nor extends it: a business table silent from Tuesday 16:00 to Wednesday 11:00 missed
+    the hours it usually fills on both days."""
+    best: list = []
+    run: list = []
+    for h, n, usual in zip(hours, counts, flags):
+        if n:
+            run = []
+        elif usual or (count_unknown and usual is None):
+            run.append(h)
+            if len(run) > len(best):
+                best = list(run)
+    return best
+
+
+def _usual_lag(hours, end, flags) -> float | None:
+    """Hours between the end of the last hour that usually has rows and the window end (None:
+    no hour of the window usually has rows)."""
+    last = [h for h, usual in zip(hours, flags) if usual]
+    if not last:
+        return None
+    return round(max((end - last[-1]).total_seconds() / 3600 - 1, 0.0), 2)
+
+
+def span(hours) -> str:
+    """Hours as a person reads them: `2026-11-04T08..17, 2026-11-05T08..09`."""
+    parts: list[list] = []
+    for h in hours:
+        if parts and h - parts[-1][1] == pd.Timedelta(hours=1) and h.date() == parts[-1][1].date():
+            parts[-1][1] = h
+        else:
+            parts.append([h, h])
+    text = [a.strftime(HOUR_KEY) + (f"..{b:%H}" if b != a else "") for a, b in parts]
+    return ", ".join(text[:6] + ([f"and {len(text) - 6} more"] if len(text) > 6 else []))
+
+
+def profile(stats: dict, start, end, history=None) -> dict:
+    """Table-level facts from a scan's summary (see sources.Scan.summary), judged against the
+    table's rhythm in `history` (see usual_hours and volumes)."""
+    t = load_config()["thresholds"]
+    start, end = _utc(start), _utc(end)
+    hours = window_hours(start, end)
+    counts = list(hourly_counts(stats, start, end).values())
+    flags, basis, learned = usual_hours(stats, start, end, history)
     longest = run = 0
     for n in counts:
         run = run + 1 if n == 0 else 0
         longest = max(longest, run)
+    missing = _longest_empty_run(hours, counts, flags, count_unknown=False)
+    unjudged = _longest_empty_run(hours, counts, flags, count_unknown=True)
     rows = stats["rows_in_window"]
-    newest = pd.Timestamp(stats["newest"]) if stats.get("newest") else None
-    lag = round((end - newest).total_seconds() / 3600, 2) if newest is not None else \
-        round((end - start).total_seconds() / 3600, 2)
+    newest = _utc(stats["newest"]) if stats.get("newest") else None
+    lag = round((end - (newest if newest is not None else start)).total_seconds() / 3600, 2)
+    usual_lag = _usual_lag(hours, end, flags)
+    unjudged_lag = _usual_lag(hours, end, [usual is not False for usual in flags])
     quarantined = stats["quarantined"]
     ratio = quarantined / (rows + quarantined) if rows + quarantined else 0.0
-    baseline = float(pd.Series(history).median()) if history else None
+    past = volumes(history)
+    baseline = float(pd.Series(past).median()) if past else None
     return {
         "rows_in_window": rows,
         "populated_hours_ratio": round(sum(1 for n in counts if n) / max(len(counts), 1), 3),
         "max_empty_hours": longest,
+        "rhythm": basis,
+        "rhythm_learned": learned,
+        "usual_hours": sum(1 for usual in flags if usual),
+        "unknown_hours": sum(1 for usual in flags if usual is None),
+        "missing_hours": len(missing),
+        "missing_span": span(missing),
+        "unjudged_hours": len(unjudged),
+        "unjudged_span": span(unjudged),
+        "newest": newest.strftime("%Y-%m-%dT%H:%MZ") if newest is not None else None,
         "lag_hours": lag,
+        "usual_lag_hours": usual_lag,
+        "lag_over_usual_hours": round(max(lag - usual_lag, 0.0), 2) if usual_lag is not None else 0.0,
+        "unjudged_lag_hours": unjudged_lag,
+        "lag_over_unjudged_hours": (round(max(lag - unjudged_lag, 0.0), 2)
+                                    if unjudged_lag is not None else 0.0),
         "quarantined": quarantined,
         "quarantine_ratio": round(ratio, 4),
         "quarantine_excessive": bool(
@@ -118,23 +262,32 @@ def profile(stats: dict, start, end, history: list[int] | None = None) -> dict:
     }
 
 
-def completeness_judged(facts: dict) -> bool:
+def completeness(facts: dict) -> str:
+    """complete | incomplete (hours that usually have rows are empty, or the newest row is later
+    than usual) | not judged (empty hours nothing is known about yet)."""
     t = load_config()["thresholds"]
-    return facts["populated_hours_ratio"] >= t["min_populated_hours_ratio"]
+    gap, delay = t["max_empty_hours"], t["ingestion_delay_hours"]
+    if facts["missing_hours"] > gap or facts["lag_over_usual_hours"] > delay:
+        return "incomplete"
+    if facts["unjudged_hours"] > gap or facts["lag_over_unjudged_hours"] > delay:
+        return NOT_JUDGED
+    return "complete"
 
 
 def incomplete(facts: dict) -> list[dict]:
-    """The completeness failures alone (cheap, no GE): the DAG's extract waits on these."""
-    if not completeness_judged(facts) or not facts["rows_in_window"]:
+    """The critical completeness failures alone (cheap, no GE): the DAG's extract waits on these.
+    A window without any row is not_empty's to report: there is nothing to wait for."""
+    if not facts["rows_in_window"]:
         return []
-    t = load_config()["thresholds"]
+    cfg = load_config()
+    t, sev = cfg["thresholds"], cfg["severity"]
     out = []
-    if facts["max_empty_hours"] > t["max_empty_hours"]:
+    if sev["no_gap"] == CRITICAL and facts["missing_hours"] > t["max_empty_hours"]:
         out.append({"check": "no_gap", "column": "TimeGenerated",
-                    "observed": f"{facts['max_empty_hours']} empty hours in a row"})
-    if facts["lag_hours"] > t["ingestion_delay_hours"]:
+                    "observed": say("missing_hours", facts)})
+    if sev["fresh"] == CRITICAL and facts["lag_over_usual_hours"] > t["ingestion_delay_hours"]:
         out.append({"check": "fresh", "column": "TimeGenerated",
-                    "observed": f"newest row {facts['lag_hours']} h before the window end"})
+                    "observed": say("lag_over_usual_hours", facts)})
     return out
 
 
@@ -177,18 +330,30 @@ class Spec:
 def profile_specs(table: str, columns: dict[str, str], facts: dict) -> list[Spec]:
     cfg = load_config()
     t, sev = cfg["thresholds"], dict(cfg["severity"])
-    if not completeness_judged(facts):
-        for check in COMPLETENESS_CHECKS:  # recorded, but sparse data cannot prove an outage
-            sev[check] = WARNING
+    gap, delay = t["max_empty_hours"], t["ingestion_delay_hours"]
+    # No row at all is critical unless the table's rhythm says this window is usually empty
+    # (a business tenant's weekend); a warning while some of its hours were never seen yet.
+    min_rows = 1
+    if facts["rhythm_learned"] and not facts["usual_hours"]:
+        sev["not_empty"], min_rows = WARNING, 1 if facts["unknown_hours"] else 0
     specs = [
-        Spec("not_empty", "ExpectColumnValuesToBeBetween", "rows_in_window", {"min_value": 1}, sev["not_empty"]),
-        Spec("no_gap", "ExpectColumnValuesToBeBetween", "max_empty_hours",
-             {"max_value": t["max_empty_hours"]}, sev["no_gap"]),
-        Spec("fresh", "ExpectColumnValuesToBeBetween", "lag_hours",
-             {"max_value": t["ingestion_delay_hours"]}, sev["fresh"]),
-        Spec("quarantine_ratio", "ExpectColumnValuesToBeInSet", "quarantine_excessive",
-             {"value_set": [False]}, sev["quarantine_ratio"]),
+        Spec("not_empty", "ExpectColumnValuesToBeBetween", "rows_in_window", {"min_value": min_rows},
+             sev["not_empty"]),
+        Spec("no_gap", "ExpectColumnValuesToBeBetween", "missing_hours", {"max_value": gap},
+             sev["no_gap"]),
+        Spec("fresh", "ExpectColumnValuesToBeBetween", "lag_over_usual_hours", {"max_value": delay},
+             sev["fresh"]),
     ]
+    # Empty hours nothing is known about yet (too little history, or an hour of the week not
+    # seen yet): recorded, but they cannot prove an outage. Not repeated once the gap is proven.
+    if facts["missing_hours"] <= gap:
+        specs.append(Spec("no_gap", "ExpectColumnValuesToBeBetween", "unjudged_hours",
+                          {"max_value": gap}, WARNING))
+    if facts["lag_over_usual_hours"] <= delay:
+        specs.append(Spec("fresh", "ExpectColumnValuesToBeBetween", "lag_over_unjudged_hours",
+                          {"max_value": delay}, WARNING))
+    specs.append(Spec("quarantine_ratio", "ExpectColumnValuesToBeInSet", "quarantine_excessive",
+                      {"value_set": [False]}, sev["quarantine_ratio"]))
     if facts.get("volume_ratio") is not None:
         specs.append(Spec("volume_drop", "ExpectColumnValuesToBeBetween", "volume_ratio",
                           {"min_value": t["volume_min_ratio"]}, sev["volume_drop"]))
@@ -238,7 +403,7 @@ ENGINES = ("ge", "native")
 
 
 def validate(table: str, frame: pd.DataFrame, stats: dict, columns: dict[str, str], start, end,
-             history: list[int] | None = None, docs_dir: Path | None = None,
+             history: dict | list[int] | None = None, docs_dir: Path | None = None,
              raise_on_failure: bool = True, engine: str = "ge",
              results_dir: Path | None = None) -> TableQuality:
     """Validate one table's window; raises DataQualityError when a critical check fails
@@ -247,9 +412,11 @@ def validate(table: str, frame: pd.DataFrame, stats: dict, columns: dict[str, st
     engine "ge" runs the suites with Great Expectations (and builds Data Docs into `docs_dir`);
     "native" evaluates the same specs with pandas, without GE's ~2.5 s import (the CLI's fast
     path; tests hold the two to the same answers). The summary goes to
-    `<results_dir or docs_dir>/<table>.validation.json`.
+    `<results_dir or docs_dir>/<table>.validation.json`, with the history judged against
+    (`history`: {"volumes": trailing rows in window, "profiles": trailing hourly profiles}, see
+    pipeline._history; a plain list is taken as the volumes).
     """
-    start, end = pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
+    start, end = _utc(start), _utc(end)
     facts = profile(stats, start, end, history)
     frames = (("profile", pd.DataFrame([facts]), profile_specs(table, columns, facts)),
               ("rows", with_derived_columns(table, frame), rows_specs(table, columns, start, end)))
@@ -366,11 +533,8 @@ def _finding(table, kind, spec: Spec, data, present_columns, result: dict) -> di
     observed = _observed(result, expectation, data, column)
     source_column = _source_column(column)
     if kind == "profile" and column in PROFILE_FACTS:
-        source_column, text = PROFILE_FACTS[column]
-        observed = text.format(observed)
-        if column == "quarantine_excessive":
-            observed = (f"{data['quarantined'].iloc[0]} records quarantined "
-                        f"({data['quarantine_ratio'].iloc[0]:.1%})")
+        source_column = PROFILE_FACTS[column][0]
+        observed = say(column, data.iloc[0])
     return {"table": table, "column": source_column, "check": spec.check,
             "severity": spec.severity, "expectation": expectation, "observed": observed}
 
@@ -379,14 +543,32 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() if name[:1].isupper() else name
 
 
+def _late(facts) -> str:
+    newest = f"newest row {facts['newest']}" if facts["newest"] else "no rows"
+    return f"{newest}, {facts['lag_hours']} h before the window end"
+
+
 # Profile facts, as a person reads them: (column they are about, how to say the value).
 PROFILE_FACTS = {
-    "rows_in_window": (None, "{} rows in the window"),
-    "max_empty_hours": ("TimeGenerated", "{} empty hours in a row"),
-    "lag_hours": ("TimeGenerated", "newest row {} h before the window end"),
-    "quarantine_excessive": (None, "quarantine over the threshold"),
-    "volume_ratio": (None, "{} of the trailing runs' median"),
+    "rows_in_window": (None, lambda f: f"{f['rows_in_window']} rows in the window"),
+    "missing_hours": ("TimeGenerated", lambda f: (
+        f"no rows {f['missing_span']}, {f['missing_hours']} hours that usually have rows")),
+    "unjudged_hours": ("TimeGenerated", lambda f: (
+        f"no rows {f['unjudged_span']}, {f['unjudged_hours']} hours not judged: "
+        f"no history for them yet (rhythm: {f['rhythm']})")),
+    "lag_over_usual_hours": ("TimeGenerated", lambda f: (
+        f"{_late(f)}; usually within {f['usual_lag_hours']} h")),
+    "lag_over_unjudged_hours": ("TimeGenerated", lambda f: (
+        f"{_late(f)}; not judged: no history for the hours after it yet (rhythm: {f['rhythm']})")),
+    "quarantine_excessive": (None, lambda f: (
+        f"{f['quarantined']} records quarantined ({f['quarantine_ratio']:.1%})")),
+    "volume_ratio": (None, lambda f: f"{f['volume_ratio']} of the trailing runs' median"),
 }
+
+
+def say(fact: str, facts) -> str:
+    """A profile fact as the observed value of a failed check."""
+    return PROFILE_FACTS[fact][1](facts)
 
 
 def _source_column(column: str | None) -> str | None:

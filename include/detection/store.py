@@ -41,6 +41,12 @@ SCHEMA = [
         rule_id TEXT NOT NULL, table_name TEXT NOT NULL, window_end TEXT NOT NULL,
         rows_in_window INTEGER NOT NULL, status TEXT NOT NULL, recorded_at TEXT NOT NULL,
         PRIMARY KEY (rule_id, table_name, window_end))""",
+    # Rows per hour of each run's window, empty hours included, and its newest row: the table's
+    # rhythm, against which the completeness checks judge an empty hour (quality.usual_hours).
+    """CREATE TABLE IF NOT EXISTS run_profile (
+        rule_id TEXT NOT NULL, table_name TEXT NOT NULL, window_end TEXT NOT NULL,
+        hourly TEXT NOT NULL, newest TEXT, status TEXT NOT NULL, recorded_at TEXT NOT NULL,
+        PRIMARY KEY (rule_id, table_name, window_end))""",
     """CREATE TABLE IF NOT EXISTS alerts (
         id TEXT PRIMARY KEY, rule_id TEXT NOT NULL, severity TEXT NOT NULL, title TEXT NOT NULL,
         first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, revision INTEGER NOT NULL,
@@ -414,6 +420,30 @@ class AlertStore:
                 "AND window_end < ? AND status != 'failed' ORDER BY window_end DESC LIMIT ?"),
                 (rule_id, table, before_end, runs))
             return [row[0] for row in cur.fetchall()]
+
+    def record_profile(self, rule_id: str, table: str, window_end: str, hourly: dict[str, int],
+                       newest: str | None, status: str) -> None:
+        """UPSERT a run's hourly profile ({"YYYY-MM-DDTHH": rows}, every hour of its window)."""
+        with self._tx() as cur:
+            cur.execute(self._q(
+                "INSERT INTO run_profile (rule_id, table_name, window_end, hourly, newest, status, "
+                "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (rule_id, table_name, window_end) DO UPDATE SET "
+                "hourly = excluded.hourly, newest = excluded.newest, status = excluded.status, "
+                "recorded_at = excluded.recorded_at"),
+                (rule_id, table, window_end, json.dumps(hourly, sort_keys=True), newest, status,
+                 _iso(_now())))
+
+    def trailing_profiles(self, rule_id: str, table: str, before_end: str, runs: int) -> list[dict]:
+        """Hourly profiles of the last `runs` runs that ended before this one, newest first;
+        failed runs are left out (an outage is no rhythm)."""
+        with self._tx(write=False) as cur:
+            cur.execute(self._q(
+                "SELECT window_end, hourly, newest, status FROM run_profile WHERE rule_id = ? "
+                "AND table_name = ? AND window_end < ? AND status != 'failed' "
+                "ORDER BY window_end DESC LIMIT ?"), (rule_id, table, before_end, runs))
+            return [{"window_end": end, "hourly": json.loads(hourly), "newest": newest,
+                     "status": status} for end, hourly, newest, status in cur.fetchall()]
 
     def delivery_log(self, alert_id: str | None = None) -> list[dict]:
         where, args = ("WHERE alert_id = ?", (alert_id,)) if alert_id else ("", ())

@@ -1,46 +1,42 @@
-"""Run history in the alert store: the volume baseline for the data-quality gate."""
+"""Run history in the alert store: the volume baseline and the hourly rhythm of the
+data-quality gate, on SQLite and PostgreSQL (tests/fakes/fixtures.py store_url)."""
 
 import pytest
 
 from include.detection import pipeline
 from include.detection.errors import DataQualityError
 from include.detection.store import AlertStore
-from tests.conftest import require_service
 
 ENDS = [f"2026-10-{d:02d}T00:00:00+00:00" for d in range(20, 28)]
 
 
-def exercise(store):
-    for end, rows in zip(ENDS, [100, 110, 90, 0, 120, 100, 105]):
-        store.record_run("r", "AzureActivity", end, rows, "failed" if rows == 0 else "passed")
-    store.record_run("r", "AzureActivity", ENDS[6], 95, "passed")          # re-run replaces
-    assert store.trailing_runs("r", "AzureActivity", ENDS[7], 3) == [95, 100, 120]
-    assert store.trailing_runs("r", "AzureActivity", ENDS[4], 7) == [90, 110, 100], \
-        "the failed (0-row) run is no baseline"
-    assert store.trailing_runs("r", "BehaviorAnalytics", ENDS[7], 3) == []
+def test_run_history(store_url):
+    with AlertStore(store_url) as store:
+        for end, rows in zip(ENDS, [100, 110, 90, 0, 120, 100, 105]):
+            store.record_run("r", "AzureActivity", end, rows, "failed" if rows == 0 else "passed")
+        store.record_run("r", "AzureActivity", ENDS[6], 95, "passed")          # re-run replaces
+        assert store.trailing_runs("r", "AzureActivity", ENDS[7], 3) == [95, 100, 120]
+        assert store.trailing_runs("r", "AzureActivity", ENDS[4], 7) == [90, 110, 100], \
+            "the failed (0-row) run is no baseline"
+        assert store.trailing_runs("r", "BehaviorAnalytics", ENDS[7], 3) == []
 
 
-def test_run_history_sqlite(tmp_path):
-    with AlertStore(str(tmp_path / "a.db")) as store:
-        exercise(store)
-
-
-def test_run_history_postgres():
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    import uuid
-
-    import psycopg
-
-    schema = f"hist_{uuid.uuid4().hex[:8]}"
-    base = "postgresql://postgres@127.0.0.1:5432/test"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        with AlertStore(f"{base}?options=-csearch_path%3D{schema}") as store:
-            exercise(store)
-    finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+def test_run_profiles(store_url):
+    with AlertStore(store_url) as store:
+        for i, end in enumerate(ENDS[:5]):
+            store.record_profile("r", "BehaviorAnalytics", end, {"2026-10-19T08": i, "2026-10-19T09": 0},
+                                 "2026-10-19T08:59:00+00:00", "failed" if i == 3 else "passed")
+        store.record_profile("r", "BehaviorAnalytics", ENDS[4], {"2026-10-19T08": 7},
+                             None, "warnings")                                 # re-run replaces
+        got = store.trailing_profiles("r", "BehaviorAnalytics", ENDS[5], 3)
+        assert [(p["window_end"], p["hourly"], p["status"]) for p in got] == [
+            (ENDS[4], {"2026-10-19T08": 7}, "warnings"),
+            (ENDS[2], {"2026-10-19T08": 2, "2026-10-19T09": 0}, "passed"),
+            (ENDS[1], {"2026-10-19T08": 1, "2026-10-19T09": 0}, "passed")], \
+            "newest first, the failed run left out"
+        assert got[1]["newest"] == "2026-10-19T08:59:00+00:00" and got[0]["newest"] is None
+        assert store.trailing_profiles("r", "BehaviorAnalytics", ENDS[0], 3) == []
+        assert store.trailing_profiles("r", "AzureActivity", ENDS[5], 3) == []
 
 
 def test_validate_stage_records_volume_and_warns_on_a_drop(tmp_path):
@@ -76,3 +72,21 @@ def test_validate_stage_records_a_failed_run(tmp_path):
         pipeline.validate_stage(extracted, store)
     with AlertStore(str(tmp_path / "a.db")) as store:
         assert store.trailing_runs(pipeline.load_rule().id, "AzureActivity", "2026-11-02", 5) == []
+
+
+def test_validate_stage_records_the_hourly_profile_and_reads_it_back(tmp_path):
+    from tests.detection.test_cli import NOISE, dense, write_jsonl
+    from tests.factories import activity_row, ueba_row
+
+    source = write_jsonl(tmp_path / "s", dense(lambda **k: activity_row(**NOISE, **k)),
+                         dense(lambda **k: ueba_row(EventSource="Device logons", **k)))
+    start, end = "2026-10-30T00:00:00+00:00", "2026-11-01T00:00:00+00:00"
+    rule = pipeline.load_rule()
+    with AlertStore(str(tmp_path / "a.db")) as store:
+        extracted = pipeline.extract_to_stage(source, "AzureActivity", start, end,
+                                              tmp_path / "staging", store=store)
+        pipeline.validate_stage(extracted, store)
+        [saved] = store.trailing_profiles(rule.id, "AzureActivity", "2026-11-02", 5)
+        assert saved["window_end"] == end and saved["status"] == "passed"
+        assert len(saved["hourly"]) == 48 and sum(saved["hourly"].values()) == extracted["rows_in_window"]
+        assert pipeline._history(store, rule, "AzureActivity", "2026-11-02")["profiles"] == [saved]
