@@ -9,6 +9,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,6 +24,7 @@ class Request:
     headers: dict
     body: bytes
     at: float
+    target: str = ""  # the request line's target: path and query string as sent
 
     @property
     def json(self):
@@ -34,7 +36,8 @@ class Fault:
     """Answer the next `times` matching requests with `status` (and `headers`), after `delay`
     seconds. `process=True`: handle the request normally at once, then answer after `delay` (the
     write happened, but the client may time out waiting for the answer). `slow=True`: wait
-    `delay`, then handle the request normally (a slow server)."""
+    `delay`, then handle the request normally (a slow server). `body` may be a function of the
+    request: a server that echoes what it was sent (headers, URL) in its error."""
 
     times: int = 1
     status: int = 500
@@ -44,7 +47,7 @@ class Fault:
     slow: bool = False
     method: str | None = None
     path: str | None = None  # substring of the path
-    body: str = '{"errorMessages": ["injected fault"]}'
+    body: str | Callable[[Request], str] = '{"errorMessages": ["injected fault"]}'
 
     def matches(self, req: Request) -> bool:
         return (self.method is None or self.method == req.method) and \
@@ -168,7 +171,8 @@ class FakeService(ABC):
         body = h.rfile.read(length) if length else b""
         parts = urlsplit(h.path)
         req = Request(h.command, parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()},
-                      {k.lower(): v for k, v in h.headers.items()}, body, time.monotonic())
+                      {k.lower(): v for k, v in h.headers.items()}, body, time.monotonic(),
+                      target=h.path)
         with self.lock:
             self.requests.append(req)
             self.in_flight += 1
@@ -185,7 +189,8 @@ class FakeService(ABC):
             fault = None
         if fault is not None and not fault.process:
             time.sleep(min(fault.delay, MAX_DELAY))
-            status, payload, headers = fault.status, fault.body, fault.headers
+            payload = fault.body(req) if callable(fault.body) else fault.body
+            status, headers = fault.status, fault.headers
         elif not self.authorized(req):
             status, payload, headers = 401, {"error": "unauthorized"}, {}
         else:

@@ -11,6 +11,9 @@ HTTP tuning (per destination or global): DETECTION_HTTP_TIMEOUT (s, default 10),
 DETECTION_HTTP_ATTEMPTS (default 4), DETECTION_HTTP_BACKOFF (first wait, s, default 1),
 DETECTION_HTTP_MAX_WAIT (longest wait, s, default 30; a Retry-After beyond it is not waited for:
 the alert stays pending for the next attempt).
+
+Error messages carry a short, masked excerpt of a failing server's answer, never the body: servers
+echo what they were sent (headers, URLs, credentials) in their errors.
 """
 
 from __future__ import annotations
@@ -28,10 +31,14 @@ import requests
 from tenacity import (RetryCallState, Retrying, retry_if_exception, stop_after_attempt,
                       wait_exponential_jitter)
 
-from ..connections import Conn, from_env, redact, register_secret
+from ..connections import (Conn, from_env, mask_logger, redact, register_basic_auth,
+                           register_secret, register_url, snippet)
 from ..errors import UsageError
 
 log = logging.getLogger("include.detection.destinations")
+# urllib3 logs each request line, query string included, at DEBUG
+for _name in ("urllib3", "urllib3.connectionpool", "urllib3.util.retry", "requests"):
+    mask_logger(_name)
 
 TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 USER_AGENT = "detection-engineering-alerts/1.0"
@@ -175,12 +182,24 @@ class HttpDestination(Destination):
         self.attempts = max(1, int(_float(s.get("attempts"), 4)))
         self.backoff = _float(s.get("backoff"), 1.0)
         self.max_wait = _float(s.get("max_wait"), 30.0)
+        if s.get("url"):
+            register_url(s["url"])  # ?token=... in a webhook URL, user:password@ in any
         self.session = requests.Session()
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
 
     def max_duration(self) -> float:
         per_try = self.CALLS_PER_DELIVERY * self.timeout * 2  # connect + read timeouts
         return self.attempts * per_try + (self.attempts - 1) * self.max_wait + 30.0
+
+    def use_basic_auth(self, user: str, password: str) -> None:
+        """Basic auth, with the header value it puts on the wire registered as a secret (servers
+        echo request headers in their errors)."""
+        register_basic_auth(user, password)
+        self.session.auth = (user, password)
+
+    def use_bearer(self, token: str) -> None:
+        register_secret(token)
+        self.session.headers["Authorization"] = f"Bearer {token}"
 
     def url(self, path: str) -> str:
         if path.startswith(("http://", "https://")):
@@ -202,8 +221,8 @@ class HttpDestination(Destination):
             raise TransientError(f"{where}: {type(exc).__name__}") from None
         if 200 <= resp.status_code < 300 or resp.status_code in allow:
             return resp
-        snippet = " ".join(resp.text[:200].split())
-        message = f"{where}: HTTP {resp.status_code}" + (f" ({snippet})" if snippet else "")
+        excerpt = snippet(_body_start(resp))
+        message = f"{where}: HTTP {resp.status_code}" + (f" ({excerpt})" if excerpt else "")
         if resp.status_code in TRANSIENT_STATUS or resp.status_code >= 500:
             raise TransientError(message, retry_after_seconds(resp.headers.get("Retry-After")))
         raise PermanentError(message)
@@ -237,6 +256,15 @@ class HttpDestination(Destination):
     @abstractmethod
     def deliver_once(self, alert: dict, ticket_ref: str | None) -> Delivery:
         """One attempt: search, then create or update (retried as a whole by `deliver`)."""
+
+
+def _body_start(resp: requests.Response, limit: int = 8192) -> str:
+    """The start of an answer's body as text, without decoding all of a huge one."""
+    raw = resp.content[:limit]
+    try:
+        return raw.decode(resp.encoding or "utf-8", errors="replace")
+    except LookupError:  # an unknown charset named by the server
+        return raw.decode("utf-8", errors="replace")
 
 
 def _shown(path: str) -> str:

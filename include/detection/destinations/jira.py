@@ -37,9 +37,9 @@ class Jira(HttpDestination):
         self.require("url", "token", "project")
         s = self.settings
         if s.get("user"):
-            self.session.auth = (s["user"], s["token"])
+            self.use_basic_auth(s["user"], s["token"])
         else:
-            self.session.headers["Authorization"] = f"Bearer {s['token']}"
+            self.use_bearer(s["token"])
         self.session.headers["Content-Type"] = "application/json"
         self.search_path = s.get("search_path") or "/rest/api/2/search/jql"
         priorities = s.get("priorities") or {}

@@ -29,9 +29,9 @@ class ServiceNow(HttpDestination):
         s = self.settings
         self.require("url")
         if s.get("user") and s.get("password"):
-            self.session.auth = (s["user"], s["password"])
+            self.use_basic_auth(s["user"], s["password"])
         elif s.get("token"):
-            self.session.headers["Authorization"] = f"Bearer {s['token']}"
+            self.use_bearer(s["token"])
         else:
             self.require("user", "password")
         self.session.headers["Content-Type"] = "application/json"
