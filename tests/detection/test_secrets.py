@@ -6,14 +6,20 @@ request URL with its query string, JSON-escaped, URL-encoded, whitespace collaps
 200th character), delivers an alert through the library, then through the CLI, and searches
 every channel the library writes to for any 8 characters in a row of any form of the credential:
 the exception, every log record at DEBUG, the store's last_error (SQLite and PostgreSQL), the
-CLI's stderr and `alerts show` / `alerts` stdout. The UI plugin reuses tests/fakes/leaks.py."""
+CLI's stderr and `alerts show` / `alerts` stdout. The UI plugin reuses tests/fakes/leaks.py.
+
+At the end, point 4 (d): HTTP tuning settings outside their bounds are refused, naming the
+variable."""
 
 import json
+import math
 
 import pytest
 
 from include.detection import cli
 from include.detection.connections import MASK, redact, register_url, resolve_store
+from include.detection.destinations import Jira, ServiceNow, Webhook
+from include.detection.errors import UsageError
 from include.detection.store import AlertStore
 from tests.fakes.leaks import LEAKS, EveryRecord, leaks_in, provoke, unique
 
@@ -95,3 +101,66 @@ def test_register_url_registers_userinfo_and_secret_query_values():
     user_pw, token = unique("u-"), unique("t-")
     register_url(f"https://me:{user_pw}@hooks.example/x?Token={token}&page=2")
     assert redact(f"{user_pw} / {token}") == f"{MASK} / {MASK}"
+
+
+# --- issue #9, point 4 (d): HTTP tuning out of range ---------------------------------------------
+
+BAD_TUNING = [
+    ("DETECTION_HTTP_TIMEOUT", "-1"), ("DETECTION_HTTP_TIMEOUT", "0"),
+    ("DETECTION_HTTP_TIMEOUT", "301"), ("DETECTION_HTTP_TIMEOUT", "nan"),
+    ("DETECTION_HTTP_ATTEMPTS", "0"), ("DETECTION_HTTP_ATTEMPTS", "1e9"),
+    ("DETECTION_HTTP_ATTEMPTS", "2.5"), ("DETECTION_HTTP_ATTEMPTS", "21"),
+    ("DETECTION_HTTP_BACKOFF", "-0.5"), ("DETECTION_HTTP_BACKOFF", "61"),
+    ("DETECTION_HTTP_MAX_WAIT", "nan"), ("DETECTION_HTTP_MAX_WAIT", "inf"),
+    ("DETECTION_HTTP_MAX_WAIT", "-1"), ("DETECTION_HTTP_MAX_WAIT", "3601"),
+    ("DETECTION_JIRA_TIMEOUT", "-5"), ("DETECTION_HTTP_TIMEOUT", "soon"),
+]
+
+
+def _jira_env(monkeypatch):
+    for key, value in {"DETECTION_JIRA_URL": "http://127.0.0.1:9",
+                       "DETECTION_JIRA_TOKEN": "t0ken-x", "DETECTION_JIRA_PROJECT": "SEC"}.items():
+        monkeypatch.setenv(key, value)
+    for var in ("TIMEOUT", "ATTEMPTS", "BACKOFF", "MAX_WAIT"):
+        monkeypatch.delenv(f"DETECTION_HTTP_{var}", raising=False)
+        monkeypatch.delenv(f"DETECTION_JIRA_{var}", raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_DETECTION_JIRA", raising=False)
+
+
+@pytest.mark.parametrize("var, value", BAD_TUNING, ids=[f"{v}={x}" for v, x in BAD_TUNING])
+def test_http_tuning_out_of_range_is_refused_naming_the_variable(var, value, monkeypatch):
+    _jira_env(monkeypatch)
+    monkeypatch.setenv(var, value)
+    with pytest.raises(UsageError, match=var):
+        Jira()
+
+
+@pytest.mark.parametrize("key, value", [("timeout", -1), ("attempts", 0), ("backoff", math.inf),
+                                        ("max_wait", math.nan)],
+                         ids=["timeout", "attempts", "backoff", "max_wait"])
+def test_http_tuning_out_of_range_in_explicit_settings_is_refused(key, value):
+    settings = {"url": "http://127.0.0.1:9", "user": "u", "password": "p4ssword", key: value}
+    with pytest.raises(UsageError, match=f"servicenow setting {key}"):
+        ServiceNow(settings=settings)
+
+
+@pytest.mark.parametrize("var, value, attribute, expected", [
+    ("DETECTION_HTTP_TIMEOUT", "300", "timeout", 300.0),
+    ("DETECTION_HTTP_ATTEMPTS", "1", "attempts", 1),
+    ("DETECTION_HTTP_ATTEMPTS", "20", "attempts", 20),
+    ("DETECTION_HTTP_BACKOFF", "0", "backoff", 0.0),
+    ("DETECTION_HTTP_MAX_WAIT", "0", "max_wait", 0.0),
+    ("DETECTION_HTTP_MAX_WAIT", "3600", "max_wait", 3600.0),
+], ids=["timeout-300", "attempts-1", "attempts-20", "backoff-0", "max-wait-0", "max-wait-3600"])
+def test_http_tuning_at_its_bounds_is_accepted(var, value, attribute, expected, monkeypatch):
+    _jira_env(monkeypatch)
+    monkeypatch.setenv(var, value)
+    assert getattr(Jira(), attribute) == expected
+
+
+def test_webhook_tuning_from_its_connection_names_the_connection(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_DETECTION_WEBHOOK", json.dumps({
+        "conn_type": "http", "host": "http://127.0.0.1:9/hook", "password": "s3cret-x",
+        "extra": {"timeout": "-3"}}))
+    with pytest.raises(UsageError, match="connection 'detection_webhook' timeout"):
+        Webhook()

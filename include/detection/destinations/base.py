@@ -10,7 +10,9 @@ Settings of destination NAME, later sources winning:
 HTTP tuning (per destination or global): DETECTION_HTTP_TIMEOUT (s, default 10),
 DETECTION_HTTP_ATTEMPTS (default 4), DETECTION_HTTP_BACKOFF (first wait, s, default 1),
 DETECTION_HTTP_MAX_WAIT (longest wait, s, default 30; a Retry-After beyond it is not waited for:
-the alert stays pending for the next attempt).
+the alert stays pending for the next attempt). Each is checked against `HTTP_TUNING`'s bounds and
+refused (UsageError naming the variable) outside them: a negative timeout, `nan` or `inf`, or a
+billion attempts would otherwise turn into a hung or silent delivery.
 
 Error messages carry a short, masked excerpt of a failing server's answer, never the body: servers
 echo what they were sent (headers, URLs, credentials) in their errors.
@@ -19,10 +21,11 @@ echo what they were sent (headers, URLs, credentials) in their errors.
 from __future__ import annotations
 
 import email.utils
-from abc import ABC, abstractmethod
 import logging
+import math
 import os
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -79,15 +82,40 @@ class Delivery:
     action: str  # created | updated
 
 
-def _env(name: str, key: str) -> str | None:
-    return os.environ.get(f"DETECTION_{name.upper()}_{key}") or None
+# setting -> (default, lowest, highest, lowest excluded, whole number)
+HTTP_TUNING = {
+    "timeout": (10.0, 0.0, 300.0, True, False),
+    "attempts": (4, 1, 20, False, True),
+    "backoff": (1.0, 0.0, 60.0, False, False),
+    "max_wait": (30.0, 0.0, 3600.0, False, False),
+}
 
 
-def _float(value, default: float) -> float:
+def _float(value, default: float, name: str = "value", low: float = -math.inf,
+           high: float = math.inf, low_open: bool = False, whole: bool = False) -> float:
+    """`value` as a number inside [low, high] (`low_open`: (low, high]), else UsageError naming
+    `name`. nan and inf are refused: neither is a usable timeout, wait or count."""
+    if value is None or value == "":
+        return default
+    shown = f"{name}={value!r}"
     try:
-        return float(value) if value not in (None, "") else default
+        number = float(str(value).strip()) if not isinstance(value, (int, float)) else float(value)
     except (TypeError, ValueError):
-        raise UsageError(f"not a number: {value!r}") from None
+        raise UsageError(f"{shown} is not a number") from None
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+    if not math.isfinite(number) or number > high or number < low or (low_open and number == low):
+        raise UsageError(f"{shown} is out of range: it must be a number in {interval}")
+    if whole and not number.is_integer():
+        raise UsageError(f"{shown} must be a whole number in {interval}")
+    return number
+
+
+class Settings(dict):
+    """Resolved settings, remembering where each came from (for error messages)."""
+
+    def __init__(self, *args, origin: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.origin = dict(origin or {})
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -138,18 +166,25 @@ class Destination(ABC):
     @classmethod
     def resolve(cls, settings: dict | None, connection: Any = None) -> dict:
         merged: dict = {}
+        origin: dict[str, str] = {}
         for key, suffix in {**cls.ENV_KEYS, "timeout": "TIMEOUT", "attempts": "ATTEMPTS",
                             "backoff": "BACKOFF", "max_wait": "MAX_WAIT"}.items():
-            value = _env(cls.name, suffix)
-            if value is None and key in ("timeout", "attempts", "backoff", "max_wait"):
-                value = os.environ.get(f"DETECTION_HTTP_{suffix}") or None
+            var = f"DETECTION_{cls.name.upper()}_{suffix}"
+            value = os.environ.get(var) or None
+            if value is None and key in HTTP_TUNING:
+                var = f"DETECTION_HTTP_{suffix}"
+                value = os.environ.get(var) or None
             if value is not None:
-                merged[key] = value
+                merged[key], origin[key] = value, var
         conn = Conn.from_object(connection) if connection is not None else from_env(cls.conn_id())
         if conn is not None:
-            merged.update({k: v for k, v in cls.from_connection(conn).items() if v is not None})
-        merged.update({k: v for k, v in (settings or {}).items() if v is not None})
-        return merged
+            for k, v in cls.from_connection(conn).items():
+                if v is not None:
+                    merged[k], origin[k] = v, f"connection {conn.conn_id or cls.conn_id()!r} {k}"
+        for k, v in (settings or {}).items():
+            if v is not None:
+                merged[k], origin[k] = v, f"{cls.name} setting {k}"
+        return Settings(merged, origin=origin)
 
     def require(self, *keys: str) -> None:
         missing = [k for k in keys if not self.settings.get(k)]
@@ -178,10 +213,13 @@ class HttpDestination(Destination):
     def __init__(self, settings: dict | None = None, connection: Any = None):
         super().__init__(settings, connection)
         s = self.settings
-        self.timeout = _float(s.get("timeout"), 10.0)
-        self.attempts = max(1, int(_float(s.get("attempts"), 4)))
-        self.backoff = _float(s.get("backoff"), 1.0)
-        self.max_wait = _float(s.get("max_wait"), 30.0)
+        origin = getattr(s, "origin", {})
+        tuned = {key: _float(s.get(key), default, origin.get(key, f"{self.name} {key}"), low, high,
+                             low_open, whole)
+                 for key, (default, low, high, low_open, whole) in HTTP_TUNING.items()}
+        self.timeout, self.backoff, self.max_wait = (tuned["timeout"], tuned["backoff"],
+                                                     tuned["max_wait"])
+        self.attempts = int(tuned["attempts"])
         if s.get("url"):
             register_url(s["url"])  # ?token=... in a webhook URL, user:password@ in any
         self.session = requests.Session()
