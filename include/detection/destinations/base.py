@@ -37,6 +37,7 @@ from tenacity import (RetryCallState, Retrying, retry_if_exception, stop_after_a
 from ..connections import (Conn, from_env, mask_logger, redact, register_basic_auth,
                            register_secret, register_url, snippet)
 from ..errors import UsageError
+from ..text import formula_safe, printable, printable_lines
 
 log = logging.getLogger("include.detection.destinations")
 # urllib3 logs each request line, query string included, at DEBUG
@@ -317,9 +318,13 @@ def _shown(path: str) -> str:
 # --- ticket text -----------------------------------------------------------------------------------
 
 def summary_lines(alert: dict, max_evidence: int = 20) -> list[str]:
-    """The alert as plain text lines, for ticket descriptions."""
-    lines = [alert.get("description", ""), "",
-             f"Severity: {alert['severity']}",
+    """The alert as plain text lines, for ticket descriptions. Data values never start a line of
+    their own: control characters in them are shown as escapes (`text.printable`), and the
+    description, which starts with the caller's name, is made formula-safe line by line. Each
+    sink still encodes the lines for its own markup (jira.description, servicenow.journal)."""
+    description = [formula_safe(line) for line in
+                   printable_lines(alert.get("description", "")).split("\n")]
+    lines = ["", f"Severity: {alert['severity']}",
              f"Tactics: {', '.join(alert.get('tactics', []))}",
              f"Techniques: {', '.join(alert.get('techniques', []))}",
              f"Start: {alert.get('start_time')}  End: {alert.get('end_time')}",
@@ -341,7 +346,7 @@ def summary_lines(alert: dict, max_evidence: int = 20) -> list[str]:
                      f"UEBA {row['UEBAActionType']} at {row['UEBAEventTime']} from {row['UEBASourceIPLocation']}")
     if len(evidence) > max_evidence:
         lines.append(f"- ... {len(evidence) - max_evidence} more (see the alert store)")
-    return lines
+    return description + [printable(line) for line in lines]
 
 
 def _compact(value) -> str:

@@ -6,6 +6,13 @@ Settings: url, user (account e-mail; empty for a Data Center personal access tok
 object severity -> priority name, optional). Env DETECTION_JIRA_<KEY>, or the connection
 `detection_jira` (host = base URL, login = user, password = token, extra = the rest).
 
+Text: the summary is one line (control and bidi characters shown as escapes, `text.printable`)
+and formula-safe; the description is all data, so it goes into one `{noformat}` block, where Jira
+renders nothing: no links, images, macros or emphasis. That is one rule to get right (break any
+`{noformat` in the data, the only thing that ends the block) where backslash-escaping every wiki
+special character means knowing all of them, including line-start ones (`h1.`, `bq.`, `*`, `#`,
+`||`, `----`) and Jira's inconsistent escape rules. Jira Cloud converts the block to a code block.
+
 Never a second issue for an alert: the issue carries the label `detection-alert-<alert id>`
 (and the issue property `detection.alert`); a delivery without a known issue key searches for
 that label first and updates what it finds. An update rewrites summary and description and adds
@@ -15,11 +22,28 @@ a comment naming the new revision.
 from __future__ import annotations
 
 import json
+import re
 
+from ..text import formula_safe, printable
 from .base import Delivery, HttpDestination, summary_lines
 
 PROPERTY = "detection.alert"
 MAX_TEXT = 30000
+MAX_SUMMARY = 250
+_NOFORMAT = re.compile(r"\{(?=\s*noformat)", re.IGNORECASE)
+
+
+def summary(value) -> str:
+    """A Jira summary: one line, no formula start, at most MAX_SUMMARY characters."""
+    return formula_safe(printable(value))[:MAX_SUMMARY]
+
+
+def description(lines: list[str]) -> str:
+    """Lines of data as a Jira wiki description that renders them literally: one `{noformat}`
+    block; a `{noformat` in the data, which would end it, gets a `(` for its brace."""
+    body = _NOFORMAT.sub("(", "\n".join(printable(line) for line in lines))
+    wrapper = "{noformat}\n%s\n{noformat}"
+    return wrapper % body[:MAX_TEXT - len(wrapper)]
 
 
 def label(alert: dict) -> str:
@@ -52,8 +76,8 @@ class Jira(HttpDestination):
         return out
 
     def _fields(self, alert: dict) -> dict:
-        text = "\n".join(summary_lines(alert))
-        fields = {"summary": alert["title"][:250], "description": text[:MAX_TEXT]}
+        fields = {"summary": summary(alert["title"]),
+                  "description": description(summary_lines(alert))}
         if alert["severity"] in self.priorities:
             fields["priority"] = {"name": self.priorities[alert["severity"]]}
         return fields
