@@ -127,7 +127,8 @@ def test_a_prefiltered_scan_holds_the_folder_rows_that_pass_the_rules_first_wher
 
 
 @pytest.mark.parametrize("wire", WIRE.values(), ids=WIRE.keys())
-def test_the_rule_over_the_workspace_returns_what_it_returns_over_the_folder(tmp_path, served, wire):
+def test_the_rule_over_the_workspace_returns_what_it_returns_over_the_folder(
+        tmp_path, served, wire):
     write_folder(tmp_path, sample_tables())
     fake = start_wire(served, wire)
     remote = source(fake, waits=[])
@@ -386,7 +387,8 @@ def test_plain_http_is_refused_except_to_a_loopback_host(endpoint):
 
 
 @pytest.mark.parametrize("endpoint, kept", [
-    ("http://127.0.0.1:8080", "http://127.0.0.1:8080"), ("http://localhost:9/", "http://localhost:9"),
+    ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+    ("http://localhost:9/", "http://localhost:9"),
     ("https://api.loganalytics.azure.cn/v1", "https://api.loganalytics.azure.cn")],
     ids=["loopback address", "localhost", "https with its API version stripped"])
 def test_https_and_loopback_endpoints_are_accepted(endpoint, kept):
