@@ -431,3 +431,60 @@ def test_a_bad_slice_setting_is_a_usage_error(monkeypatch):
     monkeypatch.setenv("DETECTION_LOGANALYTICS_SLICE", "soon")
     with pytest.raises(UsageError, match="DETECTION_LOGANALYTICS_SLICE"):
         LogAnalyticsSource([WORKSPACE], endpoint="http://127.0.0.1:1")
+
+
+def test_a_read_timeout_is_retried(served):
+    from azure.core.exceptions import ServiceResponseError
+
+    fake, waits = served(), []
+
+    class TimesOutOnce:
+        def __init__(self, client):
+            self.client, self.timed_out = client, False
+
+        def query_workspace(self, *args, **kwargs):
+            if not self.timed_out:
+                self.timed_out = True
+                raise ServiceResponseError("Read timed out. (read timeout=210)")
+            return self.client.query_workspace(*args, **kwargs)
+
+    client = TimesOutOnce(source(fake).client)
+    remote = LogAnalyticsSource([WORKSPACE], endpoint=fake.url, client=client, sleep=waits.append)
+    assert len(remote.scan("AzureActivity", START, END, RULE.inputs["AzureActivity"]).frame)
+    assert client.timed_out and len(waits) == 1
+
+
+RESOURCE = ("/subscriptions/4c1b9f52-33aa-4d0e-8f6b-0a1b2c3d4e5f/resourceGroups/rg-sec/providers/"
+            "Microsoft.OperationalInsights/workspaces/sentinel-ws")
+
+
+@pytest.mark.parametrize("url, expected", [
+    (f"loganalytics://{WORKSPACE}", [WORKSPACE]),
+    (f"loganalytics:/{WORKSPACE}", [WORKSPACE]),
+    (f"loganalytics://{RESOURCE}", [RESOURCE]),
+    (f"loganalytics:/{RESOURCE}", [RESOURCE]),
+    (f"loganalytics://{RESOURCE},{WS2}", [RESOURCE, WS2]),
+], ids=["workspace id", "a URL whose slashes a Path collapsed", "resource id",
+        "resource id through a Path", "resource id and workspace id"])
+def test_workspaces_are_read_from_the_url_as_written_or_after_a_path(url, expected):
+    assert from_url(url).targets == expected
+
+
+def test_the_library_imports_no_azure_sdk_until_a_query_is_sent():
+    import subprocess
+    import sys
+
+    code = ("import sys; import include.detection.remote as r; r.source_class('loganalytics'); "
+            "r.source_class('kusto'); print(sorted(m for m in sys.modules if m.startswith('azure')"
+            " or m.startswith('airflow')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_an_answer_that_is_not_json_is_retried_then_fails_by_name(served):
+    fake, waits = served(), []
+    fake.down(status=200, body="<html>proxy says hello</html>")
+    with pytest.raises(SourceError, match="not JSON.*proxy says hello"):
+        source(fake, waits=waits, attempts=2).scan("AzureActivity", START, END,
+                                                   RULE.inputs["AzureActivity"])
+    assert len(fake.requests) == 2

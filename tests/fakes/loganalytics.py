@@ -143,6 +143,13 @@ class FakeLogAnalytics(FakeService):
                 load_table(con, table, rows, declared)
             self._cons[workspace.lower()] = con
 
+    def stop(self) -> None:
+        super().stop()
+        with self._db_lock:
+            for con in self._cons.values():
+                con.close()
+            self._cons.clear()
+
     def throttle_first(self, seconds: int = 1, times: int = 1) -> None:
         self.fail(times=times, status=429, headers={"Retry-After": str(seconds)},
                   body=json.dumps(_error("Throttled", "Too many requests (fake)")))

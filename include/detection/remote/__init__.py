@@ -13,6 +13,7 @@ imported only when a source of their kind is used.
 
 from __future__ import annotations
 
+import re
 from importlib import import_module
 
 from ..errors import UsageError
@@ -25,9 +26,21 @@ SOURCES = {
 }
 
 
+# `Path("kusto://host/db")` is "kusto:/host/db": a URL that went through a Path is still known
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):/+")
+
+
 def scheme(value) -> str | None:
-    text = str(value)
-    return text.split("://", 1)[0].lower() if "://" in text else None
+    found = _URL.match(str(value))
+    return found.group(1).lower() if found else None
+
+
+def normalize(value) -> str:
+    """The URL with `scheme://`, also after a Path collapsed its slashes."""
+    text = str(value).strip()
+    if "://" in text:
+        return text
+    return _URL.sub(lambda m: f"{m.group(1)}://", text, count=1)
 
 
 def is_remote(value) -> bool:
@@ -47,4 +60,5 @@ def from_url(url: str, credential=None, client=None, **settings) -> RemoteSource
     if kind not in SOURCES:
         raise UsageError(f"not a remote source URL: {url!r} (expected "
                          f"{' or '.join(f'{s}://...' for s in SOURCES)})")
-    return source_class(kind).from_url(url, credential=credential, client=client, **settings)
+    return source_class(kind).from_url(normalize(url), credential=credential, client=client,
+                                       **settings)

@@ -96,8 +96,10 @@ def parse_url(url: str) -> list[str]:
     if scheme.lower() != "loganalytics" or not sep or not rest.strip(",/ "):
         raise UsageError(f"not a Log Analytics source URL: {url!r} "
                          f"(expected loganalytics://<workspace-id>[,<workspace-id>...])")
-    items = [i for i in rest.split(",") if i.strip()]
-    return [kusto.workspace_id(i) for i in items]
+    items = [i.strip() for i in rest.split(",") if i.strip()]
+    # loganalytics:///subscriptions/... and loganalytics://subscriptions/... both name a resource
+    return [kusto.workspace_id("/" + i if i.lower().startswith("subscriptions/") else i)
+            for i in items]
 
 
 class LogAnalyticsSource(RemoteSource):
@@ -194,15 +196,17 @@ class LogAnalyticsSource(RemoteSource):
             if status is None:  # no HTTP answer: the credential could not get a token
                 kind = "denied" if isinstance(exc, ClientAuthenticationError) else "transient"
                 raise QueryFailed(kind, _first_line(exc)) from None
+            if 200 <= status < 300:  # a success status whose body the SDK could not decode
+                raise _not_json(response) from None
             raise _failure(status, response) from None
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise QueryFailed("transient", f"{type(exc).__name__}: {_first_line(exc)}") from None
         except ValueError:
             # A 204 (a workspace without data) or an empty 200 body: the SDK's JSON parse fails.
             response = seen.get("response")
-            if response is not None and not response.body():
+            if response is None or not response.body():
                 return Answer([], [], 0)
-            raise
+            raise _not_json(response) from None
         response = seen["response"]
         body = response.body()
         if not body:
@@ -216,6 +220,14 @@ def quiet_sdk_logs() -> None:
     sdk = logging.getLogger("azure.core.pipeline.policies.http_logging_policy")
     if sdk.level == logging.NOTSET:
         sdk.setLevel(logging.WARNING)
+
+
+def _not_json(response) -> QueryFailed:
+    """An answer that is not the service's JSON (e.g. a proxy's HTML page): retried."""
+    body = (response.body() if response is not None else b"") or b""
+    snippet = " ".join(body[:120].decode("utf-8", "replace").split())
+    return QueryFailed("transient", f"the answer is not JSON ({snippet!r})",
+                       getattr(response, "status_code", None))
 
 
 def _first_line(exc: BaseException) -> str:
