@@ -1,28 +1,31 @@
-"""Airflow UI view: the detection alerts in the alert store, under Browse -> Detections.
+"""Airflow UI console of the detection alerts: Browse -> Detections, and a Detections tab on
+every DAG run.
 
 Airflow 3 plugins serve FastAPI apps (the Flask-AppBuilder views are gone); `external_views` adds
-the menu entry, which the UI shows in an iframe on the same origin, so the UI's `_token` cookie
-reaches these routes.
+the menu entry and the run tab, which the UI shows in an iframe on the same origin, so the UI's
+`_token` cookie reaches these routes.
 
 Every route requires the Airflow login: the API server's own dependencies
 (`airflow.api_fastapi.core_api.security`) resolve the user from the JWT (the `Authorization:
 Bearer` header, or the UI's cookie) and ask the configured auth manager whether that user may
 read (GET) or edit (PUT) the detection DAG, as the rest of the UI does. The login does not cover
-plugin routes by itself, hence the dependency on every route, and no OpenAPI document: the
+plugin routes by itself, hence the dependency on the whole app, and no OpenAPI document: the
 app-level dependencies would not cover it.
 
 Pages are Jinja2 templates in `templates/detections/` (autoescaped: every value from the data is
-text, never markup).
+text, never markup), styled from local CSS only (no CDN). What to show comes from
+include/detection/console.py and the alert store, which filters and pages server-side.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlencode
 
-from airflow.api_fastapi.core_api.security import requires_access_dag
+from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 
 DAG_ID = "runcommand_ueba_breach"
@@ -32,6 +35,7 @@ CAN_EDIT = Depends(requires_access_dag("PUT", param_dag_id=DAG_ID))
 # A redeliver is a POST the page makes with this header: a cross-site form cannot set it, so a
 # logged-in analyst's cookie cannot be used by another site to trigger one (CSRF).
 CSRF_HEADER = "X-Detections-Request"
+PREFIX = "/detections"
 
 app = FastAPI(title="Detections", docs_url=None, redoc_url=None, openapi_url=None,
               dependencies=[CAN_READ])
@@ -44,20 +48,99 @@ def _store():
     return open_store()
 
 
+def _ui_base() -> str:
+    """Where the Airflow UI lives, for links that leave the iframe ([api] base_url)."""
+    from airflow.configuration import conf
+
+    base = conf.get("api", "base_url", fallback="") or ""
+    return base.rstrip("/") if base.startswith(("http://", "https://", "/")) else ""
+
+
+def _can_edit(user) -> bool:
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+
+    return get_auth_manager().is_authorized_dag(method="PUT", details=DagDetails(id=DAG_ID),
+                                                user=user)
+
+
+def _page(request: Request, name: str, **context) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, {"prefix": PREFIX, "ui": _ui_base(),
+                                                      "dag_id": DAG_ID, **context})
+
+
+def _usage(exc) -> HTTPException:
+    return HTTPException(status_code=400, detail=str(exc))
+
+
 @app.get("/", response_class=HTMLResponse)
-def index(request: Request) -> HTMLResponse:
+def index(request: Request, page: int = 1, per_page: int = 50) -> HTMLResponse:
+    """The alerts, newest first, filtered server-side (user, VM, subscription, severity, time
+    range, ticket state, data quality), one page at a time with the count of matches."""
+    from include.detection import config, console
+    from include.detection.errors import UsageError
+
+    try:
+        filters = console.parse_filters(dict(request.query_params))
+        limit, offset = console.page_window(page, per_page)
+    except UsageError as exc:
+        raise _usage(exc) from None
     with _store() as store:
-        alerts = list(reversed(store.alerts()))
-    return templates.TemplateResponse(request, "index.html", {"alerts": alerts})
+        total, alerts = store.search(filters, limit, offset, config.destinations())
+    kept = {k: v for k, v in request.query_params.items() if k not in ("page",) and v}
+    pages = max(1, -(-total // limit))
+    return _page(request, "index.html", alerts=alerts, total=total, page=page, pages=pages,
+                 per_page=limit, params=dict(request.query_params), console=console,
+                 link=lambda p: "?" + urlencode({**kept, "page": p}))
 
 
-@app.get("/alerts/{alert_id}")
-def alert(alert_id: str) -> JSONResponse:
+@app.get("/api/alerts")
+def list_alerts(request: Request, page: int = 1, per_page: int = 50) -> JSONResponse:
+    """The same page as JSON."""
+    from include.detection import config, console
+    from include.detection.errors import UsageError
+
+    try:
+        filters = console.parse_filters(dict(request.query_params))
+        limit, offset = console.page_window(page, per_page)
+    except UsageError as exc:
+        raise _usage(exc) from None
     with _store() as store:
-        found = store.get(alert_id)
-    if found is None:
-        raise HTTPException(status_code=404, detail="no such alert")
-    return JSONResponse(found)
+        total, alerts = store.search(filters, limit, offset, config.destinations())
+    return JSONResponse({"total": total, "page": page, "per_page": limit, "alerts": alerts})
+
+
+def _alert(alert_id: str) -> dict:
+    from include.detection import config
+
+    with _store() as store:
+        found = store.get(alert_id, config.destinations())
+        if found is None:
+            raise HTTPException(status_code=404, detail="no such alert")
+        found["runs"] = store.alert_runs(alert_id)
+        found["delivery_log"] = store.delivery_log(alert_id)
+    return found
+
+
+@app.get("/api/alerts/{alert_id}")
+def alert_json(alert_id: str) -> JSONResponse:
+    return JSONResponse(_alert(alert_id))
+
+
+@app.get("/alerts/{alert_id}", response_class=HTMLResponse)
+def alert_page(alert_id: str, request: Request, user: GetUserDep) -> HTMLResponse:
+    """Entities, custom details, every evidence row, tickets with their delivery attempts and
+    last (redacted) error, the runs behind the alert and the data quality of its window."""
+    from include.detection import config, console
+    from include.detection.correlation import OUTPUT_COLUMNS
+    from include.detection.rule import load_rule
+
+    alert = _alert(alert_id)
+    window = alert.get("window") or {}
+    quality = console.run_quality(config.staging(), load_rule().id, window.get("start"),
+                                  window.get("end")) if window.get("start") else {}
+    return _page(request, "alert.html", alert=alert, columns=OUTPUT_COLUMNS, quality=quality,
+                 can_edit=_can_edit(user), csrf_header=CSRF_HEADER, console=console)
 
 
 @app.post("/alerts/{alert_id}/redeliver", dependencies=[CAN_EDIT])
@@ -80,8 +163,62 @@ def redeliver(alert_id: str, request: Request) -> JSONResponse:
     return JSONResponse({"delivered": True, "report": report})
 
 
+def _interval(dag_id: str, run_id: str):
+    """The DAG run's data interval, from Airflow's metadata DB (this is the API server)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id,
+                                                  DagRun.run_id == run_id))
+        if run is None or run.data_interval_end is None:
+            return None
+        return run.data_interval_start, run.data_interval_end, run.state
+
+
+@app.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse)
+def run_tab(dag_id: str, run_id: str, request: Request) -> HTMLResponse:
+    """The Detections tab of a DAG run: the alerts it created, updated or saw again, and both
+    tables' data-quality verdicts for its window."""
+    from include.detection import config, console
+    from include.detection.rule import load_rule
+
+    if dag_id != DAG_ID:
+        return _page(request, "run.html", run_id=run_id, other_dag=dag_id)
+    interval = _interval(dag_id, run_id)
+    if interval is None:
+        raise HTTPException(status_code=404, detail="no such DAG run")
+    rule = load_rule()
+    _, end, state = interval
+    start = end - rule.query_period  # the rule looks back its query period, not one interval
+    with _store() as store:
+        total, alerts = store.search({"run_id": run_id}, 200, 0, config.destinations())
+    return _page(request, "run.html", run_id=run_id, other_dag=None, alerts=alerts, total=total,
+                 state=state, start=start.isoformat(), end=end.isoformat(),
+                 quality=console.run_quality(config.staging(), rule.id, start.isoformat(),
+                                             end.isoformat()))
+
+
+@app.get("/docs/{folder}/{table}/{path:path}")
+def data_docs(folder: str, table: str, path: str) -> FileResponse:
+    """Great Expectations Data Docs of a run, only from that run's folder in the staging area."""
+    from include.detection import config, console
+    from include.detection.rule import load_rule
+
+    try:
+        target = console.docs_file(config.staging(), load_rule().id, folder, table, path)
+    except FileNotFoundError:
+        raise HTTPException(status_code=404, detail="no such Data Docs page") from None
+    return FileResponse(target)
+
+
 class DetectionsPlugin(AirflowPlugin):
     name = "detections"
-    fastapi_apps = [{"app": app, "url_prefix": "/detections", "name": "Detections"}]
-    external_views = [{"name": "Detections", "href": "/detections/", "destination": "nav",
-                       "category": "browse", "url_route": "detections"}]
+    fastapi_apps = [{"app": app, "url_prefix": PREFIX, "name": "Detections"}]
+    external_views = [
+        {"name": "Detections", "href": f"{PREFIX}/", "destination": "nav", "category": "browse",
+         "url_route": "detections"},
+        {"name": "Detections", "href": f"{PREFIX}/runs/{{DAG_ID}}/{{RUN_ID}}",
+         "destination": "dag_run", "url_route": "detections_run"},
+    ]

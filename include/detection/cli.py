@@ -156,7 +156,9 @@ def _run(args) -> int:
         rule, detection = _detection(args, config.home() / "quarantine", store)
         alerts = build_alerts(detection.result, rule, detection.start, detection.end,
                               detection.data_quality, grouping=args.grouping)
-        counts = store.upsert(alerts)
+        window = {"window_start": detection.start.isoformat(),
+                  "window_end": detection.end.isoformat()}
+        counts = store.upsert(alerts, run={"run_id": f"cli__{window['window_end']}", **window})
         print(f"alerts: {counts}", file=sys.stderr)
         print(f"deliveries: {deliver_pending(store)}", file=sys.stderr)
     return 0

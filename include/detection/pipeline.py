@@ -111,8 +111,15 @@ def detect(source: Path, end, period: timedelta | None = None, rule: Rule | None
 def run_folder(base: Path, rule: Rule, start, end) -> Path:
     """`<base>/<rule id>/<start>--<end>/`: one folder per interval, so re-runs overwrite their
     own files and overlapping windows never share one."""
+    return Path(base) / rule.id / run_folder_name(start, end)
+
+
+def run_folder_name(start, end) -> str:
+    """`<start>--<end>` in UTC, e.g. 20261030T000000Z--20261101T000000Z."""
     fmt = "%Y%m%dT%H%M%SZ"
-    return Path(base) / rule.id / f"{pd.Timestamp(start).strftime(fmt)}--{pd.Timestamp(end).strftime(fmt)}"
+    start, end = (pd.Timestamp(t) for t in (start, end))
+    start, end = (t.tz_convert("UTC") if t.tzinfo else t for t in (start, end))
+    return f"{start.strftime(fmt)}--{end.strftime(fmt)}"
 
 
 @dataclass(frozen=True)

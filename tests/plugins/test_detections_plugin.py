@@ -50,6 +50,9 @@ def _as(tokens, user):
 
 ROUTES = [("GET", "/detections/"), ("GET", "/detections/alerts/{id}"),
           ("GET", "/detections/alerts/unknown"), ("POST", "/detections/alerts/{id}/redeliver"),
+          ("GET", "/detections/api/alerts"), ("GET", "/detections/api/alerts/{id}"),
+          ("GET", "/detections/runs/runcommand_ueba_breach/manual__1"),
+          ("GET", "/detections/docs/20261030T000000Z--20261101T000000Z/AzureActivity/index.html"),
           ("GET", "/detections/openapi.json"), ("GET", "/detections/docs")]
 
 
@@ -74,8 +77,11 @@ def test_a_logged_in_viewer_reads_the_list_and_the_alert(api, stored_alert):
     client, tokens = api
     page = client.get("/detections/", headers=_as(tokens, "analyst"))
     assert page.status_code == 200 and CALLER in page.text and "pending" in page.text
-    one = client.get(f"/detections/alerts/{stored_alert['id']}", headers=_as(tokens, "analyst"))
+    one = client.get(f"/detections/api/alerts/{stored_alert['id']}", headers=_as(tokens, "analyst"))
     assert one.status_code == 200 and one.json()["id"] == stored_alert["id"]
+    page = client.get(f"/detections/alerts/{stored_alert['id']}", headers=_as(tokens, "analyst"))
+    assert page.status_code == 200 and CALLER in page.text
+    assert 'id="redeliver"' not in page.text, "a viewer gets no redeliver button"
     assert client.get("/detections/alerts/unknown", headers=_as(tokens, "analyst")).status_code == 404
 
 
@@ -116,4 +122,102 @@ def test_the_plugin_registers_its_app_and_menu_entry():
     from plugins.detections_plugin import DetectionsPlugin
 
     assert DetectionsPlugin.fastapi_apps[0]["url_prefix"] == "/detections"
-    assert DetectionsPlugin.external_views[0]["href"] == "/detections/"
+    nav, tab = DetectionsPlugin.external_views
+    assert (nav["href"], nav["category"]) == ("/detections/", "browse")
+    assert (tab["destination"], tab["href"]) == ("dag_run", "/detections/runs/{DAG_ID}/{RUN_ID}")
+
+
+def _run(airflow_db, run_id, end="2026-11-01T00:00:00+00:00"):
+    """A DAG run of the detection DAG in Airflow's metadata DB, as the scheduler leaves it."""
+    import pendulum
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.types import DagRunType
+
+    end = pendulum.parse(end)
+    with create_session() as session:
+        session.add(DagRun(dag_id="runcommand_ueba_breach", run_id=run_id, run_type=DagRunType.MANUAL,
+                           logical_date=end.subtract(days=1), data_interval=(end.subtract(days=1), end),
+                           state="success"))
+
+
+def test_the_run_tab_shows_the_runs_alerts_and_data_quality(api, airflow_db, detection_home):
+    import json as _json
+
+    from include.detection import config, pipeline
+    from include.detection.rule import load_rule
+
+    client, tokens = api
+    result = correlate(activity(run_command(Caller=CALLER)), ueba([ueba_row(UserPrincipalName=CALLER)]))
+    alerts = build_alerts(result, RULE, "2026-10-30T00:00:00Z", "2026-11-01T00:00:00Z")
+    with open_store() as store:
+        store.upsert(alerts, run={"run_id": "manual__tab", "dag_id": "runcommand_ueba_breach",
+                                  "window_start": "2026-10-30T00:00:00Z",
+                                  "window_end": "2026-11-01T00:00:00Z"})
+    folder = pipeline.run_folder(config.staging(), load_rule(), "2026-10-30T00:00:00Z",
+                                 "2026-11-01T00:00:00Z")
+    verdict = pipeline.Staged(folder, "AzureActivity").verdict
+    verdict.parent.mkdir(parents=True)
+    verdict.write_text(_json.dumps({"summary": {"status": "passed", "summary": "AzureActivity: passed, "
+                                               "complete; 42 rows in window"}}))
+    docs = pipeline.Staged(folder, "AzureActivity").docs
+    docs.mkdir(parents=True)
+    (docs / "index.html").write_text("<html>docs of the run</html>")
+    _run(airflow_db, "manual__tab")
+    page = client.get("/detections/runs/runcommand_ueba_breach/manual__tab", headers=_as(tokens, "analyst"))
+    assert page.status_code == 200
+    assert CALLER in page.text and "42 rows in window" in page.text and "not validated" in page.text
+    link = f"/detections/docs/{folder.name}/AzureActivity/index.html"
+    assert link in page.text
+    served = client.get(link, headers=_as(tokens, "analyst"))
+    assert served.status_code == 200 and "docs of the run" in served.text
+    other = client.get("/detections/runs/some_other_dag/x", headers=_as(tokens, "analyst"))
+    assert other.status_code == 200 and "not a detection DAG" in other.text
+    assert client.get("/detections/runs/runcommand_ueba_breach/nope",
+                      headers=_as(tokens, "analyst")).status_code == 404
+
+
+TRAVERSALS = ["..%2f..%2f..%2fetc%2fpasswd", "%2e%2e/%2e%2e/alerts.db", "%2fetc%2fpasswd",
+              "..%5c..%5calerts.db"]
+
+
+@pytest.mark.parametrize("path", TRAVERSALS, ids=["dotdot", "encoded-dots", "absolute", "backslash"])
+def test_data_docs_never_serve_a_file_outside_the_runs_docs(api, detection_home, path):
+    from include.detection import config
+    from include.detection.rule import load_rule
+
+    client, tokens = api
+    folder = "20261030T000000Z--20261101T000000Z"
+    docs = config.staging() / load_rule().id / folder / "data_docs" / "AzureActivity"
+    docs.mkdir(parents=True)
+    (docs / "index.html").write_text("ok")
+    (config.home()).mkdir(parents=True, exist_ok=True)
+    (config.home() / "alerts.db").write_text("SECRET-STORE")
+    for url in (f"/detections/docs/{folder}/AzureActivity/{path}",
+                f"/detections/docs/..%2f..%2f/AzureActivity/{path}",
+                f"/detections/docs/{folder}/..%2fquality/{path}"):
+        resp = client.get(url, headers=_as(tokens, "analyst"))
+        assert resp.status_code == 404 and "SECRET" not in resp.text and "root:" not in resp.text
+
+
+FILTER_PAGES = {"by user": ("user=MALLORY", 1), "by other user": ("user=nobody", 0),
+                "by ticket pending": ("ticket=pending", 1), "by ticket delivered": ("ticket=delivered", 0),
+                "by time": ("since=2026-10-31&until=2026-11-01", 1), "by severity": ("severity=Low", 0)}
+
+
+@pytest.mark.parametrize("query,matches", FILTER_PAGES.values(), ids=FILTER_PAGES.keys())
+def test_the_list_filters_server_side(api, stored_alert, query, matches):
+    client, tokens = api
+    page = client.get(f"/detections/?{query}", headers=_as(tokens, "analyst"))
+    assert page.status_code == 200 and f"({matches} matching)" in page.text
+    assert (CALLER in page.text) == bool(matches)
+    assert client.get(f"/detections/api/alerts?{query}", headers=_as(tokens, "analyst")).json()["total"] \
+        == matches
+
+
+@pytest.mark.parametrize("query", ["severity=Catastrophic", "ticket=lost", "since=yesterday",
+                                   "per_page=100000", "page=0"])
+def test_a_bad_filter_is_a_400_naming_it(api, stored_alert, query):
+    client, tokens = api
+    resp = client.get(f"/detections/?{query}", headers=_as(tokens, "analyst"))
+    assert resp.status_code in (400, 422), resp.status_code
