@@ -488,3 +488,16 @@ def test_an_answer_that_is_not_json_is_retried_then_fails_by_name(served):
         source(fake, waits=waits, attempts=2).scan("AzureActivity", START, END,
                                                    RULE.inputs["AzureActivity"])
     assert len(fake.requests) == 2
+
+
+def test_a_column_one_workspace_lacks_is_missing_for_the_whole_scan(served):
+    columns = {c: k for c, k in RULE.inputs["AzureActivity"].items() if c != "CallerIpAddress"}
+    thin = [{k: v for k, v in r.items() if k != "CallerIpAddress"}
+            for r in sample_tables()["AzureActivity"]]
+    fake = served({WORKSPACE: sample_tables(), WS2: {"AzureActivity": thin}},
+                  schemas={WS2: {"AzureActivity": columns}})
+    scan = source(fake, workspaces=(WORKSPACE, WS2)).scan("AzureActivity", START, END,
+                                                          RULE.inputs["AzureActivity"])
+    assert scan.missing_columns == ["CallerIpAddress"]
+    assert list(scan.frame.columns) == list(columns)
+    assert len(scan.frame) == sum(q["rows"] for q in fake.sent("rows")) > 0

@@ -120,9 +120,11 @@ class FakeLogAnalytics(FakeService):
     name = "fake-loganalytics"
 
     def __init__(self, workspaces: dict, types: dict | None = None, token: str | None = TOKEN,
-                 cap: int | None = None, require_window: bool = True, port: int = 0):
+                 cap: int | None = None, require_window: bool = True, port: int = 0,
+                 schemas: dict | None = None):
         """workspaces: {workspace id or resource id: {table: rows}}; types: {table: {column:
-        Kusto type}} (default: the rule's inputs, plus string for any other column)."""
+        Kusto type}} (default: the rule's inputs, plus string for any other column); schemas:
+        {workspace: types} for a workspace whose tables differ."""
         super().__init__(port)
         import duckdb_kql
 
@@ -135,8 +137,9 @@ class FakeLogAnalytics(FakeService):
         inputs = load_rule().inputs
         for workspace, tables in workspaces.items():
             con = duckdb_kql.connect()
+            own = (schemas or {}).get(workspace) or types or {}
             for table, rows in tables.items():
-                declared = dict((types or {}).get(table) or inputs.get(table) or {})
+                declared = dict(own.get(table) or inputs.get(table) or {})
                 sample = rows.columns if isinstance(rows, pd.DataFrame) else \
                     {k for r in rows for k in r}
                 declared.update({c: "string" for c in sample if c not in declared})
@@ -299,8 +302,13 @@ def sample_tables(precision: str = "100ns") -> dict[str, list[dict]]:
     return {"AzureActivity": activity, "BehaviorAnalytics": ueba}
 
 
+def _interrupt(*_):
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     import argparse
+    import signal
     import time
 
     from include.detection import sources
@@ -324,6 +332,7 @@ def main() -> int:
     print(f"export DETECTION_LOGANALYTICS_ENDPOINT={fake.url} "
           f"DETECTION_LOGANALYTICS_TOKEN={fake.token}\n"
           f"# detect --source loganalytics://{args.workspace}", flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as Ctrl-C does
     try:
         time.sleep(args.seconds)
     except KeyboardInterrupt:

@@ -200,11 +200,11 @@ class RemoteSource(ABC):
             for answer in self._answers(target, table, "rows", start, end,
                                         lambda s, e: kusto.rows_query(table, s, e, present, where)):
                 frames.append(self._frame(answer, present, columns, target, table))
+        # A column one workspace lacks is missing for the scan (as a file lacking it would be)
         present = [c for c in columns if c not in missing]
-        frame = pd.concat(frames, ignore_index=True) if frames else self._frame(
-            Answer([(c, "string") for c in present]), present, columns, "", table)
-        frame = frame.sort_values("TimeGenerated", kind="stable", ignore_index=True) \
-            if "TimeGenerated" in frame else frame
+        frame = pd.concat([f[present] for f in frames], ignore_index=True) if frames else \
+            self._frame(Answer([(c, "string") for c in present]), present, columns, "", table)
+        frame = frame.sort_values("TimeGenerated", kind="stable", ignore_index=True)
         in_window = sum(hourly.values())
         newest_iso = _newest(_times(newest, f"{table}.newest")) if newest else None
         return Scan(table, frame, redact(self.url), self.name, in_window, in_window, missing, [],
