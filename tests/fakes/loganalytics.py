@@ -27,7 +27,10 @@ casts to microseconds first, rounding .9999999 up to the next hour too).
 Manual use (serves a source folder, any layout `sources` reads):
     python -m tests.fakes.loganalytics --source DIR [--workspace GUID] [--port 18090] [--cap N]
                                        [--throttle-first] [--seconds 900]
-It prints the settings to export for `detect --source loganalytics://<GUID>`.
+It prints the settings to export for `detect --source loganalytics://<GUID>`. With
+`--write-duckdb FILE` it writes the tables to a DuckDB file instead, for
+`duckdb-kql serve FILE -p 31415` and `detect --source kusto://127.0.0.1:31415/<file stem>`
+(duckdb-kql answers at microsecond precision).
 """
 
 from __future__ import annotations
@@ -321,11 +324,24 @@ def main() -> int:
     p.add_argument("--cap", type=int, default=None)
     p.add_argument("--throttle-first", action="store_true")
     p.add_argument("--seconds", type=float, default=900)
+    p.add_argument("--write-duckdb", metavar="FILE", default=None,
+                   help="write the tables to a DuckDB file for `duckdb-kql serve FILE` and exit")
     args = p.parse_args()
     inputs = load_rule().inputs
     far = (pd.Timestamp("1900-01-01", tz="UTC"), pd.Timestamp("2200-01-01", tz="UTC"))
     tables = {t: sources.read_table(args.source, t, *far, inputs[t], prefilter=False).frame
               for t in inputs}
+    if args.write_duckdb:
+        import duckdb
+        from pathlib import Path
+
+        con = duckdb.connect(args.write_duckdb)
+        for table, frame in tables.items():
+            load_table(con, table, frame, inputs[table])
+        con.close()
+        print(f".venv/bin/duckdb-kql serve {args.write_duckdb} -p 31415\n"
+              f"# detect --source kusto://127.0.0.1:31415/{Path(args.write_duckdb).stem}")
+        return 0
     fake = FakeLogAnalytics({args.workspace: tables}, cap=args.cap, port=args.port).start()
     if args.throttle_first:
         fake.throttle_first()
