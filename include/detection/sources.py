@@ -4,30 +4,39 @@ A source folder holds each table as one of:
   <Table>.jsonl   JSON Lines, Log Analytics column names, ISO 8601 UTC datetimes (up to 7 digits),
                   dynamic columns as JSON objects or JSON text;
   <Table>/        Parquet files, possibly Hive-partitioned (date=YYYY-MM-DD/part-0.parquet), with
-                  TimeGenerated a timestamp column (UTC when naive) and dynamic columns as JSON text;
+                  TimeGenerated a timestamp column (UTC when naive) and dynamic columns as
+                  JSON text;
   <Table>.csv     a Log Analytics portal export ("TimeGenerated [UTC]" headers).
 Only the columns the rule reads are loaded, and only rows with TimeGenerated in [start, end).
 Records that cannot be read go to `quarantine` with a reason; they are never dropped silently.
+
+Everything in a source is data, never code: file names reach DuckDB only as bound parameters
+(SQL text holds nothing but the rule's own column names).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from . import kql
 from .correlation import PUSHDOWN
-from .errors import SourceError
+from .errors import SourceError, UsageError
 
 TABLES = ("AzureActivity", "BehaviorAnalytics")
 DATETIME, DYNAMIC = "datetime", "dynamic"
 # Columns stored as strings that may arrive as JSON objects (Authorization is a JSON blob in a
 # string column; an export may have expanded it): they are kept as compact JSON text.
 JSON_TEXT_STRINGS = {"Authorization"}
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_GLOB = re.compile(r"[*?\[]")          # what makes DuckDB read a file name as a pattern
+_GLOB_ESCAPE = re.compile(r"[*?\[\]]")
 
 
 @dataclass
@@ -99,27 +108,6 @@ def _keep(frame: pd.DataFrame, rules) -> pd.DataFrame:
         else:  # may_hold
             frame = frame[kql.may_hold(values, *literal)]
     return frame
-
-
-def _sql_predicate(rule, types: dict[str, str]) -> str | None:
-    """A pushed-down predicate as DuckDB SQL (None when it cannot apply to this column type)."""
-    column, op, literal = rule
-    if column not in types or types[column] != "VARCHAR":
-        return None
-    col = _ident(column)
-    if op == "=~":  # the literal is ASCII, and no non-ASCII letter lowercases to one of its letters
-        return f"lower({col}) = {_lit(literal.lower())}"
-    if op == "==":
-        return f"{col} = {_lit(literal)}"
-    return f"(regexp_matches({col}, {_lit(kql.may_hold_pattern(*literal))}) OR contains({col}, '\\u'))"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 # --- JSON Lines and CSV: record by record, so one bad line is quarantined, not fatal --------------
@@ -245,6 +233,13 @@ def _lines(path: Path, numbers: set[int]) -> dict[int, str]:
 
 
 # --- Parquet: projection and the window pushed down to the scan ----------------------------------
+#
+# SQL text is built only from the rule's column names (checked identifiers) and fixed fragments;
+# file names, the window, literals and patterns are bound parameters. DuckDB still pushes the
+# predicates into the scan: it binds the parameters before optimising.
+
+_SRC = "read_parquet($files, hive_partitioning = false, union_by_name = true)"
+
 
 def _read_parquet(path: Path, table: str, start, end, columns, rules) -> Scan:
     """DuckDB scans the folder: the window and the pushed-down predicates are evaluated in the
@@ -252,43 +247,58 @@ def _read_parquet(path: Path, table: str, start, end, columns, rules) -> Scan:
     over TimeGenerated profiles every row of the window (hourly counts, newest row)."""
     import duckdb
 
-    files = sorted(str(f) for f in Path(path).rglob("*.parquet")
-                   if not any(part.startswith((".", "_")) for part in f.relative_to(path).parts))
-    if not files:
-        raise SourceError(table, f"no Parquet files under {path}")
+    for column in [*columns, *(r[0] for r in rules or ())]:
+        if not _IDENT.fullmatch(column):
+            raise UsageError(f"{table}: column name {column!r} in the rule is not a plain "
+                             "identifier")
+    files = _parquet_files(Path(path), table)  # {absolute path: path parts under the folder}
     con = duckdb.connect()
+    try:
+        return _scan_parquet(con, path, table, start, end, columns, rules, files)
+    except duckdb.Error as exc:
+        raise _duckdb_error(con, exc, table, path, files, columns) from None
+    finally:
+        con.close()
+
+
+def _scan_parquet(con, path, table, start, end, columns, rules, files) -> Scan:
     con.execute("SET TimeZone = 'UTC'")
     # Prefetching reads whole column chunks ahead, the wide strings included, although the
     # pushed-down filters keep a few rows in 4,000: off, the scan holds one page per column and
     # thread, so memory stays flat as the lake grows (measured at 10M rows/day: 513 -> 185 MiB
     # peak, and 10% faster on local files, which the page cache serves anyway).
     con.execute("SET disable_parquet_prefetching = true")
-    src = f"read_parquet({files!r}, hive_partitioning = true, union_by_name = true)"
-    try:
-        types = {name: kind for name, kind, *_ in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()}
-    except duckdb.Error as exc:
-        raise SourceError(table, f"cannot read Parquet folder {path}: {exc}") from None
+    names = {f: _duckdb_path(f, table, con) for f in files}
+    everything = {"files": list(names.values())}
+    types = {name: kind for name, kind, *_ in
+             con.sql(f"DESCRIBE SELECT * FROM {_SRC}", params=everything).fetchall()}
     missing = [c for c in columns if c not in types]
     source_types = {c: _kind(types[c]) for c in columns if c in types}
     if "TimeGenerated" in missing:
-        total = con.sql(f"SELECT count(*) FROM {src}").fetchall()[0][0]
+        total = con.sql(f"SELECT count(*) FROM {_SRC}", params=everything).fetchall()[0][0]
         return Scan(table, _typed(pd.DataFrame({c: [] for c in columns}), columns), str(path),
                     "parquet", total, 0, missing, [], source_types=source_types)
     if not types["TimeGenerated"].startswith("TIMESTAMP"):
         raise SourceError(table, f"is {types['TimeGenerated']} in {path}, expected a timestamp",
                           "TimeGenerated")
-    window = _sql_window(types["TimeGenerated"], start, end)
-    where = " AND ".join([window, *_sql_prune(types, start, end)])
-    total, null_times = _row_counts(con, files, src)
-    # One narrow pass over TimeGenerated in the window: rows per hour and the newest row.
-    hourly = con.sql(
-        f"SELECT epoch_ns(TimeGenerated) // 3600000000000 AS h, count(*), "
-        f"max(epoch_ns(TimeGenerated)) FROM {src} WHERE {where} GROUP BY h").fetchall()
-    keep = [p for p in (_sql_predicate(r, types) for r in rules or ()) if p]
+    total, null_times = _row_counts(con, everything)
+    # Hive `date=` partitions far outside the window are not read at all (a day of slack each
+    # side, in case the export partitions by ingestion date); TimeGenerated is still exact.
+    near = [names[f] for f, parts in files.items() if _near_window(parts, start, end)]
+    window, bounds = _sql_window(types["TimeGenerated"], start, end)
     present = [c for c in columns if c in types]
-    frame = con.sql(f"SELECT {', '.join(map(_ident, present))} FROM {src} "
-                    f"WHERE {' AND '.join([where, *keep])}").to_arrow_table().to_pandas()
-    con.close()
+    hourly, frame = [], pd.DataFrame({c: pd.Series([], dtype=object) for c in present})
+    if near:
+        params = {"files": near, **bounds}
+        # One narrow pass over TimeGenerated in the window: rows per hour and the newest row.
+        hourly = con.sql(
+            f"SELECT epoch_ns(TimeGenerated) // 3600000000000 AS h, count(*), "
+            f"max(epoch_ns(TimeGenerated)) FROM {_SRC} WHERE {window} GROUP BY h",
+            params=params).fetchall()
+        keep, literals = _sql_predicates(rules, types)
+        frame = con.sql(f"SELECT {', '.join(map(_ident, present))} FROM {_SRC} "
+                        f"WHERE {' AND '.join([window, *keep])}",
+                        params={**params, **literals}).to_arrow_table().to_pandas()
     for c in missing:
         frame[c] = None
     frame["TimeGenerated"] = _ticks(pd.to_datetime(frame["TimeGenerated"], utc=True))
@@ -311,42 +321,138 @@ def _read_parquet(path: Path, table: str, start, end, columns, rules) -> Scan:
                 quarantine, counts, newest, source_types)
 
 
-def _row_counts(con, files: list[str], src: str) -> tuple[int, int]:
+def _parquet_files(folder: Path, table: str) -> dict[str, tuple[str, ...]]:
+    """Every Parquet file under the folder (absolute, so DuckDB never resolves a name against
+    its search path or home directory), with its path parts under the folder. Dot and
+    underscore entries are writers' scratch files."""
+    files = {}
+    for f in sorted(folder.rglob("*.parquet")):
+        parts = f.relative_to(folder).parts
+        if any(part.startswith((".", "_")) for part in parts):
+            continue
+        files[os.path.abspath(f)] = parts
+    if not files:
+        raise SourceError(table, f"no Parquet files under {folder}")
+    return files
+
+
+def _duckdb_path(path: str, table: str, con) -> str:
+    """The path as DuckDB must be given it to read exactly this one file: DuckDB expands * ? [
+    in a file name as a glob (a file named "*.parquet" would read every file beside it), so
+    those are escaped as one-character classes, and the escaped name is checked to match
+    only itself."""
+    if not _GLOB.search(path):
+        return path
+    if "\\" in path:  # in a glob DuckDB splits at backslashes: the name has no escaped form
+        raise SourceError(table, f"cannot read {path!r}: DuckDB reads a name holding both a "
+                                 "backslash and * ? [ ] as a pattern (rename the file)")
+    pattern = _GLOB_ESCAPE.sub(lambda m: f"[{m.group()}]", path)
+    matches = [m for (m,) in con.sql("SELECT file FROM glob($p)", params={"p": pattern}).fetchall()]
+    if matches != [path]:
+        raise SourceError(table, f"cannot read {path!r} by name alone (DuckDB matches "
+                                 f"{len(matches)} file(s) for it; rename the file)")
+    return pattern
+
+
+def _near_window(parts: tuple[str, ...], start, end) -> bool:
+    """Whether a file's `date=` folder (if any) is within a day of the window. Only `date=` has
+    a meaning: DuckDB's Hive partitioning would also let a folder named `Caller=x` overwrite
+    every Caller in the files under it."""
+    for part in parts[:-1]:
+        key, sep, value = part.partition("=")
+        if sep and key == "date":
+            try:
+                day = date.fromisoformat(value)
+            except ValueError:
+                return True  # not a date: no pruning, TimeGenerated decides
+            one = pd.Timedelta(days=1)
+            return (start - one).date() <= day <= (end + one).date()
+    return True
+
+
+def _duckdb_error(con, exc, table: str, path: Path, files: list[str], columns) -> SourceError:
+    """DuckDB's error as a SourceError naming the table, the file and (invalid text) the
+    column. Invalid UTF-8 is named, not quoted: the value could be anything, a secret too."""
+    message = str(exc).split("\n")[0]
+    where = next((f for f in files if f in message), None)
+    if "UTF8" in message or "UTF-8" in message:
+        column = _column_with_invalid_text(con, where, columns) if where else None
+        return SourceError(table, f"invalid UTF-8 in a string column of Parquet file "
+                                  f"{where or path} (re-export it as UTF-8)", column)
+    place = f"file {where}" if where else f"folder {path}"
+    return SourceError(table, f"cannot read Parquet {place}: {message}")
+
+
+def _column_with_invalid_text(con, file: str, columns) -> str | None:
+    """Which of the rule's string columns of `file` DuckDB refuses to decode."""
+    import duckdb
+
+    for column, kind in columns.items():
+        if kind == DATETIME:
+            continue
+        try:
+            con.sql(f"SELECT max(length({_ident(column)})) FROM read_parquet($f)",
+                    params={"f": [_GLOB_ESCAPE.sub(lambda m: f"[{m.group()}]", file)
+                                  if _GLOB.search(file) else file]}).fetchall()
+        except duckdb.Error as exc:
+            if "UTF8" in str(exc) or "UTF-8" in str(exc):
+                return column
+    return None
+
+
+def _row_counts(con, everything: dict) -> tuple[int, int]:
     """Rows in the files and rows without a TimeGenerated, from the Parquet footers when the
-    writer kept null counts (no data read), else by a scan of the one column."""
-    rows, nulls, unknown = con.sql(
+    writer kept null counts (no data read), else by a scan of the one column. A file without a
+    TimeGenerated column counts all its rows as null, as the scan reads them."""
+    total = con.sql("SELECT sum(num_rows) FROM parquet_file_metadata($files)",
+                    params=everything).fetchall()[0][0]
+    values, nulls, unknown = con.sql(
         "SELECT sum(num_values), sum(stats_null_count), count(*) FILTER (WHERE stats_null_count "
-        f"IS NULL) FROM parquet_metadata({files!r}) WHERE path_in_schema = 'TimeGenerated'"
-    ).fetchall()[0]
-    if rows is not None and not unknown:
-        return int(rows), int(nulls)
+        "IS NULL) FROM parquet_metadata($files) WHERE path_in_schema = $column",
+        params={**everything, "column": "TimeGenerated"}).fetchall()[0]
+    if total is not None and values is not None and not unknown:
+        return int(total), int(nulls) + int(total) - int(values)
     total, missing = con.sql(f"SELECT count(*), count(*) FILTER (WHERE TimeGenerated IS NULL) "
-                             f"FROM {src}").fetchall()[0]
+                             f"FROM {_SRC}", params=everything).fetchall()[0]
     return int(total), int(missing)
 
 
-def _sql_window(kind: str, start: pd.Timestamp, end: pd.Timestamp) -> str:
+def _sql_window(kind: str, start: pd.Timestamp, end: pd.Timestamp) -> tuple[str, dict]:
     """TimeGenerated in [start, end) at nanosecond precision, whatever the stored unit."""
-    lo, hi = start.as_unit("ns").value, end.as_unit("ns").value
+    bounds = {"lo": start.as_unit("ns").value, "hi": end.as_unit("ns").value}
     col = _ident("TimeGenerated")
     if kind in ("TIMESTAMP_NS", "TIMESTAMPTZ_NS"):  # comparable with row-group statistics
-        return (f"{col} >= make_timestamp_ns({lo})::{kind} AND "
-                f"{col} < make_timestamp_ns({hi})::{kind}")
-    return f"epoch_ns({col}) >= {lo} AND epoch_ns({col}) < {hi}"
+        return (f"{col} >= make_timestamp_ns($lo)::{kind} AND "
+                f"{col} < make_timestamp_ns($hi)::{kind}"), bounds
+    return f"epoch_ns({col}) >= $lo AND epoch_ns({col}) < $hi", bounds
 
 
-def _sql_prune(types: dict[str, str], start, end) -> list[str]:
-    """Skip Hive `date=` partitions far outside the window (a day of slack each side, in case the
-    export partitions by ingestion date). TimeGenerated is still filtered exactly."""
-    if "date" not in types:
-        return []
-    lo = (start - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
-    hi = (end + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
-    if types["date"] == "DATE":
-        return [f"{_ident('date')} BETWEEN DATE '{lo}' AND DATE '{hi}'"]
-    if types["date"] == "VARCHAR":
-        return [f"{_ident('date')} BETWEEN '{lo}' AND '{hi}'"]
-    return []
+def _sql_predicates(rules, types: dict[str, str]) -> tuple[list[str], dict]:
+    """The pushed-down predicates as DuckDB SQL over string columns, with their literals as
+    parameters (the others are applied to the frame by `_keep`)."""
+    sql, params = [], {}
+    for i, (column, op, literal) in enumerate(rules or ()):
+        if types.get(column) != "VARCHAR":
+            continue
+        col, name = _ident(column), f"p{i}"
+        if op == "=~":  # the literal is ASCII, and no non-ASCII letter lowercases to one of its
+            sql.append(f"lower({col}) = ${name}")
+            params[name] = literal.lower()
+        elif op == "==":
+            sql.append(f"{col} = ${name}")
+            params[name] = literal
+        else:
+            sql.append(f"(regexp_matches({col}, ${name}) OR contains({col}, ${name}u))")
+            params[name], params[f"{name}u"] = kql.may_hold_pattern(*literal), "\\u"
+    return sql, params
+
+
+def _ident(name: str) -> str:
+    """A column name from the rule, quoted for SQL; anything but a plain identifier is refused
+    (only the rule's names ever reach SQL text)."""
+    if not _IDENT.fullmatch(name):
+        raise UsageError(f"column name {name!r} in the rule is not a plain identifier")
+    return f'"{name}"'
 
 
 def _kind(duck_type: str) -> str:

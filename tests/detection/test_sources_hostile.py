@@ -1,0 +1,164 @@
+"""Issue #9, reading side: a hostile or broken source never runs code, never crashes on text,
+never blocks, and never hides rows. Each test is a reproduction that failed before the fix."""
+
+import json
+import os
+import threading
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from include.detection import cli, quarantine, results, sources
+from include.detection.errors import SourceError
+from tests.detection.test_cli import ACTIVITY, UEBA, write_jsonl
+from tests.detection.test_sources import COLS, END, ROWS, START
+from tests.factories import RULE, activity_row, run_command, ueba_row
+
+END_ARG = "2026-11-01T00:00:00Z"
+WAIT = 20  # seconds before a read counts as hung (a hang is the bug, never a slow machine)
+
+
+def write_parquet(path, rows):
+    """`rows` as one Parquet file at `path` (any name), TimeGenerated timestamp[ns, UTC]."""
+    frame = pd.DataFrame(rows)
+    frame["TimeGenerated"] = pd.to_datetime(frame["TimeGenerated"], utc=True, format="ISO8601")
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.set_column(table.schema.get_field_index("TimeGenerated"), "TimeGenerated",
+                             table["TimeGenerated"].cast(pa.timestamp("ns", tz="UTC")))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:  # pyarrow's own path handling would refuse some names
+        pq.write_table(table, fh)
+
+
+def same_scan(a, b):
+    assert (a.rows_read, a.rows_in_window, a.hourly, a.newest) == \
+        (b.rows_read, b.rows_in_window, b.hourly, b.newest)
+    def order(frame):  # the order of files, hence of rows, means nothing
+        return frame.sort_values(["TimeGenerated", "CorrelationId"]).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(order(a.frame), order(b.frame))
+
+
+def files_under(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def cli_detect(capsys, source, out, *extra):
+    code = cli.main(["detect", "--source", str(source), "--end", END_ARG, "--out", str(out),
+                     *extra])
+    return code, capsys.readouterr().err
+
+
+# --- File names are data: nothing from a path is ever SQL text ------------------------------------
+
+BREAKOUT = "a'[:-3] || $$part-0.parquet$$]);COPY (SELECT 42 AS pwned) TO $$PWN.csv$$;SELECT 1 --"
+INJECTIONS = {
+    "single-quote": [BREAKOUT + '"x.parquet'],
+    "dollar-quote": ['b"\'$$);COPY (SELECT 43) TO $$PWN.csv$$;--$$x.parquet'],
+    "semicolon": ['c"\']);COPY (SELECT 44) TO \'PWN.csv\';SELECT (\'x.parquet'],
+    "line-comment": ['d"\' -- ]);COPY (SELECT 45) TO \'PWN.csv\' x.parquet'],
+    "block-comment": ['e"\'', "* ]);COPY (SELECT 46) TO 'PWN.csv';", "x.parquet"],
+    "newline": ["f\n']);COPY (SELECT 47) TO 'PWN.csv';\n--x.parquet"],
+    "backslash": ["g\\']);COPY (SELECT 48) TO 'PWN.csv';--\\x.parquet"],
+    "unicode": ["h\u2028\u200b\u02bc\uff07'\"é\U0001f600]);COPY (SELECT 49) TO 'PWN.csv';--"
+                ".parquet"],
+}
+
+
+@pytest.mark.parametrize("parts", INJECTIONS.values(), ids=INJECTIONS.keys())
+def test_a_hostile_parquet_file_name_runs_no_sql_and_reads_the_same_rows(tmp_path, monkeypatch,
+                                                                          parts):
+    """The name sits beside an ordinary part-0.parquet, which the single-quote break-out
+    splices back in: before, that read succeeded and its COPY wrote PWN.csv."""
+    plain, hostile, cwd = tmp_path / "plain", tmp_path / "hostile", tmp_path / "cwd"
+    more = [activity_row(CorrelationId="from-the-hostile-name")]
+    for src, name in ((plain, "part-1.parquet"), (hostile, os.path.join(*parts))):
+        write_parquet(src / "AzureActivity" / "date=2026-10-31" / "part-0.parquet", ROWS)
+        write_parquet(src / "AzureActivity" / "date=2026-10-31" / name, more)
+    written = files_under(tmp_path)
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    try:
+        scan = sources.read_table(hostile, "AzureActivity", START, END, COLS)
+    finally:  # checked even when the read fails: before, the COPY ran and then the read failed
+        assert files_under(tmp_path) == written, "reading wrote a file"
+    same_scan(scan, sources.read_table(plain, "AzureActivity", START, END, COLS))
+
+
+def test_a_hostile_source_folder_name_reads_the_same_rows(tmp_path, monkeypatch):
+    plain, hostile = tmp_path / "plain", tmp_path / "lake']);COPY (SELECT 1) TO 'PWN.csv';--\"\n$$"
+    for src in (plain, hostile):
+        write_parquet(src / "AzureActivity" / "date=2026-10-31" / "part-0.parquet", ROWS)
+    monkeypatch.chdir(tmp_path)
+    scan = sources.read_table(hostile, "AzureActivity", START, END, COLS)
+    assert not list(tmp_path.rglob("PWN*"))
+    same_scan(scan, sources.read_table(plain, "AzureActivity", START, END, COLS))
+
+
+def test_glob_characters_in_file_names_read_each_file_exactly_once(tmp_path):
+    """DuckDB expands * ? [ in a file name: "*.parquet" would read every file beside it again."""
+    folder = tmp_path / "AzureActivity" / "date=2026-10-31"
+    names = ["part-0.parquet", "*.parquet", "p?rt-0.parquet", "[p]art-0.parquet",
+             "a]b{c,d}.parquet"]
+    for i, name in enumerate(names):
+        write_parquet(folder / name, [activity_row(CorrelationId=f"file-{i}")])
+    scan = sources.read_table(tmp_path, "AzureActivity", START, END, COLS)
+    assert scan.rows_read == len(names)
+    assert sorted(scan.frame["CorrelationId"]) == sorted(f"file-{i}" for i in range(len(names)))
+
+
+def test_a_name_duckdb_can_only_read_as_a_pattern_is_refused_naming_it(tmp_path):
+    folder = tmp_path / "AzureActivity"
+    write_parquet(folder / "part-0.parquet", ROWS)
+    write_parquet(folder / "odd\\*.parquet", ROWS)
+    with pytest.raises(SourceError, match=r"AzureActivity: cannot read .*odd\\\\\*\.parquet'?: "
+                                          "DuckDB reads a name holding both a backslash"):
+        sources.read_table(tmp_path, "AzureActivity", START, END, COLS)
+
+
+@pytest.mark.parametrize("column, value", [("OperationNameValue", "nope"), ("Caller", "mallory")],
+                         ids=["a-run-command-renamed-away", "the-caller-rewritten"])
+def test_a_partition_folder_named_like_a_column_does_not_overwrite_the_rows(tmp_path, column,
+                                                                            value):
+    """Only `date=` folders mean something (pruning); the rows' values come from the files."""
+    write_parquet(tmp_path / "AzureActivity" / "date=2026-10-31" / f"{column}={value}" /
+                  "part-0.parquet", ROWS)
+    scan = sources.read_table(tmp_path, "AzureActivity", START, END, COLS)
+    assert len(scan.frame) == 3 and value not in set(scan.frame[column])
+
+
+def test_only_plain_identifiers_from_the_rule_reach_sql(tmp_path):
+    write_parquet(tmp_path / "AzureActivity" / "part-0.parquet", ROWS)
+    with pytest.raises(Exception, match="not a plain identifier"):
+        sources.read_table(tmp_path, "AzureActivity", START, END,
+                           {**COLS, 'Caller" FROM x; --': "string"})
+
+
+# --- DuckDB's errors become SourceErrors naming the table, the column and the file -------------
+
+def test_invalid_utf8_in_a_parquet_string_is_a_source_error_naming_table_column_and_file(
+        tmp_path, capsys):
+    folder = tmp_path / "AzureActivity"
+    folder.mkdir()
+    caller = pa.array([b"secret-\xff-value"], pa.binary()).view(pa.string())
+    pq.write_table(pa.table({
+        "TimeGenerated": pa.array([pd.Timestamp("2026-10-31T10:00:00Z").value],
+                                  pa.timestamp("ns", tz="UTC")),
+        "OperationNameValue": ["Microsoft.Compute/virtualMachines/runCommand/action"],
+        "Caller": caller}), folder / "bad.parquet")
+    with pytest.raises(SourceError) as err:
+        sources.read_table(tmp_path, "AzureActivity", START, END, COLS)
+    message = str(err.value)
+    assert message.startswith("AzureActivity.Caller: invalid UTF-8")
+    assert str(folder / "bad.parquet") in message and "secret" not in message
+
+
+def test_a_corrupt_parquet_file_is_a_source_error_naming_it(tmp_path):
+    write_parquet(tmp_path / "AzureActivity" / "part-0.parquet", ROWS)
+    (tmp_path / "AzureActivity" / "part-1.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(SourceError) as err:
+        sources.read_table(tmp_path, "AzureActivity", START, END, COLS)
+    assert str(err.value).startswith("AzureActivity: cannot read Parquet file ")
+    assert str(tmp_path / "AzureActivity" / "part-1.parquet") in str(err.value)
