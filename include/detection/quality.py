@@ -180,11 +180,11 @@ def _longest_empty_run(hours, counts, flags, count_unknown: bool) -> list[pd.Tim
     run: list = []
     for h, n, usual in zip(hours, counts, flags):
         if n:
-            run = []
+            run = []   # a new list: the longest run so far may be the one that just ended
         elif usual or (count_unknown and usual is None):
             run.append(h)
             if len(run) > len(best):
-                best = list(run)
+                best = run
     return best
 
 
@@ -206,7 +206,9 @@ def span(hours) -> str:
         else:
             parts.append([h, h])
     text = [a.strftime(HOUR_KEY) + (f"..{b:%H}" if b != a else "") for a, b in parts]
-    return ", ".join(text[:6] + ([f"and {len(text) - 6} more"] if len(text) > 6 else []))
+    if len(text) > 6:   # a long outage: where it starts and where it ends
+        text = text[:3] + [f"({len(text) - 5} more)"] + text[-2:]
+    return ", ".join(text)
 
 
 def profile(stats: dict, start, end, history=None) -> dict:
@@ -247,7 +249,8 @@ def profile(stats: dict, start, end, history=None) -> dict:
         "newest": newest.strftime("%Y-%m-%dT%H:%MZ") if newest is not None else None,
         "lag_hours": lag,
         "usual_lag_hours": usual_lag,
-        "lag_over_usual_hours": round(max(lag - usual_lag, 0.0), 2) if usual_lag is not None else 0.0,
+        "lag_over_usual_hours": (round(max(lag - usual_lag, 0.0), 2)
+                                 if usual_lag is not None else 0.0),
         "unjudged_lag_hours": unjudged_lag,
         "lag_over_unjudged_hours": (round(max(lag - unjudged_lag, 0.0), 2)
                                     if unjudged_lag is not None else 0.0),
@@ -337,8 +340,8 @@ def profile_specs(table: str, columns: dict[str, str], facts: dict) -> list[Spec
     if facts["rhythm_learned"] and not facts["usual_hours"]:
         sev["not_empty"], min_rows = WARNING, 1 if facts["unknown_hours"] else 0
     specs = [
-        Spec("not_empty", "ExpectColumnValuesToBeBetween", "rows_in_window", {"min_value": min_rows},
-             sev["not_empty"]),
+        Spec("not_empty", "ExpectColumnValuesToBeBetween", "rows_in_window",
+             {"min_value": min_rows}, sev["not_empty"]),
         Spec("no_gap", "ExpectColumnValuesToBeBetween", "missing_hours", {"max_value": gap},
              sev["no_gap"]),
         Spec("fresh", "ExpectColumnValuesToBeBetween", "lag_over_usual_hours", {"max_value": delay},

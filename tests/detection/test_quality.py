@@ -153,7 +153,7 @@ def test_incomplete_facts_without_ge():
     assert quality.incomplete(quality.profile(stats(), START, END)) == []
 
 
-# --- completeness against the table's own rhythm ----------------------------------------------------
+# --- completeness against the table's own rhythm --------------------------------------------
 # 2026-11-02 is a Monday. A business tenant's BehaviorAnalytics has rows 08-18 UTC on weekdays.
 
 DAY = pd.Timedelta(days=1)
@@ -181,11 +181,11 @@ def hourly(start, end, has_rows, per_hour=12) -> dict:
 def scan(end, has_rows, table=BA, **over) -> dict:
     """A scan's stats for the 2-day window ending at `end`."""
     counts = hourly(end - 2 * DAY, end, has_rows)
-    newest = max(counts, default=None)
+    last = max(counts, default=None)
+    newest = last and (pd.Timestamp(last, tz="UTC") + pd.Timedelta(minutes=59)).isoformat()
+    types = {c: ("timestamp" if k == "datetime" else "string") for c, k in table.items()}
     return {"rows_in_window": sum(counts.values()), "hourly": counts, "quarantined": 0,
-            "newest": newest and (pd.Timestamp(newest, tz="UTC") + pd.Timedelta(minutes=59)).isoformat(),
-            "source_types": {c: ("timestamp" if k == "datetime" else "string") for c, k in table.items()},
-            **over}
+            "newest": newest, "source_types": types, **over}
 
 
 def past(end, has_rows, runs=14, skip=0, status="passed") -> dict:
@@ -193,7 +193,8 @@ def past(end, has_rows, runs=14, skip=0, status="passed") -> dict:
     ends = [end - (skip + i) * DAY for i in range(1, runs + 1)]
     return {"volumes": [], "profiles": [
         {"window_end": e.isoformat(), "status": status, "newest": None,
-         "hourly": quality.hourly_counts({"hourly": hourly(e - 2 * DAY, e, has_rows)}, e - 2 * DAY, e)}
+         "hourly": quality.hourly_counts({"hourly": hourly(e - 2 * DAY, e, has_rows)},
+                                         e - 2 * DAY, e)}
         for e in ends]}
 
 
@@ -211,7 +212,8 @@ def findings(result, level="failures"):
     return [(f["check"], f["observed"]) for f in getattr(result, level)]
 
 
-@pytest.mark.parametrize("end", ["2026-11-18", "2026-11-21", "2026-11-22", "2026-11-23", "2026-11-24"],
+@pytest.mark.parametrize("end", ["2026-11-18", "2026-11-21", "2026-11-22", "2026-11-23",
+                                 "2026-11-24"],
                          ids=["mon-tue", "thu-fri", "fri-sat", "weekend-without-rows", "sun-mon"])
 def test_quiet_nights_and_weekends_of_a_business_table_are_no_gap(end):
     end = pd.Timestamp(end, tz="UTC")
@@ -272,7 +274,8 @@ def test_a_table_with_rows_every_hour_fails_on_a_seven_hour_hole(history):
     end = pd.Timestamp("2026-11-19", tz="UTC")
     st = scan(end, without(always, "2026-11-17T09:00Z", "2026-11-17T16:00Z"), table=AA)
     result = judge(end, st, past(end, always) if history else None, table="AzureActivity")
-    assert findings(result) == [("no_gap", "no rows 2026-11-17T09..15, 7 hours that usually have rows")]
+    assert findings(result) == [
+        ("no_gap", "no rows 2026-11-17T09..15, 7 hours that usually have rows")]
     one_less = scan(end, without(always, "2026-11-17T09:00Z", "2026-11-17T15:00Z"), table=AA)
     assert judge(end, one_less, past(end, always) if history else None,
                  table="AzureActivity").failures == []
@@ -298,11 +301,13 @@ def test_ingestion_metadata_says_which_hours_should_have_rows():
     """A source that knows what should have arrived (expected_hourly) needs no history."""
     end = pd.Timestamp("2026-11-19", tz="UTC")
     expected = hourly(end - 2 * DAY, end, office)
-    st = scan(end, without(office, "2026-11-18T00:00Z", "2026-11-19T00:00Z"), expected_hourly=expected)
+    st = scan(end, without(office, "2026-11-18T00:00Z", "2026-11-19T00:00Z"),
+              expected_hourly=expected)
     assert [f["check"] for f in judge(end, st).failures] == ["no_gap", "fresh"]
     quiet = scan(end, office, expected_hourly=expected)
     result = judge(end, quiet)
-    assert result.failures == result.warnings == [] and result.profile["rhythm"] == "ingestion metadata"
+    assert result.failures == result.warnings == []
+    assert result.profile["rhythm"] == "ingestion metadata"
 
 
 def test_the_extract_waits_on_the_same_rhythm():
@@ -314,7 +319,8 @@ def test_the_extract_waits_on_the_same_rhythm():
     assert quality.incomplete(quiet) == []
     assert [(m["check"], m["observed"]) for m in quality.incomplete(gone)] == [
         ("no_gap", "no rows 2026-11-18T08..17, 10 hours that usually have rows"),
-        ("fresh", "newest row 2026-11-17T17:59Z, 30.02 h before the window end; usually within 6.0 h")]
+        ("fresh", "newest row 2026-11-17T17:59Z, 30.02 h before the window end; "
+                  "usually within 6.0 h")]
 
 
 RHYTHM_CASES = {
@@ -322,7 +328,8 @@ RHYTHM_CASES = {
                             "office"),
     "weekend": ("2026-11-23", office, "office"),
     "learning": ("2026-11-19", office, None),
-    "dense-hole": ("2026-11-19", without(always, "2026-11-17T09:00Z", "2026-11-17T16:00Z"), "always"),
+    "dense-hole": ("2026-11-19", without(always, "2026-11-17T09:00Z", "2026-11-17T16:00Z"),
+                   "always"),
 }
 
 
@@ -338,3 +345,17 @@ def test_great_expectations_and_native_agree_on_rhythm(case):
     ge, native = ([(f["check"], f["severity"], f["observed"]) for f in r.failures + r.warnings]
                   for r in results)
     assert ge == native and results[0].status == results[1].status
+
+
+@pytest.mark.parametrize("hours, text", [
+    (pd.date_range("2026-11-11T08:00Z", "2026-11-11T17:00Z", freq="h"), "2026-11-11T08..17"),
+    (pd.date_range("2026-11-10T22:00Z", "2026-11-11T01:00Z", freq="h"),
+     "2026-11-10T22..23, 2026-11-11T00..01"),
+    ([pd.Timestamp("2026-11-11T08:00Z"), pd.Timestamp("2026-11-11T10:00Z")],
+     "2026-11-11T08, 2026-11-11T10"),
+    (pd.date_range("2026-11-01T04:00Z", "2026-11-09T02:00Z", freq="h"),
+     "2026-11-01T04..23, 2026-11-02T00..23, 2026-11-03T00..23, (4 more), 2026-11-08T00..23, "
+     "2026-11-09T00..02"),
+], ids=["one-working-day", "across-midnight", "hours-apart", "a-long-outage-by-its-ends"])
+def test_missing_hours_are_named_by_day_and_hour(hours, text):
+    assert quality.span(hours) == text

@@ -24,7 +24,8 @@ def test_run_history(store_url):
 def test_run_profiles(store_url):
     with AlertStore(store_url) as store:
         for i, end in enumerate(ENDS[:5]):
-            store.record_profile("r", "BehaviorAnalytics", end, {"2026-10-19T08": i, "2026-10-19T09": 0},
+            store.record_profile("r", "BehaviorAnalytics", end,
+                                 {"2026-10-19T08": i, "2026-10-19T09": 0},
                                  "2026-10-19T08:59:00+00:00", "failed" if i == 3 else "passed")
         store.record_profile("r", "BehaviorAnalytics", ENDS[4], {"2026-10-19T08": 7},
                              None, "warnings")                                 # re-run replaces
@@ -88,5 +89,6 @@ def test_validate_stage_records_the_hourly_profile_and_reads_it_back(tmp_path):
         pipeline.validate_stage(extracted, store)
         [saved] = store.trailing_profiles(rule.id, "AzureActivity", "2026-11-02", 5)
         assert saved["window_end"] == end and saved["status"] == "passed"
-        assert len(saved["hourly"]) == 48 and sum(saved["hourly"].values()) == extracted["rows_in_window"]
+        assert len(saved["hourly"]) == 48
+        assert sum(saved["hourly"].values()) == extracted["rows_in_window"]
         assert pipeline._history(store, rule, "AzureActivity", "2026-11-02")["profiles"] == [saved]
