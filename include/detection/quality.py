@@ -130,7 +130,7 @@ def usual_hours(stats: dict, start, end, history=None) -> tuple[list[bool | None
     expected, for sources that know what should have arrived). Else the hour of the week in the
     trailing runs' profiles, once there are `rhythm_min_runs` of them: it usually has rows when
     at least `usual_share` of the times it was seen had some (overlapping windows see an hour
-    twice: it counts once). A table with rows at most hours of every hour of the day (in those
+    twice: it counts once). A table that usually has rows at every hour of the day (in those
     runs and this window) has no quiet hours: any hour its history does not show quiet is one
     that usually has rows, from the first run on."""
     t = load_config()["thresholds"]
