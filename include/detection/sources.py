@@ -1,6 +1,6 @@
 """Reading AzureActivity and BehaviorAnalytics for a query period, from a folder of exports.
 
-A source folder holds each table as one of:
+A source folder holds each table as exactly one of:
   <Table>.jsonl   JSON Lines, Log Analytics column names, ISO 8601 UTC datetimes (up to 7 digits),
                   dynamic columns as JSON objects or JSON text;
   <Table>/        Parquet files, possibly Hive-partitioned (date=YYYY-MM-DD/part-0.parquet), with
@@ -11,14 +11,17 @@ Only the columns the rule reads are loaded, and only rows with TimeGenerated in 
 Records that cannot be read go to `quarantine` with a reason; they are never dropped silently.
 
 Everything in a source is data, never code: file names reach DuckDB only as bound parameters
-(SQL text holds nothing but the rule's own column names).
+(SQL text holds nothing but the rule's own column names), and only regular files are opened.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
+import stat
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -69,14 +72,26 @@ class Scan:
 
 
 def locate(source: Path, table: str) -> tuple[str, Path]:
+    """The one place `table` lives in `source`. Two formats of one table are refused: reading
+    either would silently ignore the other's rows."""
     source = Path(source)
     candidates = [("jsonl", source / f"{table}.jsonl"), ("parquet", source / table),
                   ("csv", source / f"{table}.csv")]
-    for fmt, path in candidates:
-        if path.exists():
-            return fmt, path
-    raise SourceError(table, f"not found in {source} (looked for {table}.jsonl, {table}/ of "
-                             f"Parquet files, {table}.csv)")
+    found = [(fmt, path) for fmt, path in candidates if os.path.lexists(path)]
+    if not found:
+        raise SourceError(table, f"not found in {source} (looked for {table}.jsonl, {table}/ of "
+                                 f"Parquet files, {table}.csv)")
+    if len(found) > 1:
+        raise SourceError(table, "found in more than one format, so which rows count is "
+                                 f"ambiguous: {', '.join(str(p) for _, p in found)} (keep one)")
+    fmt, path = found[0]
+    mode = _stat(path, table).st_mode
+    if fmt == "parquet" and not stat.S_ISDIR(mode):
+        raise SourceError(table, f"{path} is {_file_kind(mode)}, expected a folder of Parquet "
+                                 "files")
+    if fmt != "parquet" and not stat.S_ISREG(mode):
+        raise SourceError(table, f"{path} is {_file_kind(mode)}, not a regular file")
+    return fmt, path
 
 
 def read_table(source: Path, table: str, start: datetime, end: datetime,
@@ -110,6 +125,46 @@ def _keep(frame: pd.DataFrame, rules) -> pd.DataFrame:
     return frame
 
 
+# --- Files: only regular files are opened, and every failure names the table and the file --------
+
+def _stat(path: Path, table: str) -> os.stat_result:
+    try:
+        return os.stat(path)
+    except OSError as exc:
+        raise SourceError(table, f"cannot read {path}: {exc.strerror}") from None
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISREG, "a regular file")]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+@contextmanager
+def _open_regular(path: Path, table: str):
+    """The file as a binary stream. Opened without blocking and checked on the open descriptor,
+    so a FIFO swapped in after `locate` is refused instead of waiting forever for a writer."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SourceError(table, f"cannot open {path}: {exc.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise SourceError(table, f"{path} is {_file_kind(mode)}, not a regular file")
+        os.set_blocking(fd, True)
+        fh = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with fh:
+        try:
+            yield fh
+        except OSError as exc:
+            raise SourceError(table, f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 # --- JSON Lines and CSV: record by record, so one bad line is quarantined, not fatal --------------
 
 def _read_jsonl(path: Path, table: str, start, end, columns, rule) -> Scan:
@@ -118,7 +173,8 @@ def _read_jsonl(path: Path, table: str, start, end, columns, rule) -> Scan:
     rows: list[int] = []
     quarantine: list[dict] = []
     read = 0
-    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+    with _open_regular(path, table) as raw, \
+            io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -138,11 +194,12 @@ def _read_jsonl(path: Path, table: str, start, end, columns, rule) -> Scan:
                 continue
             rows.append(lineno)
     return _finish(table, path, "jsonl", values, rows, seen, columns, quarantine, read, start, end,
-                   rule, raw_of=lambda numbers: _lines(path, numbers))
+                   rule, raw_of=lambda numbers: _lines(path, table, numbers))
 
 
 def _read_csv(path: Path, table: str, start, end, columns, rule) -> Scan:
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    with _open_regular(path, table) as fh:
+        frame = pd.read_csv(fh, dtype=str, keep_default_na=False)
     frame.columns = [c.removesuffix(" [UTC]").strip() for c in frame.columns]
     values = {c: ([None if v == "" else v for v in frame[c]] if c in frame else [None] * len(frame))
               for c in columns}
@@ -226,9 +283,10 @@ def _bad(table, path, line, reason, raw) -> dict:
             "raw": raw.rstrip("\n") if isinstance(raw, str) else raw}
 
 
-def _lines(path: Path, numbers: set[int]) -> dict[int, str]:
+def _lines(path: Path, table: str, numbers: set[int]) -> dict[int, str]:
     """The raw text of these line numbers, in one pass over the file."""
-    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+    with _open_regular(path, table) as raw, \
+            io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape") as fh:
         return {i: line for i, line in enumerate(fh, 1) if i in numbers}
 
 
@@ -324,12 +382,18 @@ def _scan_parquet(con, path, table, start, end, columns, rules, files) -> Scan:
 def _parquet_files(folder: Path, table: str) -> dict[str, tuple[str, ...]]:
     """Every Parquet file under the folder (absolute, so DuckDB never resolves a name against
     its search path or home directory), with its path parts under the folder. Dot and
-    underscore entries are writers' scratch files."""
+    underscore entries are writers' scratch files; a FIFO, socket or device named *.parquet is
+    refused: reading it could block forever."""
     files = {}
     for f in sorted(folder.rglob("*.parquet")):
         parts = f.relative_to(folder).parts
         if any(part.startswith((".", "_")) for part in parts):
             continue
+        mode = _stat(f, table).st_mode
+        if stat.S_ISDIR(mode):
+            continue  # a Spark-style folder named *.parquet: rglob lists its files too
+        if not stat.S_ISREG(mode):
+            raise SourceError(table, f"{f} is {_file_kind(mode)}, not a regular file")
         files[os.path.abspath(f)] = parts
     if not files:
         raise SourceError(table, f"no Parquet files under {folder}")

@@ -162,3 +162,102 @@ def test_a_corrupt_parquet_file_is_a_source_error_naming_it(tmp_path):
         sources.read_table(tmp_path, "AzureActivity", START, END, COLS)
     assert str(err.value).startswith("AzureActivity: cannot read Parquet file ")
     assert str(tmp_path / "AzureActivity" / "part-1.parquet") in str(err.value)
+
+
+# --- Only regular files are read, and never one table from two places ------------------------
+
+def within(seconds, fn, *args):
+    """fn(*args) in a thread; (finished, result or exception)."""
+    out = {}
+
+    def run():
+        try:
+            out["value"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            out["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return not thread.is_alive(), out.get("error", out.get("value"))
+
+
+def release(fifo):
+    """A reader blocked on the FIFO gets end-of-file, so a failed test leaves no thread hanging."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass
+
+
+@pytest.mark.parametrize("name", ["AzureActivity.jsonl", "AzureActivity.csv",
+                                  "AzureActivity/date=2026-10-31/part-1.parquet"],
+                         ids=["jsonl", "csv", "a-file-in-a-parquet-folder"])
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path, name):
+    fifo = tmp_path / name
+    if name.endswith(".parquet"):
+        write_parquet(fifo.with_name("part-0.parquet"), ROWS)
+    os.mkfifo(fifo)
+    try:
+        finished, outcome = within(WAIT, sources.read_table, tmp_path, "AzureActivity", START, END,
+                                   COLS)
+    finally:
+        release(fifo)
+    assert finished, "the read blocked on a FIFO"
+    assert isinstance(outcome, SourceError), outcome
+    assert str(outcome).startswith("AzureActivity: ") and f"{fifo} is a FIFO" in str(outcome)
+
+
+def test_a_fifo_table_exits_2_from_the_command_line(tmp_path, capsys):
+    src = write_jsonl(tmp_path / "s", ACTIVITY, UEBA)
+    (src / "AzureActivity.jsonl").unlink()
+    os.mkfifo(src / "AzureActivity.jsonl")
+    try:
+        finished, code = within(WAIT, cli.main, ["detect", "--source", str(src), "--end", END_ARG,
+                                                 "--out", str(tmp_path / "r.jsonl")])
+    finally:
+        release(src / "AzureActivity.jsonl")
+    assert finished and code == 2
+    assert "error: AzureActivity: " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("make, problem", [
+    (lambda s: (s / "AzureActivity.jsonl").mkdir(), "is a directory, not a regular file"),
+    (lambda s: (s / "AzureActivity.csv").mkdir(), "is a directory, not a regular file"),
+    (lambda s: (s / "AzureActivity").write_text("x"),
+     "is a regular file, expected a folder of Parquet files"),
+    (lambda s: (s / "AzureActivity.jsonl").symlink_to(s / "nowhere"), "cannot read"),
+], ids=["directory-named-jsonl", "directory-named-csv", "file-named-like-a-parquet-folder",
+        "dangling-symlink"])
+def test_a_table_that_is_not_a_readable_file_is_a_source_error_naming_it(tmp_path, make, problem):
+    make(tmp_path)
+    with pytest.raises(SourceError) as err:
+        sources.read_table(tmp_path, "AzureActivity", START, END, COLS)
+    assert str(err.value).startswith("AzureActivity: ") and problem in str(err.value)
+    assert str(tmp_path / "AzureActivity") in str(err.value)
+
+
+def test_an_unreadable_file_is_a_source_error_naming_it(tmp_path, monkeypatch):
+    """Tests run as root, whom chmod 000 does not stop: the kernel's answer is simulated."""
+    src = write_jsonl(tmp_path / "s", ACTIVITY, UEBA)
+    target, real_open = str(src / "AzureActivity.jsonl"), os.open
+
+    def denying_open(path, *args, **kwargs):
+        if os.fspath(path) == target:
+            raise PermissionError(13, "Permission denied", target)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", denying_open)
+    with pytest.raises(SourceError, match=rf"^AzureActivity: cannot open {target}: Permission"):
+        sources.read_table(src, "AzureActivity", START, END, COLS)
+
+
+def test_a_table_in_two_formats_is_a_source_error_naming_both(tmp_path, capsys):
+    """Before: the JSONL file silently won (0 results where the Parquet folder held them)."""
+    src = write_jsonl(tmp_path / "s", [activity_row(TimeGenerated="2026-10-01T00:00:00Z")], UEBA)
+    for row in ACTIVITY:
+        write_parquet(src / "AzureActivity" / "date=2026-10-31" / f"{row['CorrelationId']}-"
+                      f"{row['ActivityStatusValue']}.parquet", [row])
+    code, err = cli_detect(capsys, src, tmp_path / "r.jsonl")
+    assert code == 2 and "error: AzureActivity: found in more than one format" in err
+    assert str(src / "AzureActivity.jsonl") in err and str(src / "AzureActivity") in err
