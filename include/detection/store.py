@@ -193,17 +193,15 @@ class AlertStore:
         with self._tx() as cur:
             for alert in sorted(map(_storable, alerts), key=lambda a: a["id"]):  # one lock order
                 body = {**alert, "revision": 1}
-                fields = index_fields(alert)
                 cur.execute(self._q(
                     "INSERT INTO alerts (id, rule_id, severity, title, first_seen, last_seen, "
-                    f"revision, fingerprint, body, {', '.join(fields)}) "
-                    f"VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?{', ?' * len(fields)}) "
+                    "revision, fingerprint, body) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?) "
                     "ON CONFLICT (id) DO NOTHING RETURNING id"),
                     (_text(alert["id"]), alert["rule_id"], _text(alert["severity"]),
-                     _text(alert["title"]), now, now, alert["fingerprint"], _json(body),
-                     *map(_text, fields.values())))
+                     _text(alert["title"]), now, now, alert["fingerprint"], _json(body)))
                 if cur.fetchone() is not None:
                     counts["new"] += 1
+                    self._index(cur, alert, 1)
                     self._record_alert_run(cur, alert["id"], run, "created", now)
                     continue
                 cur.execute(self._lock(self._q("SELECT body, revision FROM alerts WHERE id = ?")),
@@ -212,14 +210,12 @@ class AlertStore:
                 merged, changed = merge_alert(json.loads(old_body), alert)
                 if changed:
                     merged["revision"] = revision + 1
-                    fields = index_fields(merged)
                     cur.execute(self._q(
                         "UPDATE alerts SET last_seen = ?, revision = ?, fingerprint = ?, "
-                        "severity = ?, title = ?, body = ?, "
-                        + ", ".join(f"{c} = ?" for c in fields) + " WHERE id = ?"),
+                        "severity = ?, title = ?, body = ? WHERE id = ?"),
                         (now, revision + 1, merged["fingerprint"], _text(merged["severity"]),
-                         _text(merged["title"]), _json(merged), *map(_text, fields.values()),
-                         _text(alert["id"])))
+                         _text(merged["title"]), _json(merged), _text(alert["id"])))
+                    self._index(cur, merged, revision + 1)
                     counts["updated"] += 1
                     self._record_alert_run(cur, alert["id"], run, "updated", now)
                 else:
@@ -228,6 +224,15 @@ class AlertStore:
                     counts["unchanged"] += 1
                     self._record_alert_run(cur, alert["id"], run, "unchanged", now)
         return counts
+
+    def _index(self, cur, alert: dict, revision: int) -> None:
+        """The alert's row in `alert_index`, current with `alerts` (same transaction)."""
+        fields = {"revision": revision, "severity": alert["severity"], **index_fields(alert)}
+        cur.execute(self._q(
+            f"INSERT INTO alert_index (id, {', '.join(fields)}) VALUES (?{', ?' * len(fields)}) "
+            "ON CONFLICT (id) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in fields)),
+            (_text(alert["id"]), *map(_text, fields.values())))
 
     def _record_alert_run(self, cur, alert_id: str, run: dict | None, action: str, now: str):
         if not run:
@@ -264,13 +269,21 @@ class AlertStore:
         where, args = self._filters(filters or {}, destinations or [])
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         with self._tx(write=False) as cur:
-            cur.execute(self._q(f"SELECT count(*) FROM alerts a {clause}"), args)
+            # Filter, count and page on the narrow index; read the bodies of one page only.
+            cur.execute(self._q(f"SELECT count(*) FROM alert_index a {clause}"), args)
             total = cur.fetchone()[0]
             cur.execute(self._q(
-                f"SELECT id, body, first_seen, last_seen, revision FROM alerts a {clause} "
+                f"SELECT a.id FROM alert_index a {clause} "
                 "ORDER BY a.start_time DESC, a.id DESC LIMIT ? OFFSET ?"), (*args, limit, offset))
-            rows = cur.fetchall()
-            deliveries = self._deliveries(cur, [r[0] for r in rows])
+            ids = [r[0] for r in cur.fetchall()]
+            rows = []
+            if ids:
+                cur.execute(self._q(
+                    "SELECT id, body, first_seen, last_seen, revision FROM alerts "
+                    f"WHERE id IN ({', '.join('?' for _ in ids)})"), ids)
+                found = {r[0]: r for r in cur.fetchall()}
+                rows = [found[i] for i in ids if i in found]
+            deliveries = self._deliveries(cur, ids)
         return total, self._assemble(rows, deliveries, destinations)
 
     def _filters(self, f: dict, destinations: list[str]) -> tuple[list[str], list]:
