@@ -1,13 +1,19 @@
-"""Per-run quarantine files: every unreadable record with its table, place and reason."""
+"""Per-run quarantine files: every unreadable record with its table, place and reason, and
+every record kept after a repair ("kept": true, e.g. invalid UTF-8 replaced by U+FFFD)."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from .files import write_text
+
+# Readers hand over valid Unicode, but the file must never be the thing that fails a run: a lone
+# surrogate is written as its JSON escape (still valid JSON, and UTF-8 on disk).
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def write(scans, folder: Path, end) -> Path | None:
@@ -17,5 +23,5 @@ def write(scans, folder: Path, end) -> Path | None:
     if not records:
         return None
     path = Path(folder) / f"quarantine-{pd.Timestamp(end).strftime('%Y%m%dT%H%M%SZ')}.jsonl"
-    return write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n"
-                                    for r in records))
+    text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
+    return write_text(path, _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))

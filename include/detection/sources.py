@@ -11,12 +11,14 @@ Only the columns the rule reads are loaded, and only rows with TimeGenerated in 
 Records that cannot be read go to `quarantine` with a reason; they are never dropped silently.
 
 Everything in a source is data, never code: file names reach DuckDB only as bound parameters
-(SQL text holds nothing but the rule's own column names), and only regular files are opened.
+(SQL text holds nothing but the rule's own column names), only regular files are opened, and
+every string leaves here as valid Unicode (invalid UTF-8 and lone surrogates become U+FFFD, as
+Kusto ingestion stores them; the row is kept and listed in the quarantine as repaired).
 """
 
 from __future__ import annotations
 
-import io
+import csv
 import json
 import os
 import re
@@ -37,9 +39,16 @@ DATETIME, DYNAMIC = "datetime", "dynamic"
 # Columns stored as strings that may arrive as JSON objects (Authorization is a JSON blob in a
 # string column; an export may have expanded it): they are kept as compact JSON text.
 JSON_TEXT_STRINGS = {"Authorization"}
+REPAIRED = "invalid UTF-8 replaced by U+FFFD (row kept)"
+# A lone surrogate (what json.loads makes of an unpaired "\udc80" escape) is not Unicode text:
+# pyarrow, the staging Parquet and every JSON writer refuse it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")   # in JSON text: maybe one, parse to know
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _GLOB = re.compile(r"[*?\[]")          # what makes DuckDB read a file name as a pattern
 _GLOB_ESCAPE = re.compile(r"[*?\[\]]")
+# Kusto's longest string value is 32 MiB (1 MiB by default); the csv module's limit is 128 KiB.
+_CSV_FIELD_LIMIT = 32 << 20
 
 
 @dataclass
@@ -53,6 +62,7 @@ class Scan:
     rows_read: int = 0            # records in the source, all times
     rows_in_window: int = 0       # readable records with TimeGenerated in [start, end)
     missing_columns: list[str] = field(default_factory=list)
+    # unreadable records, and (with "kept": True) records kept after a repair
     quarantine: list[dict] = field(default_factory=list)
     hourly: dict[str, int] = field(default_factory=dict)  # "YYYY-MM-DDTHH" -> rows in window
     newest: str | None = None     # newest TimeGenerated in the window (ISO)
@@ -60,13 +70,20 @@ class Scan:
 
     @property
     def quarantined(self) -> int:
-        return sum(q.get("count", 1) for q in self.quarantine)
+        """Records not read (what the quarantine-ratio check judges)."""
+        return sum(q.get("count", 1) for q in self.quarantine if not q.get("kept"))
+
+    @property
+    def repaired(self) -> int:
+        """Records read after replacing invalid text (read like any other, not lost)."""
+        return sum(q.get("count", 1) for q in self.quarantine if q.get("kept"))
 
     def summary(self) -> dict:
         return {
             "table": self.table, "format": self.format, "rows_read": self.rows_read,
             "rows_in_window": self.rows_in_window, "candidates": len(self.frame),
-            "quarantined": self.quarantined, "missing_columns": self.missing_columns,
+            "quarantined": self.quarantined, "repaired": self.repaired,
+            "missing_columns": self.missing_columns,
             "newest": self.newest, "hourly": self.hourly, "source_types": self.source_types,
         }
 
@@ -165,6 +182,51 @@ def _open_regular(path: Path, table: str):
             raise SourceError(table, f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+# --- Text: every string leaves as valid Unicode -------------------------------------------------
+
+def _decode(raw: bytes) -> tuple[str, bool]:
+    """A line's text, and whether invalid UTF-8 in it was replaced (one U+FFFD per maximal
+    invalid sequence, as the Unicode standard recommends and .NET decoders do)."""
+    try:
+        return raw.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "replace"), True
+
+
+def _raw_text(raw: bytes | None) -> str | None:
+    """Raw bytes for the quarantine file: invalid bytes spelled as \\xNN, never a crash."""
+    return None if raw is None else raw.decode("utf-8", "backslashreplace").rstrip("\r\n")
+
+
+def _unicode(text: str) -> str:
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def _walk_unicode(value):
+    if isinstance(value, str):
+        return _unicode(value)
+    if isinstance(value, dict):
+        return {_unicode(k): _walk_unicode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_walk_unicode(v) for v in value]
+    return value
+
+
+def _unicode_json_text(text: str) -> str:
+    """Dynamic JSON text whose escapes spell a lone surrogate, re-serialised with U+FFFD in its
+    place (Kusto parses a dynamic column at ingestion; the query reads the parsed value)."""
+    if not _SURROGATE_ESCAPE.search(text):
+        return text
+    try:
+        value = json.loads(text)
+        clean = _walk_unicode(value)
+    except (ValueError, RecursionError):
+        return text  # not JSON (to us): the query sees this text itself, valid Unicode
+    if clean == value:
+        return text
+    return json.dumps(clean, separators=(",", ":"), ensure_ascii=False)
+
+
 # --- JSON Lines and CSV: record by record, so one bad line is quarantined, not fatal --------------
 
 def _read_jsonl(path: Path, table: str, start, end, columns, rule) -> Scan:
@@ -173,63 +235,145 @@ def _read_jsonl(path: Path, table: str, start, end, columns, rule) -> Scan:
     rows: list[int] = []
     quarantine: list[dict] = []
     read = 0
-    with _open_regular(path, table) as raw, \
-            io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
+    with _open_regular(path, table) as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if lineno == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
+            text, repaired = _decode(raw)
+            if not text.strip():
                 continue
             read += 1
             try:
-                record = json.loads(line)
+                record = json.loads(text)
             except ValueError as exc:
-                quarantine.append(_bad(table, path, lineno, f"not JSON ({exc.msg})", line))
+                quarantine.append(_bad(table, path, lineno, f"not JSON ({exc.msg})", raw))
+                continue
+            except RecursionError:
+                quarantine.append(_bad(table, path, lineno, "not JSON (nested too deeply)", raw))
                 continue
             if not isinstance(record, dict):
                 quarantine.append(_bad(table, path, lineno,
-                                       f"not a JSON object (a {type(record).__name__})", line))
+                                       f"not a JSON object (a {type(record).__name__})", raw))
                 continue
-            problem = _append_record(record, columns, values, seen)
+            # A surrogate can only come from a \u escape (the text itself was decoded clean).
+            try:
+                problem, fixed = _append_record(record, columns, values, seen, b"\\u" in raw)
+            except RecursionError:  # a dynamic value too deep to serialise
+                problem, fixed = "a value is nested too deeply", False
             if problem:
-                quarantine.append(_bad(table, path, lineno, problem, line))
+                quarantine.append(_bad(table, path, lineno, problem, raw))
                 continue
             rows.append(lineno)
+            if repaired or fixed:
+                quarantine.append(_bad(table, path, lineno, REPAIRED, raw, kept=True))
     return _finish(table, path, "jsonl", values, rows, seen, columns, quarantine, read, start, end,
                    rule, raw_of=lambda numbers: _lines(path, table, numbers))
 
 
 def _read_csv(path: Path, table: str, start, end, columns, rule) -> Scan:
-    with _open_regular(path, table) as fh:
-        frame = pd.read_csv(fh, dtype=str, keep_default_na=False)
-    frame.columns = [c.removesuffix(" [UTC]").strip() for c in frame.columns]
-    values = {c: ([None if v == "" else v for v in frame[c]] if c in frame else [None] * len(frame))
-              for c in columns}
-    rows = list(range(2, len(frame) + 2))  # spreadsheet line numbers: header is line 1
-    return _finish(table, path, "csv", values, rows, set(frame.columns), columns, [], len(frame),
-                   start, end, rule,
-                   raw_of=lambda numbers: {n: frame.iloc[n - 2].to_json() for n in numbers})
+    """A portal export, record by record with the csv module: a malformed record (bad quoting,
+    a wrong number of fields) is quarantined with its line, and the other records still count."""
+    values: dict[str, list] = {c: [] for c in columns}
+    seen: set[str] = set()
+    rows: list[int] = []
+    quarantine: list[dict] = []
+    raws: dict[int, bytes] = {}
+    read = 0
+    pending: list[tuple[bytes, bool]] = []   # the physical lines of the record being parsed
+
+    def lines(fh):
+        for i, raw in enumerate(fh):
+            if i == 0:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
+            text, repaired = _decode(raw)
+            pending.append((raw, repaired))
+            yield text
+
+    limit = csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
+    try:
+        with _open_regular(path, table) as fh:
+            reader = csv.reader(lines(fh), strict=True)
+            header: list[str] | None = None
+            while True:
+                first = reader.line_num + 1
+                pending.clear()
+                try:
+                    fields = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    read += 1
+                    quarantine.append(_bad(table, path, first, _csv_reason(exc, first, reader),
+                                           b"".join(r for r, _ in pending),
+                                           count=len(pending)))
+                    continue
+                if not fields:
+                    continue  # a blank line
+                if header is None:
+                    header = [c.removesuffix(" [UTC]").strip() for c in fields]
+                    index = {c: header.index(c) for c in columns if c in header}
+                    seen.update(index)
+                    continue
+                read += 1
+                raw = b"".join(r for r, _ in pending)
+                if len(fields) != len(header):
+                    quarantine.append(_bad(
+                        table, path, first,
+                        f"malformed CSV record ({len(fields)} fields, the header has "
+                        f"{len(header)})", raw, count=len(pending)))
+                    continue
+                record = {c: fields[i] or None for c, i in index.items()}
+                # every CSV value is a string: no type problem, only repairs
+                _, fixed = _append_record(record, columns, values, set(), b"\\u" in raw)
+                rows.append(first)
+                raws[first] = raw
+                if fixed or any(r for _, r in pending):
+                    quarantine.append(_bad(table, path, first, REPAIRED, raw, kept=True))
+    finally:
+        csv.field_size_limit(limit)
+    return _finish(table, path, "csv", values, rows, seen, columns, quarantine, read, start, end,
+                   rule, raw_of=lambda numbers: {n: raws[n] for n in numbers})
 
 
-def _append_record(record: dict, columns, values, seen) -> str | None:
-    """Type-check one record's needed fields and append them; returns a reason when it can't."""
+def _csv_reason(exc: csv.Error, first: int, reader) -> str:
+    span = f"line {first}" if reader.line_num <= first else f"lines {first}-{reader.line_num}"
+    return f"malformed CSV record ({exc}; {span})"
+
+
+def _append_record(record: dict, columns, values, seen, escapes: bool) -> tuple[str | None, bool]:
+    """Type-check one record's needed fields and append them. Returns (a reason when it can't,
+    whether a lone surrogate was replaced); `escapes` says whether the record's text holds any
+    \\u escape, the only way one can get in."""
     row = {}
+    fixed = False
     for col, kind in columns.items():
         v = record.get(col)
         if col in record:
             seen.add(col)
         if v is None or kind == DATETIME:
             row[col] = v
-        elif kind == DYNAMIC:
-            row[col] = v if isinstance(v, str) else json.dumps(v, separators=(",", ":"),
-                                                                ensure_ascii=False)
+            continue
+        if kind == DYNAMIC:
+            v = v if isinstance(v, str) else json.dumps(v, separators=(",", ":"),
+                                                        ensure_ascii=False)
         elif isinstance(v, str):
-            row[col] = v
+            pass
         elif col in JSON_TEXT_STRINGS and isinstance(v, (dict, list)):
-            row[col] = json.dumps(v, separators=(",", ":"), ensure_ascii=False)
+            v = json.dumps(v, separators=(",", ":"), ensure_ascii=False)
         else:
-            return f"wrong type: {col} is a JSON {type(v).__name__}, expected a string"
+            return f"wrong type: {col} is a JSON {type(v).__name__}, expected a string", False
+        if escapes:
+            clean = _unicode(v)
+            if kind == DYNAMIC:
+                clean = _unicode_json_text(clean)
+            fixed |= clean != v
+            v = clean
+        row[col] = v
+    if escapes and isinstance(row.get("TimeGenerated"), str):
+        row["TimeGenerated"] = _unicode(row["TimeGenerated"])
     for col, v in row.items():
         values[col].append(v)
-    return None
+    return None, fixed
 
 
 def _finish(table, path, fmt, values, rows, seen, columns, quarantine, read, start, end, rule,
@@ -240,6 +384,8 @@ def _finish(table, path, fmt, values, rows, seen, columns, quarantine, read, sta
     parsed = _parse_times(raw_time)
     bad = parsed.isna()
     raws = raw_of({int(n) for n in frame.loc[bad, "_row"]}) if bad.any() else {}
+    if raws:  # a repaired record without a time is not kept after all: listed once, as unread
+        quarantine[:] = [q for q in quarantine if not (q["kept"] and q["line"] in raws)]
     for i in frame.index[bad]:
         reason = "null TimeGenerated" if raw_time[i] is None else \
             f"unparseable TimeGenerated {raw_time[i]!r}"
@@ -278,15 +424,17 @@ def _typed(frame: pd.DataFrame, columns) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
-def _bad(table, path, line, reason, raw) -> dict:
-    return {"table": table, "source": str(path), "line": line, "reason": reason,
-            "raw": raw.rstrip("\n") if isinstance(raw, str) else raw}
+def _bad(table, path, line, reason, raw, kept=False, count=1) -> dict:
+    record = {"table": table, "source": str(path), "line": line, "reason": reason,
+              "raw": _raw_text(raw), "kept": kept}
+    if count > 1:
+        record["count"] = count  # a malformed CSV record swallowed this many lines
+    return record
 
 
-def _lines(path: Path, table: str, numbers: set[int]) -> dict[int, str]:
-    """The raw text of these line numbers, in one pass over the file."""
-    with _open_regular(path, table) as raw, \
-            io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape") as fh:
+def _lines(path: Path, table: str, numbers: set[int]) -> dict[int, bytes]:
+    """The raw bytes of these line numbers, in one pass over the file."""
+    with _open_regular(path, table) as fh:
         return {i: line for i, line in enumerate(fh, 1) if i in numbers}
 
 
@@ -369,7 +517,15 @@ def _scan_parquet(con, path, table, start, end, columns, rules, files) -> Scan:
     quarantine = []
     if null_times:
         quarantine.append({"table": table, "source": str(path), "line": None,
-                           "reason": "null TimeGenerated", "raw": None, "count": null_times})
+                           "reason": "null TimeGenerated", "raw": None, "count": null_times,
+                           "kept": False})
+    for c, kind in columns.items():
+        if kind == DYNAMIC and c in present and len(frame):
+            frame[c], fixed = _unicode_json_column(frame[c])
+            if fixed:
+                quarantine.append({"table": table, "source": str(path), "line": None,
+                                   "column": c, "reason": REPAIRED, "raw": None, "count": fixed,
+                                   "kept": True})
     in_window = sum(n for _, n, _ in hourly)
     counts = {pd.Timestamp(h * 3600 * 10**9, tz="UTC").strftime("%Y-%m-%dT%H"): n
               for h, n, _ in hourly}
@@ -464,6 +620,19 @@ def _column_with_invalid_text(con, file: str, columns) -> str | None:
     return None
 
 
+def _unicode_json_column(values: pd.Series) -> tuple[pd.Series, int]:
+    """_unicode_json_text over a column; only rows with a surrogate escape are parsed."""
+    text = values.astype(object)
+    maybe = values.astype("str").str.contains(_SURROGATE_ESCAPE.pattern, regex=True, na=False)
+    if not maybe.any():
+        return values, 0
+    clean = text[maybe].map(_unicode_json_text)
+    changed = clean != text[maybe]
+    text = text.copy()
+    text[maybe] = clean
+    return text, int(changed.sum())
+
+
 def _row_counts(con, everything: dict) -> tuple[int, int]:
     """Rows in the files and rows without a TimeGenerated, from the Parquet footers when the
     writer kept null counts (no data read), else by a scan of the one column. A file without a
@@ -525,7 +694,6 @@ def _kind(duck_type: str) -> str:
     if duck_type.startswith("TIMESTAMP"):
         return "timestamp"
     return duck_type
-
 
 
 def _hourly(times: pd.Series) -> dict[str, int]:

@@ -165,3 +165,15 @@ def test_pushdown_keeps_every_row_that_can_hold_the_insight(tmp_path, insights, 
     assert scan.rows_in_window == 2, "the profile still counts every row"
     assert len(where_azure_ad_uncommon_action(scan.frame)) == int(kept)
     assert len(scan.frame) >= int(kept)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_name_or_record(tmp_path, fmt):
+    """Spreadsheet tools save CSV with a BOM; the reader must still find TimeGenerated."""
+    frame = pd.DataFrame(ROWS).rename(columns={"TimeGenerated": "TimeGenerated [UTC]"})
+    text = frame.to_csv(index=False) if fmt == "csv" else \
+        "".join(json.dumps(r) + "\n" for r in ROWS)
+    (tmp_path / f"AzureActivity.{fmt}").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    scan = sources.read_table(tmp_path, "AzureActivity", START, END, COLS)
+    assert scan.rows_read == len(ROWS) and scan.rows_in_window == IN_WINDOW
+    assert scan.missing_columns == [] and scan.quarantine == []

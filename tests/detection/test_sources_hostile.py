@@ -261,3 +261,178 @@ def test_a_table_in_two_formats_is_a_source_error_naming_both(tmp_path, capsys):
     code, err = cli_detect(capsys, src, tmp_path / "r.jsonl")
     assert code == 2 and "error: AzureActivity: found in more than one format" in err
     assert str(src / "AzureActivity.jsonl") in err and str(src / "AzureActivity") in err
+
+
+# --- Text is data: invalid UTF-8 and lone surrogates become U+FFFD, the row is kept -----------
+
+def bad_activity(**over) -> bytes:
+    """A complete true-positive Run Command whose CallerIpAddress holds `marker` bytes."""
+    rows = run_command("hostile", start="2026-10-31T11:00:00Z", CallerIpAddress="10.6.6.MARK",
+                       **over)
+    return b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+
+
+# (table, bytes appended, whether the record is read, the value it is read as or None)
+BAD_TEXT = {
+    "a-line-of-invalid-bytes-not-json":
+        ("AzureActivity", b"garbage \xff\xfe not json\n", False, None),
+    "an-invalid-byte-in-a-string":
+        ("AzureActivity", bad_activity().replace(b"MARK", b"\xff"), True, "10.6.6.\ufffd"),
+    "a-truncated-utf8-sequence":
+        ("AzureActivity", bad_activity().replace(b"MARK", b"\xe2\x82"), True, "10.6.6.\ufffd"),
+    "a-lone-surrogate-escape-in-a-string":
+        ("AzureActivity", bad_activity().replace(b"MARK", b"\\udc80"), True, "10.6.6.\ufffd"),
+    "an-invalid-byte-in-a-dynamic-object":
+        ("BehaviorAnalytics", json.dumps(ueba_row(
+            TimeGenerated="2026-10-31T10:45:00Z", SourceIPLocation="Spain",
+            UsersInsights={"Note": "MARK"})).encode().replace(b"MARK", b"\xc3\x28"), True, None),
+    "a-lone-surrogate-escape-in-a-dynamic-object":
+        ("BehaviorAnalytics", json.dumps(ueba_row(
+            TimeGenerated="2026-10-31T10:45:00Z", SourceIPLocation="Spain",
+            UsersInsights={"Note": "\udc80"})).encode(), True, None),
+    "a-lone-surrogate-escape-in-dynamic-json-text":
+        ("BehaviorAnalytics", json.dumps(ueba_row(
+            TimeGenerated="2026-10-31T10:45:00Z", SourceIPLocation="Spain",
+            UsersInsights=json.dumps({"Note": "\udc80"}))).encode(), True, None),
+}
+
+
+@pytest.mark.parametrize("table, bad, kept, value", BAD_TEXT.values(), ids=BAD_TEXT.keys())
+def test_bad_text_beside_valid_rows_keeps_every_result_and_is_listed(tmp_path, capsys, table, bad,
+                                                                     kept, value):
+    clean = write_jsonl(tmp_path / "clean", ACTIVITY, UEBA)
+    src = write_jsonl(tmp_path / "src", ACTIVITY, UEBA)
+    with open(src / f"{table}.jsonl", "ab") as fh:
+        fh.write(bad if bad.endswith(b"\n") else bad + b"\n")
+    assert cli_detect(capsys, clean, tmp_path / "clean.jsonl")[0] == 0
+    code, err = cli_detect(capsys, src, tmp_path / "r.jsonl", "--quarantine", str(tmp_path / "q"))
+    assert code == 0, err
+    expected = results.read(tmp_path / "clean.jsonl")
+    got = results.read(tmp_path / "r.jsonl")
+    assert all(row in got for row in expected), "a valid result row went missing"
+    if value is not None:  # the hostile run command itself is detected, its text repaired
+        assert value in {r["CallerIpAddress"] for r in got}
+    if table == "BehaviorAnalytics":  # the repaired sign-in still correlates
+        assert "Spain" in {r["UEBASourceIPLocation"] for r in got}
+    (qfile,) = (tmp_path / "q").glob("*.jsonl")
+    listed = [json.loads(line) for line in qfile.read_bytes().decode("utf-8").splitlines()]
+    reason = "invalid UTF-8 replaced by U+FFFD (row kept)" if kept else "not JSON"
+    assert listed and all(q["reason"].startswith(reason) and q["kept"] is kept for q in listed)
+    summary = [line for line in err.splitlines() if line.startswith(f"{table}:")]
+    assert (" 0 quarantined" in summary[0]) is kept, "a kept record is not counted as unread"
+
+
+def test_the_raw_text_of_an_unreadable_line_is_escaped_not_lost(tmp_path):
+    src = write_jsonl(tmp_path / "s", ACTIVITY, UEBA)
+    with open(src / "AzureActivity.jsonl", "ab") as fh:
+        fh.write(b"garbage \xff\xfe not json\n")
+    scan = sources.read_table(src, "AzureActivity", START, END, COLS)
+    (entry,) = scan.quarantine
+    assert entry["raw"] == "garbage \\xff\\xfe not json" and entry["kept"] is False
+    assert (scan.quarantined, scan.repaired) == (1, 0)
+
+
+def test_repaired_rows_count_apart_from_quarantined_ones(tmp_path):
+    src = write_jsonl(tmp_path / "s", ACTIVITY, UEBA)
+    with open(src / "AzureActivity.jsonl", "ab") as fh:
+        fh.write(bad_activity().replace(b"MARK", b"\xff"))
+    scan = sources.read_table(src, "AzureActivity", START, END, COLS)
+    assert (scan.quarantined, scan.repaired) == (0, 3)
+    assert scan.summary()["repaired"] == 3 and scan.summary()["quarantined"] == 0
+    assert scan.rows_read == len(ACTIVITY) + 3
+    assert [q["line"] for q in scan.quarantine] == [len(ACTIVITY) + i for i in (1, 2, 3)]
+    assert all("\\xff" in q["raw"] for q in scan.quarantine)
+
+
+def test_json_nested_too_deeply_to_parse_is_quarantined_not_a_crash(tmp_path):
+    src = write_jsonl(tmp_path / "s", ACTIVITY, UEBA)
+    with open(src / "AzureActivity.jsonl", "a") as fh:
+        fh.write("[" * 100_000 + "]" * 100_000 + "\n")
+    scan = sources.read_table(src, "AzureActivity", START, END, COLS)
+    assert [q["reason"] for q in scan.quarantine] == ["not JSON (nested too deeply)"]
+    assert scan.rows_in_window == len(ACTIVITY) - 1
+
+
+def test_the_quarantine_file_is_written_whatever_text_a_record_holds(tmp_path):
+    """Defence in depth for any reader: a lone surrogate is written as its JSON escape."""
+    record = {"table": "AzureActivity", "line": 1, "reason": "r", "raw": "x\udc80y\u00e9",
+              "kept": False}
+    scan = sources.Scan("AzureActivity", pd.DataFrame(), "s", "jsonl", quarantine=[record])
+    path = quarantine.write([scan], tmp_path, END)
+    assert json.loads(path.read_bytes().decode("utf-8")) == record
+
+
+def test_nul_characters_are_string_content_carried_unchanged(tmp_path):
+    src = write_jsonl(tmp_path / "s", [activity_row(Caller="a\u0000b@contoso.com")], UEBA)
+    scan = sources.read_table(src, "AzureActivity", START, END, COLS)
+    assert list(scan.frame["Caller"]) == ["a\x00b@contoso.com"] and scan.quarantine == []
+
+
+def write_csv(folder, name, rows):
+    folder.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(rows).rename(columns={"TimeGenerated": "TimeGenerated [UTC]"})
+    frame.to_csv(folder / f"{name}.csv", index=False)
+    return folder / f"{name}.csv"
+
+
+def csv_source(folder):
+    write_csv(folder, "AzureActivity", ACTIVITY)
+    write_csv(folder, "BehaviorAnalytics", UEBA)
+    return folder
+
+
+def test_invalid_utf8_in_a_csv_export_is_repaired_and_the_row_kept(tmp_path, capsys):
+    src = csv_source(tmp_path / "s")
+    path = src / "AzureActivity.csv"
+    path.write_bytes(path.read_bytes().replace(b"10.0.0.1", b"10.0.0.\xff", 1))
+    code, err = cli_detect(capsys, src, tmp_path / "r.jsonl", "--quarantine", str(tmp_path / "q"))
+    assert code == 0 and len(results.read(tmp_path / "r.jsonl")) == 2
+    assert "AzureActivity: 9 rows read (csv), 8 in window, 0 quarantined" in err
+    (qfile,) = (tmp_path / "q").glob("*.jsonl")
+    (entry,) = [json.loads(line) for line in qfile.read_text("utf-8").splitlines()]
+    assert entry["line"] == 2 and entry["kept"] is True and "10.0.0.\\xff" in entry["raw"]
+
+
+def test_a_lone_surrogate_escape_in_parquet_dynamic_text_is_repaired_and_listed(tmp_path):
+    rows = [ueba_row(UsersInsights=json.dumps({"Note": "\udc80"})), ueba_row()]
+    write_parquet(tmp_path / "BehaviorAnalytics" / "part-0.parquet", rows)
+    scan = sources.read_table(tmp_path, "BehaviorAnalytics", START, END,
+                              RULE.inputs["BehaviorAnalytics"])
+    assert sorted(scan.frame["UsersInsights"]) == sorted(
+        ['{"Note":"\ufffd"}', rows[1]["UsersInsights"]])
+    assert (scan.quarantined, scan.repaired) == (0, 1)
+    assert scan.quarantine[0]["column"] == "UsersInsights"
+
+
+# --- A malformed CSV record is quarantined, the others still count ---------------------------
+
+def test_malformed_csv_records_are_quarantined_with_their_line(tmp_path, capsys):
+    src = csv_source(tmp_path / "s")
+    path = src / "AzureActivity.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    good = lines[1]
+    bad = ["too,many," + good,                       # line 11: 2 fields too many
+           "2026-10-31T10:00:00Z,only,three\n",      # line 12: too few
+           '"broken"quote,' + good]                  # line 13: text after a closing quote
+    path.write_text("".join(lines + bad))
+    code, err = cli_detect(capsys, src, tmp_path / "r.jsonl", "--quarantine", str(tmp_path / "q"))
+    assert code == 0 and len(results.read(tmp_path / "r.jsonl")) == 2
+    assert "AzureActivity: 12 rows read (csv), 8 in window, 3 quarantined" in err
+    (qfile,) = (tmp_path / "q").glob("*.jsonl")
+    listed = [json.loads(line) for line in qfile.read_text().splitlines()]
+    assert [(q["line"], q["kept"]) for q in listed] == [(11, False), (12, False), (13, False)]
+    assert listed[0]["reason"] == "malformed CSV record (9 fields, the header has 7)"
+    assert listed[1]["reason"] == "malformed CSV record (3 fields, the header has 7)"
+    assert listed[2]["reason"].startswith("malformed CSV record (',' expected after '\"'")
+
+
+def test_an_unterminated_csv_quote_counts_every_line_it_swallows(tmp_path):
+    rows = [activity_row(Authorization="virtualMachines", CorrelationId=f"c{i}") for i in range(6)]
+    path = write_csv(tmp_path, "AzureActivity", rows)
+    lines = path.read_text().splitlines(keepends=True)
+    assert '"' not in "".join(lines), "no quote later in the file closes the broken one"
+    path.write_text("".join(lines[:3] + ['"' + lines[3]] + lines[4:]))
+    scan = sources.read_table(tmp_path, "AzureActivity", START, END, COLS)
+    (entry,) = scan.quarantine
+    assert entry["line"] == 4 and entry["count"] == 4 and "lines 4-7" in entry["reason"]
+    assert (scan.quarantined, scan.rows_in_window) == (4, 2)
