@@ -114,8 +114,9 @@ def _report(detection, args, out_dir: Path) -> None:
     from . import quarantine as q
     for scan in detection.scans.values():
         s = scan.summary()
+        repaired = f", {s['repaired']} repaired and kept" if s.get("repaired") else ""
         print(f"{s['table']}: {s['rows_read']} rows read ({s['format']}), {s['rows_in_window']} in "
-              f"window, {s['quarantined']} quarantined", file=sys.stderr)
+              f"window, {s['quarantined']} quarantined{repaired}", file=sys.stderr)
     for checked in detection.quality.values():
         print(f"data quality: {checked.line()}", file=sys.stderr)
     if args.docs:

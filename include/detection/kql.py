@@ -73,9 +73,26 @@ def parse_json(text):
     if not isinstance(text, str):
         return text
     try:
-        return json.loads(text)
-    except ValueError:
+        value = json.loads(text)
+    except (ValueError, RecursionError):  # nested too deep to parse: as invalid, a string
         return text
+    # A `\udXXX` escape with no partner decodes to a lone surrogate, which no Kusto (UTF-8)
+    # string holds, and which would crash every encoder downstream: U+FFFD, as the sources do.
+    return _no_surrogates(value) if "\\u" in text and _SURROGATE_ESCAPE.search(text) else value
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _no_surrogates(value):
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_no_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_no_surrogates(k): _no_surrogates(v) for k, v in value.items()}
+    return value
 
 
 def get_property(value, key: str):
