@@ -1,10 +1,10 @@
-"""The project's own files: pins, compose file, Makefile, README, CI entry, the rule YAML."""
+"""The project's own files: pins, Makefile, README, CI entry, the rule YAML (the compose file:
+tests/deploy/test_compose.py)."""
 
 import hashlib
 import re
 
 import pytest
-import yaml
 
 from include.detection.rule import load_rule, parse_timespan
 from tests.conftest import REPO
@@ -35,39 +35,6 @@ def test_installed_versions_match_the_pins():
 
     for name, pinned in PINS.items():
         assert version(name) == pinned
-
-
-@pytest.fixture(scope="module")
-def compose():
-    return yaml.safe_load((REPO / "docker-compose.yaml").read_text())
-
-
-def test_compose_runs_airflow_with_celery_postgres_redis(compose):
-    services = compose["services"]
-    assert {"postgres", "redis", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-            "airflow-worker", "airflow-init"} <= services.keys()
-    env = services["airflow-scheduler"]["environment"]
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
-    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:")
-    assert env["DETECTION_ALERT_STORE"].startswith("postgresql://")
-    assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
-
-
-def test_compose_mounts_existing_project_folders_and_builds_the_pinned_image(compose):
-    for volume in compose["services"]["airflow-worker"]["volumes"]:
-        host = volume.split(":")[0]
-        if host.startswith("./") and host != "./data":
-            assert (REPO / host).exists(), host
-    dockerfile = (REPO / "Dockerfile").read_text()
-    assert f"apache/airflow:{PINS['apache-airflow']}-python3.11" in dockerfile
-    assert "requirements.txt" in dockerfile
-
-
-def test_compose_holds_no_literal_secrets():
-    text = (REPO / "docker-compose.yaml").read_text()
-    for match in re.finditer(r"^\s*[A-Z_]*(PASSWORD|SECRET|TOKEN)[A-Z_]*:\s*(\S+)", text, re.M):
-        assert match.group(2).startswith("${"), f"literal secret: {match.group(0)}"
-    assert not re.search(r"://[^$/\s]+:[^$@\s{]+@", text), "credentials inside a URL"
 
 
 def test_makefile_has_the_two_commands_and_install():
