@@ -244,13 +244,15 @@ def test_an_outbox_written_by_the_first_store_version_is_carried_over(tmp_path):
         s.upsert([alert])
     old = sqlite3.connect(path)
     old.executescript("""
-        DROP TABLE alert_deliveries;
+        DROP TABLE detection_schema_version; DROP TABLE alert_index; DROP TABLE alert_runs;
+        DROP TABLE run_profile; DROP TABLE alert_deliveries;
         CREATE TABLE deliveries (alert_id TEXT NOT NULL, destination TEXT NOT NULL, ticket_ref TEXT,
             revision INTEGER NOT NULL, delivered_at TEXT NOT NULL, PRIMARY KEY (alert_id, destination));""")
     old.execute("INSERT INTO deliveries VALUES (?, 'file', 'old.json', 1, '2026-11-01T00:00:00+00:00')",
                 (alert["id"],))
     old.commit()
     old.close()
-    with AlertStore(str(path)) as s:
+    with AlertStore(str(path)) as s:  # the first version, unversioned: every migration runs
         assert s.pending_ids("file") == []
         assert s.alerts()[0]["tickets"][0]["ticket"] == "old.json"
+        assert s.search({"ticket": "delivered"}, destinations=["file"])[0] == 1
