@@ -4,7 +4,8 @@ Inputs are pandas DataFrames holding each table's rows for the query period, wit
 rule reads (see `sources`): `TimeGenerated` as datetime64[ns, UTC], strings as `str` (null allowed,
 Kusto reads it as ""), dynamic columns as JSON text. Each step is a small function whose docstring
 is the KQL line it reproduces; `correlate` chains them. Everything is column-at-a-time; the only
-Python-level work is parsing JSON of the few rows left after the cheap filters.
+Python-level work is parsing JSON text whose shape the column-at-a-time path cannot decide
+(kql.property_equals), once per distinct text.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def extend_scope_parts(groups: pd.DataFrame) -> pd.DataFrame:
     Invalid JSON yields a dynamic string whose `.scope` is null; split(null) is [""], so both
     parts are "" and the row stays.
     """
-    scopes = {a: kql.tostring(kql.get_property(kql.parse_json(a), "scope"))
+    scopes = {a: kql.tostring(kql.get_property(kql.parsed(a), "scope"))
               for a in groups["Authorization"].unique()}
     scope = groups["Authorization"].map(scopes).astype("str")
     return groups.assign(
@@ -134,13 +135,11 @@ def where_azure_ad_uncommon_action(ueba: pd.DataFrame) -> pd.DataFrame:
     """| where EventSource == "Azure AD" and ActivityInsights.ActionUncommonlyPerformedByUser == "True"
 
     `==` is case-sensitive and compares the string "True": a JSON `true` is "true", no match.
-    Only rows whose text can hold the pair are parsed (kql.may_hold).
+    Decided per distinct text, column-at-a-time where the text's shape makes it certain, parsed
+    otherwise (kql.property_equals): UEBA may flag many rows, but they share few texts.
     """
     azure_ad = ueba[kql.kusto_str(ueba["EventSource"]) == "Azure AD"]
-    candidates = azure_ad[kql.may_hold(azure_ad["ActivityInsights"], INSIGHT_KEY, "True")]
-    flag = candidates["ActivityInsights"].map(
-        lambda t: kql.get_property(kql.parse_json(t), INSIGHT_KEY) == "True")
-    return candidates[flag.astype(bool)]
+    return azure_ad[kql.property_equals(azure_ad["ActivityInsights"], INSIGHT_KEY, "True")]
 
 
 def project_ueba(ueba: pd.DataFrame) -> pd.DataFrame:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -55,15 +57,23 @@ def element_has_any_in_list_text(s: pd.Series, terms: tuple[str, ...]) -> pd.Ser
 
 def may_hold_pattern(key: str, value: str) -> str:
     """A regex that the JSON text of an object with `key` == "value" (a string) must match,
-    unless a \\u escape spells a letter of them: `"key"`, JSON whitespace, `:`, `"value"`."""
-    return f'"{re.escape(key)}"\\s*:\\s*"{re.escape(value)}"'
+    unless a \\u escape spells a letter of them: `"key"`, JSON whitespace, `:`, `"value"`.
+    RE2 and Python `re` read it alike (DuckDB's scan and Arrow use RE2)."""
+    return f'"{re.escape(key)}"[ \\t\\n\\r]*:[ \\t\\n\\r]*"{re.escape(value)}"'
 
 
 def may_hold(text: pd.Series, key: str, value: str) -> pd.Series:
     """Rows whose JSON text can hold key == "value": a necessary condition, cheap to test, so
-    only those rows need parsing."""
-    s = kusto_str(text)
-    return s.str.contains(may_hold_pattern(key, value), regex=True) | s.str.contains("\\u", regex=False)
+    only those rows need parsing. RE2 over Arrow (pandas would run Python's `re` row by row)."""
+    values = _arrow_strings(text)
+    if values is None:  # Python values or lone surrogates: Python's re, row by row
+        s = kusto_str(text).astype(object)
+        return s.str.contains(may_hold_pattern(key, value), regex=True) | \
+            s.str.contains("\\u", regex=False)
+    pattern = may_hold_pattern(key, value)
+    hit = _on_distinct(values, lambda distinct: _match(distinct, pattern)
+                       | pc.match_substring(distinct, "\\u").to_numpy(zero_copy_only=False))
+    return pd.Series(hit, index=text.index, dtype=bool)
 
 
 def parse_json(text):
@@ -93,6 +103,170 @@ def _no_surrogates(value):
     if isinstance(value, dict):
         return {_no_surrogates(k): _no_surrogates(v) for k, v in value.items()}
     return value
+
+
+# --- JSON facts column-at-a-time ----------------------------------------------------------------
+#
+# The rule and the quality gate ask three things of dynamic JSON text: is it an object, does it
+# have a top-level key, does that key hold a given string. Parsing every row in Python was half
+# of a run where UEBA flags many rows. Instead each *distinct* text (UEBA insights are
+# combinations of a few flags: a column of 264k rows has a few hundred distinct values) is
+# decided by RE2 over Arrow where its shape makes the answer certain, and parsed by `parse_json`
+# (memoised, so once per process) only where it does not. The fast path is exact by
+# construction: it decides only text in a subset of JSON whose Python parse is known without
+# parsing, and defers everything else to the per-row path:
+#   * no backslash anywhere, so no escape can spell a key or value differently (`\u0054rue`);
+#   * strings without control characters (Python's json refuses them raw);
+#   * numbers of at most 31 integer digits (Python refuses ints over 4,300 digits);
+#   * objects and arrays nested at most _DEPTH deep (Python gives up at ~1,000: invalid to us);
+#   * for a key's value, the key occurs once in a flat object (duplicate keys: the last wins).
+# Text whose first non-blank character is not `{` can be no object: decided False at once.
+
+_WS = r"[ \t\n\r]*"
+_STR = r'"[^"\\\x00-\x1f]*"'
+_NUM = r"-?(?:0|[1-9][0-9]{0,30})(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
+_SCALAR = f"(?:{_STR}|{_NUM}|true|false|null)"
+_DEPTH = 3
+
+
+def _members(value: str) -> str:
+    return f"(?:{_STR}{_WS}:{_WS}{value}{_WS}(?:,{_WS}{_STR}{_WS}:{_WS}{value}{_WS})*)?"
+
+
+def _nested(depth: int) -> str:
+    """A JSON value nested at most `depth` deep (1: a scalar)."""
+    if depth <= 1:
+        return _SCALAR
+    inner = _nested(depth - 1)
+    items = f"(?:{inner}{_WS}(?:,{_WS}{inner}{_WS})*)?"
+    return f"(?:{_SCALAR}|\\{{{_WS}{_members(inner)}\\}}|\\[{_WS}{items}\\])"
+
+
+# A whole text that is one object of the subset: flat (values are scalars), or nested.
+_FLAT_OBJECT = f"^{_WS}\\{{{_WS}{_members(_SCALAR)}\\}}{_WS}$"
+_OBJECT = f"^{_WS}\\{{{_WS}{_members(_nested(_DEPTH - 1))}\\}}{_WS}$"
+_NOT_OBJECT = rf"^{_WS}[^ \t\n\r{{]|^{_WS}$"
+
+
+def _key(key: str) -> str:
+    return f'"{re.escape(key)}"{_WS}:'
+
+
+def _top_level_key(key: str) -> str:
+    """The key as a member of the outermost object (not of a nested one)."""
+    member = f"{_STR}{_WS}:{_WS}{_nested(_DEPTH - 1)}{_WS},{_WS}"
+    return f"^{_WS}\\{{{_WS}(?:{member})*{_key(key)}"
+
+
+# Parsed values of distinct texts, shared by the rule and the quality gate, so a text is parsed
+# once per process. Only short texts are kept (they are the common ones): memory stays bounded.
+_MEMO_MAX_CHARS = 16_384
+
+
+@lru_cache(maxsize=8192)
+def _parsed_memo(text: str):
+    return parse_json(text)
+
+
+def parsed(text):
+    """parse_json, memoised for short texts. The value is shared: read it, never change it."""
+    if isinstance(text, str) and len(text) <= _MEMO_MAX_CHARS:
+        return _parsed_memo(text)
+    return parse_json(text)
+
+
+def _match(values: pa.Array, pattern: str) -> np.ndarray:
+    return pc.match_substring_regex(values, pattern).to_numpy(zero_copy_only=False)
+
+
+def _per_distinct(text: pd.Series, decide, per_row) -> pd.Series:
+    """Apply a fact to a column of JSON text: `decide(distinct: pa.Array)` returns (decided,
+    answer) boolean arrays over the distinct non-null texts; `per_row(value)` answers the rest
+    (and null). Each distinct text is decided or parsed once."""
+    values = _arrow_strings(text)
+    if values is None:  # not all text (an object column of Python values): row by row
+        return pd.Series([bool(per_row(parsed(v))) for v in text.astype(object)],
+                         index=text.index, dtype=bool)
+    def facts(distinct):
+        decided, answer = decide(distinct)
+        answer = np.array(answer, dtype=bool)
+        for i in np.flatnonzero(~np.asarray(decided, dtype=bool)):
+            answer[i] = bool(per_row(parsed(distinct[int(i)].as_py())))
+        return answer
+
+    out = _on_distinct(values, facts, null=bool(per_row(None)))
+    return pd.Series(out, index=text.index, dtype=bool)
+
+
+def _on_distinct(values: pa.Array, mask, null: bool = False) -> np.ndarray:
+    """A boolean fact per row, computed once per distinct value: `mask(distinct)` over the
+    distinct non-null values (hashing a column is far cheaper than a regex over it, and dynamic
+    columns repeat a few texts), `null` for null rows."""
+    encoded = pc.dictionary_encode(values)
+    distinct = encoded.dictionary
+    answer = np.asarray(mask(distinct), dtype=bool) if len(distinct) else np.zeros(0, bool)
+    out = np.full(len(values), null, dtype=bool)
+    indices = encoded.indices
+    valid = indices.is_valid().to_numpy(zero_copy_only=False)
+    out[valid] = answer[indices.drop_null().to_numpy(zero_copy_only=False)]
+    return out
+
+
+def _arrow_strings(text: pd.Series) -> pa.Array | None:
+    """The column as one Arrow string array, or None when it holds anything but text and nulls
+    (or text Arrow cannot hold: a lone surrogate)."""
+    try:
+        values = pa.array(text, type=pa.large_string(), from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError, UnicodeError):
+        return None
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def _plain(distinct: pa.Array) -> np.ndarray:
+    """Texts without a backslash: no escape can spell anything differently."""
+    return ~pc.match_substring(distinct, "\\").to_numpy(zero_copy_only=False)
+
+
+def is_object(text: pd.Series) -> pd.Series:
+    """Per row: is `parse_json(text)` an object (a dict)? Invalid JSON, JSON strings, arrays,
+    scalars and null are not."""
+    def decide(distinct):
+        no = _match(distinct, _NOT_OBJECT)
+        yes = _plain(distinct) & _match(distinct, _OBJECT)
+        return no | yes, yes
+
+    return _per_distinct(text, decide, lambda v: isinstance(v, dict))
+
+
+def has_property(text: pd.Series, key: str) -> pd.Series:
+    """Per row: is `parse_json(text)` an object with `key` among its top-level keys?"""
+    def decide(distinct):
+        no = _match(distinct, _NOT_OBJECT)
+        # In the subset the grammar has one parse: a prefix that reads as members of the
+        # outermost object up to the key is that object's, duplicates or not.
+        subset = _plain(distinct) & _match(distinct, _OBJECT)
+        return no | subset, subset & _match(distinct, _top_level_key(key))
+
+    return _per_distinct(text, decide, lambda v: isinstance(v, dict) and key in v)
+
+
+def property_equals(text: pd.Series, key: str, value: str) -> pd.Series:
+    """Per row: `parse_json(text).key == "value"` (a string; case-sensitive, no conversion:
+    the JSON `true` is no "True")."""
+    literal = f'{_key(key)}{_WS}"{re.escape(value)}"'
+
+    def decide(distinct):
+        no = _match(distinct, _NOT_OBJECT)
+        plain = _plain(distinct)
+        holds = _match(distinct, literal)
+        # no key/value pair in plain text: whatever the text is, the property is not "value"
+        absent = plain & ~holds
+        flat = plain & _match(distinct, _FLAT_OBJECT)
+        count = pc.count_substring_regex(distinct, _key(key)).to_numpy(zero_copy_only=False)
+        once = flat & (count == 1)
+        return no | absent | once, once & holds
+
+    return _per_distinct(text, decide, lambda v: get_property(v, key) == value)
 
 
 def get_property(value, key: str):

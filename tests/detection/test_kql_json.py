@@ -1,0 +1,181 @@
+"""The column-at-a-time JSON facts (kql.is_object, has_property, property_equals) equal the
+per-row path (kql.parse_json) on any text: the fast path decides only what it is sure of."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from include.detection import kql
+
+KEY = "ActionUncommonlyPerformedByUser"
+KEYS = [KEY, "scope", "Scope", KEY.lower(), "a", "é", ""]
+
+
+def per_row_is_object(text):
+    return isinstance(kql.parse_json(text), dict)
+
+
+def per_row_has(text, key):
+    value = kql.parse_json(text)
+    return isinstance(value, dict) and key in value
+
+
+def per_row_equals(text, key, value):
+    return kql.get_property(kql.parse_json(text), key) == value
+
+
+def check(texts, dtype="str"):
+    column = pd.Series(texts, dtype=dtype)
+    assert kql.is_object(column).tolist() == [per_row_is_object(t) for t in texts]
+    for key in (KEY, "scope"):
+        assert kql.has_property(column, key).tolist() == [per_row_has(t, key) for t in texts]
+        assert (kql.property_equals(column, key, "True").tolist()
+                == [per_row_equals(t, key, "True") for t in texts])
+    # the scan's cheap pre-filter never drops a row the rule keeps
+    may_hold = kql.may_hold(column, KEY, "True").tolist()
+    assert all(may or not per_row_equals(t, KEY, "True") for t, may in zip(texts, may_hold))
+
+
+# --- generated JSON-ish text ---------------------------------------------------------------------
+
+scalars = st.one_of(st.sampled_from(["True", "true", "False", "", "True ", "T\u0000rue"]),
+                    st.text(max_size=6), st.booleans(), st.none(), st.integers(-10**20, 10**20),
+                    st.floats(allow_nan=False, allow_infinity=False))
+values = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3),
+    st.lists(st.tuples(st.sampled_from(KEYS), inner), max_size=4)), max_leaves=12)
+
+
+def render(value, draw) -> str:
+    """JSON text of a value where a list of pairs is an object (duplicate keys allowed), with
+    random spacing, and strings sometimes spelled with \\u escapes."""
+    space = draw(st.sampled_from(["", " ", "\n", "\t ", "\r\n"]))
+    if isinstance(value, list) and value and all(isinstance(p, tuple) for p in value):
+        members = [f"{render_string(k, draw)}{space}:{space}{render(v, draw)}" for k, v in value]
+        return "{" + space + f",{space}".join(members) + space + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(render(v, draw) for v in value) + "]"
+    if isinstance(value, str):
+        return render_string(value, draw)
+    return json.dumps(value)
+
+
+def render_string(text: str, draw) -> str:
+    out = json.dumps(text, ensure_ascii=draw(st.booleans()))
+    if draw(st.integers(0, 5)) == 0 and len(text) > 1:  # a letter as a \u escape: same string
+        out = out[:2] + f"\\u{ord(out[2]):04x}" + out[3:] if out[2] not in '"\\' else out
+    return out
+
+
+MUTATIONS = ["", "x", ",", "}", "{", "]", "\\", '"', "\ufeff", "\u00a0", "\x0c", "\x01", "\\ud800",
+             "\\u0054", " ", "NaN", "1" * 5000]
+
+
+@st.composite
+def json_ish(draw):
+    value = draw(values)
+    top = draw(st.sampled_from(["object", "object", "any"]))
+    if top == "object" and not (isinstance(value, list) and all(isinstance(p, tuple) for p in value)):
+        value = [(draw(st.sampled_from(KEYS)), value), (KEY, draw(scalars))]
+        if draw(st.booleans()):
+            value.reverse()
+    text = render(value, draw)
+    choice = draw(st.integers(0, 9))
+    if choice == 0:      # truncated: mostly invalid JSON
+        text = text[:draw(st.integers(0, len(text)))]
+    elif choice == 1:    # something inserted anywhere
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(st.sampled_from(MUTATIONS)) + text[at:]
+    elif choice == 2:    # a JSON string holding the object's text
+        text = json.dumps(text)
+    elif choice == 3:    # blank around it
+        text = draw(st.sampled_from([" ", "\n", "\u2028", ""])) + text + " "
+    return text
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(json_ish(), st.none(), st.text(max_size=8)), min_size=1, max_size=8))
+def test_fast_path_equals_per_row_parse_on_any_text(texts):
+    check(texts + texts[:2])   # repeated texts: each distinct one decided once
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(json_ish(), st.none()), min_size=1, max_size=5))
+def test_fast_path_equals_per_row_parse_on_an_object_column(texts):
+    check(texts, dtype=object)
+
+
+# --- the cases that make the fast path step aside, by name ----------------------------------------
+
+FLAG = '{"%s":"True"}' % KEY
+CASES = [
+    ("flat object, flagged", FLAG, True, True),
+    ("flat object with spaces", '{ "a" : "False" , "%s" : "True" }' % KEY, True, True),
+    ("JSON true is not the string True", '{"%s":true}' % KEY, True, False),
+    ("lower-case true", '{"%s":"true"}' % KEY, True, False),
+    ("duplicate key, last one False", '{"%s":"True","%s":"False"}' % (KEY, KEY), True, False),
+    ("duplicate key, last one True", '{"%s":"False","%s":"True"}' % (KEY, KEY), True, True),
+    ("value spelled with an escape", '{"%s":"\\u0054rue"}' % KEY, True, True),
+    ("key spelled with an escape", '{"\\u0041%s":"True"}' % KEY[1:], True, True),
+    ("invalid JSON holding the pair", FLAG[:-1], False, False),
+    ("trailing comma", FLAG[:-1] + ",}", False, False),
+    ("a JSON string holding the object", json.dumps(FLAG), False, False),
+    ("an array holding the object", "[" + FLAG + "]", False, False),
+    ("the pair nested one level down", '{"x":%s}' % FLAG, True, False),
+    ("the pair nested and a top-level False", '{"x":%s,"%s":"False"}' % (FLAG, KEY), True, False),
+    ("the pair inside a string value", '{"x":"\\"%s\\":\\"True\\""}' % KEY, True, False),
+    ("nested deeper than Python parses", '{"%s":"True","d":%s}' % (KEY, "[" * 3000 + "]" * 3000),
+     False, False),
+    ("an integer Python refuses (over 4,300 digits)", '{"%s":"True","n":%s}' % (KEY, "9" * 5000),
+     False, False),
+    ("NaN (Python's json takes it)", '{"%s":"True","n":NaN}' % KEY, True, True),
+    ("a raw control character in a string", '{"%s":"True","c":"\x01"}' % KEY, False, False),
+    ("a lone surrogate escape", '{"%s":"True","s":"\\ud800"}' % KEY, True, True),
+    ("a byte order mark before it", "\ufeff" + FLAG, False, False),
+    ("a non-breaking space before it", "\u00a0" + FLAG, False, False),
+    ("empty text", "", False, False),
+    ("null", None, False, False),
+]
+
+
+@pytest.mark.parametrize("text, is_object, flagged", [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_insight_flag_case(text, is_object, flagged):
+    column = pd.Series([text, text, FLAG], dtype="str")
+    assert kql.is_object(column).tolist() == [is_object, is_object, True]
+    assert kql.property_equals(column, KEY, "True").tolist() == [flagged, flagged, True]
+    check([text, FLAG])
+
+
+@pytest.mark.parametrize("text, has_scope", [
+    ('{"action":"a","scope":"/subscriptions/s/x","evidence":{"role":"Owner"}}', True),
+    ('{"action":"a","evidence":{"scope":"/subscriptions/s"}}', False),
+    ('{"evidence":{"scope":"x"},"scope":"y"}', True),
+    ('{"Scope":"y"}', False),
+    ('{"sc\\u006fpe":"y"}', True),
+    ('{"scope":null}', True),
+    ('{"scope":"y"', False),
+    ('"{\\"scope\\":\\"y\\"}"', False),
+], ids=["top-level-scope-beside-nested-evidence", "scope-only-nested", "nested-and-top-level",
+        "other-case", "escaped-key", "null-scope-is-still-a-key", "invalid-json", "json-string"])
+def test_authorization_has_scope_case(text, has_scope):
+    assert kql.has_property(pd.Series([text], dtype="str"), "scope").tolist() == [has_scope]
+
+
+def test_each_distinct_undecided_text_is_parsed_once(monkeypatch):
+    """Texts the fast path cannot decide go to parse_json once each, however many rows hold them
+    and whichever fact asks (the rule and the quality gate share the memo)."""
+    calls = []
+    real = kql.parse_json
+    monkeypatch.setattr(kql, "parse_json", lambda t: calls.append(t) or real(t))
+    kql._parsed_memo.cache_clear()
+    escaped = '{"%s":"\\u0054rue"}' % KEY        # undecided: an escape
+    column = pd.Series([escaped] * 1000 + [FLAG] * 1000, dtype="str")
+    assert kql.property_equals(column, KEY, "True").all()
+    assert kql.is_object(column).all()
+    assert calls == [escaped]
