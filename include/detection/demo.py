@@ -72,6 +72,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .errors import UsageError
 from .files import atomic_path
 
 DEMO_START = date(2026, 10, 26)
@@ -1009,7 +1010,7 @@ def generate(start_day: date = DEMO_START, days: int = DEMO_DAYS, seed: int = DE
     do not depend on the seed; the noise does. Rows are sorted by TimeGenerated.
     """
     if days < 1:
-        raise ValueError("days must be at least 1")
+        raise UsageError("days must be at least 1")
     rng = np.random.default_rng(seed)
     start_ns = _day_ns(start_day)
     weekend = _weekend(start_day, days)

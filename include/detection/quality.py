@@ -34,7 +34,7 @@ import pandas as pd
 import yaml
 
 from . import kql
-from .errors import DataQualityError, IncompleteDataError
+from .errors import DataQualityError, DetectionError, IncompleteDataError, UsageError
 from .files import write_text
 from .rule import YAML_LOADER, parse_timespan
 
@@ -428,7 +428,7 @@ def validate(table: str, frame: pd.DataFrame, stats: dict, columns: dict[str, st
         results = [r for kind, data, specs in frames
                    for r in _run_native(table, kind, data, specs, frame.columns)]
     else:
-        raise ValueError(f"unknown validation engine {engine!r} (one of {ENGINES})")
+        raise UsageError(f"unknown validation engine {engine!r} (one of {ENGINES})")
     failures = [r for r in results if r["severity"] == CRITICAL]
     warnings = [r for r in results if r["severity"] == WARNING]
     status = "failed" if failures else "warnings" if warnings else "passed"
@@ -508,7 +508,7 @@ def _run_native(table, kind, data, specs, present_columns) -> list[dict]:
                 elif spec.expectation == "ExpectColumnValuesToMatchRegex":
                     good = present.astype("str").str.contains(k["regex"], regex=True)
                 else:
-                    raise ValueError(f"no native evaluation for {spec.expectation}")
+                    raise DetectionError(f"no native evaluation for {spec.expectation}")
                 bad = ~good.reindex(values.index, fill_value=True)
             ok = not bad.any()
             result = {"unexpected_count": int(bad.sum()),

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from .correlation import OUTPUT_COLUMNS
+from .errors import UsageError
 from .files import atomic_path
 
 DATETIME_COLUMNS = ("StartTime", "EndTime", "UEBAEventTime")
@@ -39,7 +40,7 @@ def write(frame: pd.DataFrame, out: Path, columns=OUTPUT_COLUMNS) -> None:
     """Write the result atomically (temp file, then rename): a reader never sees half a file."""
     out = Path(out)
     if out.suffix not in (".jsonl", ".parquet"):
-        raise ValueError(f"unsupported output {out} (use .jsonl or .parquet)")
+        raise UsageError(f"unsupported output {out} (use .jsonl or .parquet)")
     with atomic_path(out) as tmp:
         if out.suffix == ".jsonl":
             with open(tmp, "w", encoding="utf-8") as fh:

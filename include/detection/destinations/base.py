@@ -36,7 +36,7 @@ from tenacity import (RetryCallState, Retrying, retry_if_exception, stop_after_a
 
 from ..connections import (Conn, from_env, mask_logger, redact, register_basic_auth,
                            register_secret, register_url, snippet)
-from ..errors import UsageError
+from ..errors import DeliveryError, DetectionError, UsageError
 from ..text import formula_safe, printable, printable_lines
 
 log = logging.getLogger("include.detection.destinations")
@@ -48,12 +48,13 @@ TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 USER_AGENT = "detection-engineering-alerts/1.0"
 
 
-class DestinationError(Exception):
+class DestinationError(DetectionError):
     """A delivery failed. `transient`: the destination is down or busy (timeouts, connection
     errors, 5xx, 429): the outbox stops trying it for this run and leaves its alerts pending.
     Otherwise the alert was refused (4xx): the outbox goes on with the next alert."""
 
     transient = False
+    exit_code = DeliveryError.exit_code
 
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(redact(message))
