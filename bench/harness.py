@@ -31,6 +31,11 @@ ENGINES = ("ours", "duckdb")
 # Phase-2 targets (ours / duckdb), per scale.
 TARGETS = {"M": {"wall": 2.0}, "L": {"wall": 1.25, "peak_rss": 1.5}}
 DAG_TARGET = 3.0  # a full DAG run at M within 3x of `detect` alone (issue #5)
+# Issue #13: the same wall targets hold where UEBA flags 1 in 8 Azure AD rows (the "flagged"
+# scenario beside each scale); a 14-window back-fill in one `detect --from --to` within 0.75x
+# the DuckDB query looped over the windows in one process.
+BACKFILL = {"rows_per_day": 1_000_000, "days": 15}
+BACKFILL_TARGET = {"wall": 0.75}
 
 OUTPUT_COLUMNS = [
     "StartTime", "EndTime", "Subscription", "VirtualMachineName", "Caller", "CallerIpAddress",
@@ -151,6 +156,19 @@ def engine_command(engine: str, lake: Path, end: str, out: Path) -> list[str]:
     raise ValueError(engine)
 
 
+def range_command(engine: str, lake: Path, first: str, last: str, out: Path) -> list[str]:
+    """One process over every daily window ending first .. last (one file, a WindowEnd column)."""
+    py = sys.executable
+    lake, out = Path(lake).resolve(), Path(out).resolve()
+    if engine == "ours":
+        return [py, "-m", "include.detection", "detect", "--source", str(lake), "--from", first,
+                "--to", last, "--out", str(out)]
+    if engine == "duckdb":
+        return [py, "-m", "bench.peer", "--source", str(lake), "--from", first, "--to", last,
+                "--out", str(out)]
+    raise ValueError(engine)
+
+
 # --- comparing results --------------------------------------------------------------------------
 
 def _canonical_json(text):
@@ -185,6 +203,26 @@ def normalized_rows(path: Path) -> list[tuple]:
         else:
             cols.append(col.to_pylist())
     return list(zip(*cols))
+
+
+def rows_by_window(path: Path) -> dict[str, Counter]:
+    """A range file's rows per WindowEnd, normalised as `normalized_rows`."""
+    import pyarrow.parquet as pq
+
+    ends = pq.read_table(path, columns=["WindowEnd"]).column("WindowEnd").to_pylist()
+    out: dict[str, Counter] = {}
+    for end, row in zip(ends, normalized_rows(path)):
+        out.setdefault(end, Counter())[row] += 1
+    return out
+
+
+def compare_windows(a: dict[str, Counter], b: dict[str, Counter]) -> dict:
+    """Window by window: do both hold the same rows (as multisets)?"""
+    ends = sorted(set(a) | set(b))
+    differ = [e for e in ends if a.get(e, Counter()) != b.get(e, Counter())]
+    return {"agree": not differ, "windows": len(ends), "windows_differ": differ,
+            "rows": [sum(a.get(e, Counter()).values()) for e in ends],
+            "rows_other": [sum(b.get(e, Counter()).values()) for e in ends]}
 
 
 def compare(ours: Path, peer: Path, sample: int = 5) -> dict:
@@ -272,10 +310,16 @@ def _tail(path: str, lines: int = 8) -> list[str]:
 
 def bench_scale(name: str, rows_per_day: int, data_dir: Path, out_dir: Path, repeat: int = 1,
                 timeout: float | None = None, warm: bool = True, workers: int = 1,
-                compression: str = "zstd", log=print, code: Path | None = None) -> dict:
+                compression: str = "zstd", log=print, code: Path | None = None,
+                uncommon_share: float | None = None, targets: str | None = None) -> dict:
+    """One scenario: a lake of `rows_per_day` (UEBA flagging `uncommon_share` of Azure AD
+    sign-ins), both engines over its last window; `targets` names the scale whose targets
+    apply (default `name`)."""
     from . import lake as lakes
 
-    spec = lakes.LakeSpec(rows_per_day=rows_per_day, compression=compression)
+    share = lakes.UNCOMMON_SHARE if uncommon_share is None else uncommon_share
+    spec = lakes.LakeSpec(rows_per_day=rows_per_day, compression=compression,
+                          uncommon_share=share)
     lake, manifest = lakes.ensure_lake(data_dir, spec, workers=workers, log=log)
     size = lakes.disk_usage(lake)
     end = manifest["end"]
@@ -308,9 +352,10 @@ def bench_scale(name: str, rows_per_day: int, data_dir: Path, out_dir: Path, rep
         "peak_rss": round(summary["ours"]["peak_rss_mib"] / summary["duckdb"]["peak_rss_mib"], 2),
     }
     targets = {k: {"max": v, "ratio": ratios[k], "met": ratios[k] <= v}
-               for k, v in TARGETS.get(name, {}).items()}
+               for k, v in TARGETS.get(targets or name, {}).items()}
     return {
         "scale": name, "rows_per_day": rows_per_day, "ueba_rows_per_day": spec.ueba_rows_per_day,
+        "uncommon_share": share,
         "days": spec.days, "window": {"start": _minus_days(end, 2), "end": end},
         "lake": {"path": str(lake), "bytes_on_disk": size, "gib_on_disk": round(size / 2**30, 3),
                  "rows": manifest["rows"], "bytes_by_table": manifest["bytes"],
@@ -329,6 +374,118 @@ def _minus_days(end: str, days: int) -> str:
     from datetime import timedelta
     e = datetime.fromisoformat(end.replace("Z", "+00:00")) - timedelta(days=days)
     return e.isoformat().replace("+00:00", "Z")
+
+
+# --- a back-fill: many consecutive windows --------------------------------------------------------
+
+def _runs_summary(runs: list[dict]) -> dict:
+    """Several processes run one after the other as one measurement: their walls and CPU add
+    up, the peak RSS is the largest of them."""
+    return {"wall_s": round(sum(r["wall_s"] for r in runs), 3),
+            "cpu_s": round(sum(r["cpu_s"] for r in runs), 3),
+            "user_s": round(sum(r["user_s"] for r in runs), 3),
+            "sys_s": round(sum(r["sys_s"] for r in runs), 3),
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+            "exit_code": max((r["exit_code"] for r in runs), key=abs),
+            "timed_out": any(r["timed_out"] for r in runs), "processes": len(runs),
+            "loadavg_1m_before": runs[0]["loadavg_1m_before"], "log": runs[0]["log"]}
+
+
+BACKFILL_MODES = ("ours_range", "duckdb_loop", "ours_separate", "duckdb_separate")
+
+
+def bench_backfill(data_dir: Path, out_dir: Path, rows_per_day: int = BACKFILL["rows_per_day"],
+                   days: int = BACKFILL["days"], uncommon_share: float | None = None,
+                   repeat: int = 1, timeout: float | None = None, warm: bool = True,
+                   workers: int = 1, compression: str = "zstd", log=print,
+                   code: Path | None = None) -> dict:
+    """Every daily 2-day window of a `days`-day lake (days - 1 windows, the first ending after
+    two full days): our `detect --from --to` in one process against the DuckDB query looped over
+    the windows in one process, and one `detect` per window against one DuckDB process per
+    window. The results must agree window by window."""
+    from datetime import timedelta
+
+    from . import lake as lakes
+
+    share = lakes.HIGH_UNCOMMON_SHARE if uncommon_share is None else uncommon_share
+    spec = lakes.LakeSpec(rows_per_day=rows_per_day, days=days, compression=compression,
+                          uncommon_share=share)
+    lake, manifest = lakes.ensure_lake(data_dir, spec, workers=workers, log=log)
+    ends = [spec.end - timedelta(days=d) for d in range(days - 2, -1, -1)]
+    labels = [e.isoformat().replace("+00:00", "Z") for e in ends]
+    warmed = warm_page_cache(lake) if warm else {"warmed": False, "bytes": 0}
+    work = out_dir / "runs" / "backfill"
+    work.mkdir(parents=True, exist_ok=True)
+    runs: dict[str, list[dict]] = {m: [] for m in BACKFILL_MODES}
+    env = {"ours": child_env(code=code), "duckdb": child_env()}
+    cwd = {"ours": code or REPO, "duckdb": REPO}
+    for i in range(repeat):
+        order = BACKFILL_MODES if i % 2 == 0 else BACKFILL_MODES[::-1]
+        for mode in order:
+            engine = mode.split("_")[0]
+            if mode.endswith(("range", "loop")):
+                out = work / f"{mode}-{i}.parquet"
+                out.unlink(missing_ok=True)
+                r = run_child(range_command(engine, lake, labels[0], labels[-1], out),
+                              work / f"{mode}-{i}.log", env=env[engine], timeout=timeout,
+                              cwd=cwd[engine])
+            else:
+                each = []
+                for k, label in enumerate(labels):
+                    out = work / f"{mode}-{i}-{k:02d}.parquet"
+                    out.unlink(missing_ok=True)
+                    each.append(run_child(engine_command(engine, lake, label, out),
+                                          work / f"{mode}-{i}-{k:02d}.log", env=env[engine],
+                                          timeout=timeout, cwd=cwd[engine]))
+                r = _runs_summary(each)
+            r["repeat"] = i
+            if r["exit_code"] != 0:
+                r["log_tail"] = _tail(r["log"], 20)
+            runs[mode].append(r)
+            log(f"  back-fill {mode:16} run {i + 1}/{repeat}: wall {r['wall_s']:.2f}s  "
+                f"cpu {r['cpu_s']:.2f}s  peak RSS {r['peak_rss_mib']:,.0f} MiB  "
+                f"exit {r['exit_code']}")
+    summary = {m: _summary(runs[m]) for m in BACKFILL_MODES}
+    comparison = _compare_backfill(work, labels) if all(
+        runs[m][0]["exit_code"] == 0 for m in BACKFILL_MODES) else \
+        {"agree": False, "error": "a run failed; see runs"}
+
+    def ratio(a, b, key):
+        return round(summary[a][key] / summary[b][key], 2)
+
+    ratios = {"range_vs_loop": {k: ratio("ours_range", "duckdb_loop", k)
+                                for k in ("wall_s", "cpu_s", "peak_rss_mib")},
+              "separate_vs_separate": {k: ratio("ours_separate", "duckdb_separate", k)
+                                       for k in ("wall_s", "cpu_s", "peak_rss_mib")}}
+    wall = ratios["range_vs_loop"]["wall_s"]
+    return {
+        "rows_per_day": rows_per_day, "days": days, "windows": len(labels),
+        "uncommon_share": share, "first_end": labels[0], "last_end": labels[-1],
+        "lake": {"path": str(lake), "gib_on_disk": round(lakes.disk_usage(lake) / 2**30, 3),
+                 "rows": manifest["rows"], "page_cache_warmed": warmed["warmed"]},
+        "commands": {"ours_range": range_command("ours", lake, labels[0], labels[-1],
+                                                 Path("out.parquet")),
+                     "duckdb_loop": range_command("duckdb", lake, labels[0], labels[-1],
+                                                  Path("out.parquet"))},
+        **summary, "ratios": ratios,
+        "target": {"max": BACKFILL_TARGET["wall"], "ratio": wall,
+                   "met": wall <= BACKFILL_TARGET["wall"]},
+        "comparison": comparison, "runs": runs,
+    }
+
+
+def _compare_backfill(work: Path, labels: list[str]) -> dict:
+    """Every mode's rows, window by window, against the looped DuckDB query's."""
+    loop = rows_by_window(work / "duckdb_loop-0.parquet")
+    out = {"range_vs_loop": compare_windows(rows_by_window(work / "ours_range-0.parquet"), loop)}
+    for mode in ("ours_separate", "duckdb_separate"):
+        each = {label: Counter(normalized_rows(work / f"{mode}-0-{k:02d}.parquet"))
+                for k, label in enumerate(labels)}
+        each = {k: v for k, v in each.items() if v}
+        out[f"{mode}_vs_loop"] = compare_windows(each, loop)
+    out["agree"] = all(v["agree"] for v in out.values() if isinstance(v, dict))
+    out["rows_per_window"] = [sum(loop.get(label, Counter()).values()) for label in labels]
+    return out
 
 
 # --- the DAG-equivalent ------------------------------------------------------------------------
@@ -409,11 +566,19 @@ def _tree_hash(root: Path) -> str:
     return h.hexdigest()[:16]
 
 
+FLAGGED = "-1in8"   # suffix of a scale's scenario where UEBA flags 1 in 8 Azure AD sign-ins
+
+
 def run_bench(scales: dict[str, int], repeat: int = 1, data_dir: Path | None = None,
               out: Path | None = None, dag: bool = False, dag_scale: str = "M",
               timeout: float | None = None, warm: bool = True, workers: int = 1,
               compression: str = "zstd", log=print, code: Path | None = None,
-              airflow: bool = False) -> dict:
+              airflow: bool = False, flagged: bool = True, backfill: bool = False,
+              backfill_share: float | None = None) -> dict:
+    """Each scale as generated by default (UEBA flags ~0.3 % of sign-ins) and, with `flagged`,
+    beside it where UEBA flags 1 in 8 Azure AD sign-ins (scenario `<scale>-1in8`; the wall
+    targets hold there too); with `backfill`, the 14-window back-fill (bench_backfill)."""
+    from .lake import HIGH_UNCOMMON_SHARE
     data_dir = Path(data_dir or default_data_dir()).resolve()
     code = Path(code or REPO)
     out = Path(out or REPO / "bench-out" / "report.json").resolve()
@@ -426,6 +591,20 @@ def run_bench(scales: dict[str, int], repeat: int = 1, data_dir: Path | None = N
         log(f"scale {name}: {rows:,} AzureActivity rows/day")
         report["scales"][name] = bench_scale(name, rows, data_dir, out_dir, repeat, timeout, warm,
                                              workers, compression, log, code)
+        _write_json(out, report)
+        if flagged:
+            log(f"scale {name}, UEBA flagging 1 in 8 Azure AD sign-ins")
+            report["scales"][name + FLAGGED] = bench_scale(
+                name + FLAGGED, rows, data_dir, out_dir, repeat, timeout, warm, workers,
+                compression, log, code, uncommon_share=HIGH_UNCOMMON_SHARE, targets=name)
+            _write_json(out, report)
+    if backfill:
+        log(f"back-fill: {BACKFILL['days'] - 1} windows over {BACKFILL['days']} days of "
+            f"{BACKFILL['rows_per_day']:,} AzureActivity rows/day")
+        report["backfill"] = bench_backfill(data_dir, out_dir, uncommon_share=backfill_share,
+                                            repeat=repeat, timeout=timeout, warm=warm,
+                                            workers=workers, compression=compression, log=log,
+                                            code=code)
         _write_json(out, report)
     if dag:
         rows = scales.get(dag_scale, SCALES.get(dag_scale))
@@ -465,7 +644,7 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def format_table(report: dict) -> str:
-    head = (f"{'scale':5} {'rows/day':>10} {'lake':>9} {'gen s':>7} | {'engine':6} {'wall s':>8} {'cpu s':>8} "
+    head = (f"{'scale':7} {'rows/day':>10} {'lake':>9} {'gen s':>7} | {'engine':6} {'wall s':>8} {'cpu s':>8} "
             f"{'peak MiB':>9} | {'rows':>5} agree")
     lines = [head, "-" * len(head)]
     for name, s in report["scales"].items():
@@ -474,17 +653,39 @@ def format_table(report: dict) -> str:
         cmp_ = s["comparison"]
         for i, e in enumerate(ENGINES):
             m = s[e]
-            prefix = (f"{name:5} {s['rows_per_day']:>10,} {lake['gib_on_disk']:>7.2f}G {gen:>7}" if i == 0
-                      else " " * 34)
+            prefix = (f"{name:7} {s['rows_per_day']:>10,} {lake['gib_on_disk']:>7.2f}G {gen:>7}" if i == 0
+                      else " " * 36)
             rows = cmp_.get("rows_ours" if e == "ours" else "rows_duckdb", "-")
             lines.append(f"{prefix} | {e:6} {m['wall_s']:>8.2f} {m['cpu_s']:>8.2f} {m['peak_rss_mib']:>9,.0f} | "
                          f"{rows:>5} {'yes' if cmp_.get('agree') else 'NO'}")
         r = s["ratios"]
         t = " ".join(f"[{k} target <= {v['max']}x: {'met' if v['met'] else 'NOT met'}]"
                      for k, v in s["targets"].items())
-        lines.append(" " * 34 + f" | ours/duckdb wall {r['wall']:.2f}x  cpu {r['cpu']:.2f}x  "
+        lines.append(" " * 36 + f" | ours/duckdb wall {r['wall']:.2f}x  cpu {r['cpu']:.2f}x  "
                      f"peak RSS {r['peak_rss']:.2f}x {t}")
-    lines.append("(* = lake reused from cache; gen s is its original generation time)")
+    lines.append("(* = lake reused from cache; gen s is its original generation time; "
+                 f"<scale>{FLAGGED}: UEBA flags 1 in 8 Azure AD sign-ins, else ~0.3 %)")
+    b = report.get("backfill")
+    if b:
+        lines.append(f"Back-fill: {b['windows']} daily 2-day windows ending {b['first_end']} .. "
+                     f"{b['last_end']}, {b['rows_per_day']:,} AzureActivity rows/day, UEBA "
+                     f"flagging {b['uncommon_share']:.3g} of Azure AD sign-ins (medians of "
+                     f"{b['ours_range']['runs']}):")
+        what = {"ours_range": "detect --from --to (1 process)",
+                "duckdb_loop": "DuckDB query looped (1 process)",
+                "ours_separate": f"{b['windows']} x detect --end",
+                "duckdb_separate": f"{b['windows']} x DuckDB process"}
+        for mode, label in what.items():
+            m = b[mode]
+            lines.append(f"    {label:34} wall {m['wall_s']:>7.2f}s  cpu {m['cpu_s']:>7.2f}s  "
+                         f"peak RSS {m['peak_rss_mib']:>6,.0f} MiB")
+        r, t, c = b["ratios"], b["target"], b["comparison"]
+        lines.append(f"    range/loop wall {r['range_vs_loop']['wall_s']:.2f}x  peak RSS "
+                     f"{r['range_vs_loop']['peak_rss_mib']:.2f}x [target <= {t['max']}x: "
+                     f"{'met' if t['met'] else 'NOT met'}]; separate/separate wall "
+                     f"{r['separate_vs_separate']['wall_s']:.2f}x  peak RSS "
+                     f"{r['separate_vs_separate']['peak_rss_mib']:.2f}x; results agree window "
+                     f"by window: {'yes' if c.get('agree') else 'NO'}")
     for mode, d in (report.get("dag") or {}).items():
         what = ("one process importing everything, as `airflow dags test`" if mode == "cold" else
                 "worker preloaded (include.detection.preload), as LocalExecutor with forkserver preload")

@@ -23,7 +23,8 @@ BehaviorAnalytics):
   planted inside the window of each of those run by users, so they reach the result).
 * BehaviorAnalytics: 33 columns, Azure AD sign-ins (55 %), Azure activity (25 %) and device
   logons (20 %); insight values the strings "True"/"False"; ~0.3 % of sign-ins uncommon
-  (ActionUncommonlyPerformedByUser "True"). For 30 % of the Run Commands by users an Azure AD
+  (ActionUncommonlyPerformedByUser "True"; `uncommon_share` sets it: a busy tenant's UEBA flags
+  about 1 in 8). For 30 % of the Run Commands by users an Azure AD
   sign-in is planted around the run: inside the [-6h, +1h] window, exactly on its inclusive edges,
   100 ns outside them, or far away; some of those carry a trap ("true", JSON true, "AzureAD",
   empty location). The rule's result is therefore non-empty and exercises the 100 ns edges.
@@ -65,6 +66,8 @@ RUN_COMMAND = "Microsoft.Compute/virtualMachines/runCommand/action"
 NS_S = 1_000_000_000
 NS_H = 3600 * NS_S
 NS_DAY = 24 * NS_H
+UNCOMMON_SHARE = 0.003     # of Azure AD sign-ins flagged uncommon, by default (a quiet tenant)
+HIGH_UNCOMMON_SHARE = 1 / 8
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,9 @@ class LakeSpec:
     compression: str = "zstd"
     row_group_rows: int = ROW_GROUP_ROWS
     version: int = GENERATOR_VERSION
+    # Share of Azure AD sign-ins UEBA flags as ActionUncommonlyPerformedByUser "True": where the
+    # flag is common, the rule's right side is no longer "a few rows after the cheap filters".
+    uncommon_share: float = UNCOMMON_SHARE
 
     @property
     def ueba_rows_per_day(self) -> int:
@@ -92,7 +98,8 @@ class LakeSpec:
                 else f"{self.rows_per_day // 1000}k" if self.rows_per_day % 1000 == 0
                 else str(self.rows_per_day))
         return (f"lake-{rows}-{self.days}d-{self.first_day}-s{self.seed}-{self.compression}"
-                f"-rg{self.row_group_rows}-v{self.version}")
+                f"-rg{self.row_group_rows}-v{self.version}"
+                + (f"-u{self.uncommon_share:g}" if self.uncommon_share != UNCOMMON_SHARE else ""))
 
 
 # ================================================================================================
@@ -812,7 +819,7 @@ def ueba_batches(spec: LakeSpec, d: int):
     for i in range(len(AAD_KEYS)):
         bits |= ((rng.random(n0) < 0.03) & (i < nkeys)).astype(np.int64) << i
     u_pos = np.array([AAD_KEYS.index(UNCOMMON), ACTIVITY_KEYS.index(UNCOMMON), DEVICE_KEYS.index(UNCOMMON)])[source]
-    uncommon = rng.random(n0) < np.array([0.003, 0.01, 0.01])[source]
+    uncommon = rng.random(n0) < np.array([spec.uncommon_share, 0.01, 0.01])[source]
     bits = (bits & ~(1 << u_pos)) | (uncommon.astype(np.int64) << u_pos)
     variant = np.where(rng.random(n0) < 0.002, rng.integers(1, _VARIANTS, size=n0), 0)
     es_variant = np.where(rng.random(n0) < 0.001, rng.integers(1, 3, size=n0), 0)
@@ -964,7 +971,8 @@ def ensure_lake(root: Path, spec: LakeSpec, workers: int = 1, log=print) -> tupl
     root = Path(root)
     lake = root / spec.name()
     manifest = read_manifest(lake)
-    if manifest and manifest.get("spec") == asdict(spec):
+    # a lake written before `uncommon_share` existed had the default share
+    if manifest and {"uncommon_share": UNCOMMON_SHARE, **manifest.get("spec", {})} == asdict(spec):
         return lake, {**manifest, "generated": False}
     root.mkdir(parents=True, exist_ok=True)
     for leftover in root.glob(f"{lake.name}.tmp-*"):

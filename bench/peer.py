@@ -1,6 +1,7 @@
 """The reference peer: the rule as ONE DuckDB SQL query over the same Parquet files.
 
     python -m bench.peer --source LAKE --end 2026-10-30T00:00:00Z [--period-hours 48] --out result.parquet
+    python -m bench.peer --source LAKE --from 2026-10-29 --to 2026-11-11 [--every-hours 24] --out r.parquet
 
 Faithful to the KQL semantics (shared/reference/rule-semantics.md) as far as DuckDB SQL allows:
 
@@ -141,6 +142,40 @@ def run(source: Path, end: datetime, out: Path, period: timedelta = timedelta(da
     return int(rows)
 
 
+def run_range(source: Path, first: datetime, last: datetime, every: timedelta, out: Path,
+              period: timedelta = timedelta(days=2), threads: int | None = None) -> int:
+    """The same query looped over every window ending at first, first + every, ... last, on one
+    connection in one process (as a back-fill script would), into one Parquet file with a leading
+    WindowEnd column (ISO 8601 UTC, as `detect --from --to` writes it)."""
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    rows, writer, end = 0, None, first
+    try:
+        while end <= last:
+            table = con.sql(query(source, end, period)).to_arrow_table()
+            label = end.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            table = table.add_column(0, "WindowEnd", pa.array([label] * table.num_rows, pa.string()))
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+            rows += table.num_rows
+            end += every
+    finally:
+        if writer is not None:
+            writer.close()
+    tmp.replace(out)
+    return rows
+
+
 def parse_end(text: str) -> datetime:
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
@@ -150,15 +185,26 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.peer", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", type=Path, required=True)
-    p.add_argument("--end", required=True, help="window end, ISO 8601 UTC (exclusive)")
+    p.add_argument("--end", help="window end, ISO 8601 UTC (exclusive)")
+    p.add_argument("--from", dest="first", help="a range: the first window's end")
+    p.add_argument("--to", dest="last", help="the last window's end (included)")
+    p.add_argument("--every-hours", type=float, default=24)
     p.add_argument("--period-hours", type=float, default=48)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--memory-limit", default=None)
     p.add_argument("--print-sql", action="store_true")
     a = p.parse_args(argv)
-    end = parse_end(a.end)
     period = timedelta(hours=a.period_hours)
+    if a.first or a.last:
+        t0 = time.perf_counter()
+        rows = run_range(a.source, parse_end(a.first), parse_end(a.last),
+                         timedelta(hours=a.every_hours), a.out, period, a.threads)
+        print(f"duckdb peer: {rows} rows in {time.perf_counter() - t0:.2f}s", file=sys.stderr)
+        return 0
+    if not a.end:
+        p.error("--end, or --from and --to")
+    end = parse_end(a.end)
     if a.print_sql:
         print(query(a.source, end, period))
         return 0

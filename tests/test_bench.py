@@ -100,6 +100,36 @@ def test_dag_equivalent_runs_every_task_cold_and_warm(report, scale):
     assert "DAG-equivalent at T, warm" in harness.format_table(report)
 
 
+def test_flagged_scenario_runs_beside_each_scale_with_one_in_eight_flagged(report, scale):
+    flagged = report["scales"]["T" + harness.FLAGGED]
+    assert scale["uncommon_share"] == lakes.UNCOMMON_SHARE
+    assert flagged["uncommon_share"] == lakes.HIGH_UNCOMMON_SHARE
+    assert flagged["lake"]["path"] != scale["lake"]["path"]
+    assert flagged["comparison"]["agree"], json.dumps(flagged["comparison"], default=str)
+    ueba = ds.dataset(Path(flagged["lake"]["path"]) / "BehaviorAnalytics",
+                      partitioning="hive").to_table(columns=["EventSource", "ActivityInsights"])
+    aad = [i for e, i in zip(ueba.column("EventSource").to_pylist(),
+                             ueba.column("ActivityInsights").to_pylist()) if e == "Azure AD"]
+    share = sum('"ActionUncommonlyPerformedByUser":"True"' in i for i in aad) / len(aad)
+    assert 0.10 < share < 0.15
+    assert "T-1in8" in harness.format_table(report)
+
+
+def test_backfill_agrees_window_by_window_and_reports_every_mode(tmp_path):
+    b = harness.bench_backfill(tmp_path / "data", tmp_path / "out", rows_per_day=TINY, days=5,
+                               warm=False, log=lambda *a: None)
+    assert b["windows"] == 4
+    assert (b["first_end"], b["last_end"]) == ("2026-10-29T00:00:00Z", "2026-11-01T00:00:00Z")
+    assert b["comparison"]["agree"], json.dumps(b["comparison"], indent=2, default=str)
+    assert sum(b["comparison"]["rows_per_window"]) > 0
+    for mode in harness.BACKFILL_MODES:
+        run = b["runs"][mode][0]
+        assert run["exit_code"] == 0 and b[mode]["wall_s"] > 0, run.get("log_tail")
+    assert b["runs"]["ours_separate"][0]["processes"] == 4
+    assert {"met", "ratio", "max"} <= set(b["target"])
+    assert "detect --from --to" in harness.format_table({"scales": {}, "backfill": b})
+
+
 def test_each_child_is_measured_on_its_own(tmp_path):
     """A child that allocates ~200 MiB reports it; a small one reports its own size, not the
     test process's (which holds pandas/pyarrow and the lake: a child forked directly would)."""
