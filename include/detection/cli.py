@@ -1,7 +1,7 @@
 """Command line: hunting and re-runs without Airflow.
 
-  python -m include.detection detect --source DIR --end TS [--period 2d] --out FILE
-  python -m include.detection run --source DIR --end TS          (detect + alert + deliver)
+  python -m include.detection detect --source DIR|URL --end TS [--period 2d] --out FILE
+  python -m include.detection run --source DIR|URL --end TS      (detect + alert + deliver)
   python -m include.detection alerts [--format jsonl|table] | alerts show ID
   python -m include.detection alerts redeliver [ID] [--destination NAME ...] [--force]
   python -m include.detection demo --out DIR [--format parquet|jsonl]
@@ -32,8 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("detect", "run"):
         d = sub.add_parser(name, help="run the rule over a folder of exports" if name == "detect"
                            else "detect, then store alerts and deliver tickets")
-        d.add_argument("--source", type=Path, default=None,
-                       help="folder with AzureActivity/BehaviorAnalytics (.jsonl, Parquet folder, .csv)")
+        d.add_argument("--source", default=None,
+                       help="where AzureActivity/BehaviorAnalytics are (default "
+                            "DETECTION_SOURCE): a folder (.jsonl, Parquet folder, .csv, or the "
+                            "am-* containers of Azure Monitor's data export), a file://, "
+                            "memory://, abfs://, az://, s3:// URL of one, loganalytics://<id>, "
+                            "or kusto://<host>/<database>")
         d.add_argument("--end", required=True, help="window end, ISO 8601 UTC (exclusive)")
         d.add_argument("--period", default=None, help="Kusto timespan, e.g. 2d or 36h (default: rule's)")
         d.add_argument("--rule", default="runcommand_ueba_breach", help="rule name or YAML path")
@@ -94,9 +98,15 @@ def _detection(args, out_dir: Path, store=None):
 
     rule = load_rule(args.rule)
     period = parse_timespan(args.period) if args.period else rule.query_period
+    from . import sources
+    from .connections import register_url
+
     source = args.source or config.source()
-    if not Path(source).is_dir():
-        raise UsageError(f"--source {source} is not a folder")
+    register_url(str(source))  # a SAS token in the URL is masked wherever it could appear
+    local = sources.local_path(source)  # only a folder on this machine can be checked up front
+    if local is not None and not local.is_dir():
+        raise UsageError(f"--source {local} is not a folder")
+    source = sources.open_source(source)
     engine = "ge" if args.docs else args.validator
     detection = detect(source, args.end, period, rule, docs_dir=args.docs, raise_on_failure=False,
                        engine=engine, store=store)

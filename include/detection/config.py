@@ -1,7 +1,10 @@
 """Where things live, from the environment (never secrets in code).
 
 DETECTION_HOME          base folder for local state (default: <repo>/.data)
-DETECTION_SOURCE        folder with the tables (default: $DETECTION_HOME/lake, the demo lake)
+DETECTION_SOURCE        where the tables are (default: $DETECTION_HOME/lake, the demo lake): a
+                        folder, a file://, memory://, abfs://, az://, s3://, gs:// URL of one, or
+                        loganalytics://<workspace-id>[,...] or kusto://<host>/<database>
+                        (include/detection/sources/); a SAS token in its query is masked
 DETECTION_STAGING       base path for per-run intermediate Parquet (default: $DETECTION_HOME/staging)
 DETECTION_ALERT_STORE   alert store: a path, sqlite:///path, postgresql://... URL, or a connection id
                         (Airflow connection, or AIRFLOW_CONN_<ID>) (default: $DETECTION_HOME/alerts.db)
@@ -13,6 +16,7 @@ DETECTION_DESTINATIONS  comma-separated destination names: file, webhook, jira, 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,8 +26,21 @@ def home() -> Path:
     return Path(os.environ.get("DETECTION_HOME") or REPO / ".data")
 
 
-def source() -> Path:
-    return Path(os.environ.get("DETECTION_SOURCE") or home() / "lake")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
+
+
+def source() -> Path | str:
+    """A folder as a Path; a URL as the text given (a Path would merge its `//`). Credentials a
+    URL carries (a SAS token's `sig`) are registered with connections.redact first."""
+    value = os.environ.get("DETECTION_SOURCE")
+    if not value:
+        return home() / "lake"
+    if not _URL.match(value):
+        return Path(value)
+    from .connections import register_url
+
+    register_url(value)
+    return value
 
 
 def staging() -> Path:

@@ -41,9 +41,11 @@ def window(end, period: timedelta) -> tuple[pd.Timestamp, pd.Timestamp]:
     return start.as_unit("ns"), parsed.as_unit("ns")
 
 
-def extract(source: Path, table: str, start, end, rule: Rule | None = None) -> sources.Scan:
+def extract(source, table: str, start, end, rule: Rule | None = None) -> sources.Scan:
+    """One table's scan for the window from any source (a folder, a URL, or one already opened:
+    sources.open_source)."""
     rule = rule or load_rule()
-    return sources.read_table(Path(source), table, start, end, rule.inputs[table])
+    return sources.open_source(source).scan(table, start, end, rule.inputs[table])
 
 
 def validate(scan: sources.Scan, start, end, rule: Rule | None = None,
@@ -76,7 +78,7 @@ class Detection:
         return "failed" if "failed" in statuses else "warnings" if "warnings" in statuses else "passed"
 
 
-def detect(source: Path, end, period: timedelta | None = None, rule: Rule | None = None,
+def detect(source, end, period: timedelta | None = None, rule: Rule | None = None,
            docs_dir: Path | None = None, history: dict[str, dict] | None = None,
            raise_on_failure: bool = True, engine: str = "ge", store=None) -> Detection:
     """Extract, gate and correlate one window. A critical data-quality failure of either table
@@ -91,6 +93,7 @@ def detect(source: Path, end, period: timedelta | None = None, rule: Rule | None
         history = {t: _history(store, rule, t, end.isoformat()) for t in sources.TABLES}
     if engine == "ge":
         quality.prefetch()
+    source = sources.open_source(source)  # once: a remote source's client serves both tables
     # One table after the other: each DuckDB scan already uses every core (measured: two side
     # by side are ~7% slower at 10M rows/day).
     scans = {t: extract(source, t, start, end, rule) for t in sources.TABLES}
