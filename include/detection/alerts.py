@@ -179,11 +179,18 @@ def _alert(rule: Rule, grouping: str, alert_id_: str, rows: list[dict], window: 
 
 
 def build_alerts(result: pd.DataFrame, rule: Rule, start, end, data_quality: str = "passed",
-                 grouping: str | None = None) -> list[dict]:
-    """Alerts from correlate()'s output (13 columns + context) for the window [start, end)."""
+                 grouping: str | None = None, workspace: str | None = None) -> list[dict]:
+    """Alerts from correlate()'s output (13 columns + context) for the window [start, end).
+
+    `workspace` (an MSSP's several tenants): the workspace the rows came from. It is part of
+    every alert id, so two tenants' executions never merge into one alert, and a custom detail
+    (`Workspace`). Without it (one source), ids are as they always were."""
     grouping = grouping_of(rule, grouping)
     if result.empty:
         return []
+    if workspace:
+        return [_in_workspace(a, workspace)
+                for a in build_alerts(result, rule, start, end, data_quality, grouping)]
     window = {"start": format_datetime(_utc(start)), "end": format_datetime(_utc(end))}
     rows = to_records(result, OUTPUT_COLUMNS + CONTEXT_COLUMNS)
     groups: dict[str, list[dict]] = {}
@@ -203,6 +210,14 @@ def build_alerts(result: pd.DataFrame, rule: Rule, start, end, data_quality: str
     alerts = [_alert(rule, grouping, i, members, window, data_quality)
               for i, members in groups.items()]
     return sorted(alerts, key=lambda a: (a["start_time"], a["id"]))
+
+
+def _in_workspace(alert: dict, workspace: str) -> dict:
+    """The alert as seen in `workspace`: its id derived from the single-source id and the
+    workspace (stable, and distinct per workspace), the workspace among its custom details."""
+    return {**alert, "id": str(uuid.uuid5(ALERT_NAMESPACE, f"{alert['id']}|{workspace}")),
+            "workspace": workspace,
+            "custom_details": {**alert["custom_details"], "Workspace": [workspace]}}
 
 
 def merge_evidence(old: list[dict], new: list[dict]) -> list[dict]:

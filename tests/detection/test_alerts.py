@@ -2,11 +2,12 @@
 
 import pytest
 
-from include.detection.alerts import GROUPINGS, grouping_of, merge_alert
+from include.detection.alerts import GROUPINGS, build_alerts, grouping_of, merge_alert
+from include.detection.correlation import correlate
 from include.detection.errors import UsageError
 from include.detection.rule import load_rule
 from tests.detection.alert_cases import ACTIVITY, UEBA, W1, W2, alerts_for
-from tests.factories import RULE, run_command, ueba_row
+from tests.factories import RULE, activity, run_command, ueba, ueba_row
 
 
 def test_one_alert_per_execution_with_all_its_ueba_evidence():
@@ -111,3 +112,18 @@ def test_merge_adds_new_evidence_entities_and_details_and_keeps_an_unchanged_ale
     assert merged["window"] == new["window"] and merged["id"] == old["id"]
     worse, _ = merge_alert(old, {**new, "data_quality": "warnings"})
     assert worse["data_quality"] == "warnings", "the worst data-quality status of its inputs"
+
+
+def test_the_same_execution_in_two_workspaces_is_two_alerts_that_name_their_workspace():
+    """Issue #10 (MSSP): two tenants' rows never merge into one alert; one source keeps its ids."""
+    result = correlate(activity(ACTIVITY), ueba(UEBA))
+    plain = build_alerts(result, RULE, *W1)
+    a = build_alerts(result, RULE, *W1, workspace="11111111-1111-1111-1111-111111111111")
+    b = build_alerts(result, RULE, *W1, workspace="22222222-2222-2222-2222-222222222222")
+    assert len(a) == len(b) == len(plain)
+    assert not {x["id"] for x in a} & {x["id"] for x in b} and not {x["id"] for x in a} & \
+        {x["id"] for x in plain}
+    assert [x["id"] for x in build_alerts(result, RULE, *W2, workspace=a[0]["workspace"])][0] == \
+        a[0]["id"], "stable across overlapping windows, as without a workspace"
+    assert all(x["custom_details"]["Workspace"] == [x["workspace"]] for x in a + b)
+    assert "Workspace" not in plain[0]["custom_details"]
