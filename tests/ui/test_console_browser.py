@@ -173,11 +173,6 @@ def test_the_dag_runs_detections_tab_lists_its_alerts_and_data_quality(console, 
     _shoot(analyst, "console-run-tab.png")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Airflow 3.3 sandboxes external views without allow-top-navigation and allow-popups: "
-    "target=_top / target=_blank links in the console do nothing (the browser logs 'Unsafe "
-    "attempt to initiate navigation' / 'Blocked opening ... allow-popups'). Same origin, so "
-    "window.top.open(href, '_self' | '_blank') works; remove this marker with that fix."))
 def test_links_that_leave_the_console_work_inside_the_uis_iframe(console, analyst):
     _open_users_alert(analyst, console, USER)
     _follow(analyst, (By.CSS_SELECTOR, "#quality a"), lambda d: len(d.window_handles) == 2,
