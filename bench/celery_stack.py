@@ -122,7 +122,7 @@ class CeleryStack(AirflowStack):
                     if not k.startswith(("AIRFLOW_", "AIRFLOW__", "DETECTION_"))}
         self.env.update({**self.deployment_env, **TEST_ONLY,
                          "DETECTION_START_DATE": TEST_START_DATE, **(extra_env or {})})
-        self.metadata_db = _libpq(self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+        self.metadata_libpq = _libpq(self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
         self.commands = {f"airflow-{name}" if name in WORKERS else service: [
             *args, *(["--celery-hostname", f"{name}@%h"] if name in WORKERS else [])]
             for service, args in COMMANDS.items() if service != "airflow-init"
@@ -206,7 +206,9 @@ class CeleryStack(AirflowStack):
         for name, proc in self.procs_by_name.items():
             if proc.poll() is not None:
                 raise StackTimeout(f"{name} exited with {proc.returncode}\n{self.log_tails()}")
+        jobs = {j for (j,) in self.query("SELECT job_type FROM job WHERE state = 'running'")}
         return bool(self.query("SELECT 1 FROM serialized_dag WHERE dag_id = %s", (DAG_ID,))) and \
+            jobs >= {"SchedulerJob", "DagProcessorJob", "TriggererJob"} and \
             all(" ready." in self.worker_log(w) for w in WORKERS) and self._api_healthy()
 
     def _api_healthy(self) -> bool:
@@ -218,7 +220,7 @@ class CeleryStack(AirflowStack):
         except requests.RequestException:
             return False
 
-    def stop(self, grace: float = 10) -> None:
+    def stop(self, grace: float = 5) -> None:
         """SIGTERM to every process group, SIGKILL to what is left after `grace` seconds in all
         (a warm Celery shutdown would wait for running tasks), then drop the databases."""
         import psutil
@@ -294,7 +296,7 @@ class CeleryStack(AirflowStack):
         import psycopg
 
         try:
-            with closing(psycopg.connect(self.metadata_db, connect_timeout=5)) as con:
+            with closing(psycopg.connect(self.metadata_libpq, connect_timeout=5)) as con:
                 rows = con.execute(sql.replace("?", "%s"), args).fetchall()
         except (psycopg.errors.UndefinedTable, psycopg.OperationalError):
             return []  # tables not created yet
@@ -355,25 +357,28 @@ def _fernet_key() -> str:
 # --- measurement: validate task durations with and without the preload --------------------------
 
 def measure(days: tuple[str, str] = ("2026-10-29", "2026-10-31")) -> dict:
+    """Back-fill `days` on a stack with the worker preload and on one without; the validate
+    tasks' and the runs' durations (the stacks' folders are kept, for their logs)."""
     import tempfile
 
     from include.detection import demo
 
-    out = {}
-    with tempfile.TemporaryDirectory(prefix="celery-stack-") as tmp:
-        lake = demo.ensure_demo_lake(Path(tmp) / "lake")
-        for preload in (True, False):
-            home = Path(tmp) / f"preload-{preload}"
-            with CeleryStack(home, lake, preload=preload) as stack:
-                stack.backfill(*days, max_active_runs=1)
-                runs = stack.wait_for_runs(3, timeout=600)
-                tis = [stack.task_instances(r["run_id"]) for r in runs]
-                out[f"preload={preload}"] = {
-                    "runs": [r["state"] for r in runs],
-                    "validate_s": sorted(round(t[k]["seconds"], 2) for t in tis for k in t
-                                         if k.startswith("validate_")),
-                    "run_s": [round(_seconds(r), 1) for r in runs],
-                }
+    tmp = Path(tempfile.mkdtemp(prefix="celery-stack-"))
+    out = {"folder": str(tmp)}
+    lake = demo.ensure_demo_lake(tmp / "lake")
+    for preload in (True, False):
+        with CeleryStack(tmp / f"preload-{preload}", lake, preload=preload) as stack:
+            stack.backfill(*days, max_active_runs=1)
+            runs = stack.wait_for_runs(3, timeout=900)
+            tis = [stack.task_instances(r["run_id"]) for r in runs]
+            out[f"preload={preload}"] = {
+                "runs": [r["state"] for r in runs],
+                "not succeeded": [(k, t[k]["state"]) for t in tis for k in t
+                                  if t[k]["state"] != "success"],
+                "validate_s": sorted(round(t[k]["seconds"], 2) for t in tis for k in t
+                                     if k.startswith("validate_") and t[k]["seconds"]),
+                "run_s": [round(_seconds(r), 1) for r in runs],
+            }
     return out
 
 

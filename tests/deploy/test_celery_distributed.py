@@ -8,11 +8,16 @@ killed while one of its tasks runs must not stop the next back-fill nor duplicat
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 
 from bench.celery_stack import WORKERS, CeleryStack, StackTimeout
 from include.detection import demo, store
@@ -103,7 +108,33 @@ def _wait(stack: CeleryStack, count: int) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def first(stack, embedded):
+def healthchecks(stack):
+    """Each Airflow service's healthcheck from docker-compose.yaml, started against the process
+    the stack runs for it (the test's host names and ports in place of the containers'), beside
+    the first back-fill (they take ~5 s of CPU each)."""
+    compose = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
+    checks = {}
+    for service, spec in compose["services"].items():
+        if not service.startswith("airflow-") or "healthcheck" not in spec:
+            continue
+        kind, *argv = spec["healthcheck"]["test"]
+        text = (argv[0] if kind == "CMD-SHELL" else shlex.join(argv)).replace("$$", "$")
+        text = text.replace("localhost:8080", f"127.0.0.1:{stack.port}") \
+            .replace("127.0.0.1:8974", f"127.0.0.1:{stack.health_port}")
+        if service == "airflow-worker":   # celery@<container host name> here: <worker>@<host>
+            for worker in WORKERS:
+                checks[worker] = text.replace("celery@${HOSTNAME}",
+                                              f"{worker}@{socket.gethostname()}")
+        else:
+            checks[service] = text
+    env = {**stack.env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return {name: (text, subprocess.Popen(["sh", "-c", text], env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, cwd=REPO))
+            for name, text in checks.items()}
+
+
+@pytest.fixture(scope="module")
+def first(stack, embedded, healthchecks):
     """Three days back-filled in order, as the README tells users to; the windows overlap."""
     stack.backfill(*FIRST, max_active_runs=1)
     expected = embedded.run("2026-10-30", "2026-10-31", "2026-11-01")
@@ -151,6 +182,17 @@ def test_validate_tasks_find_great_expectations_preloaded_by_the_celery_worker(f
     assert len(logs) == 6  # two tables x three days
     for log in logs:
         assert "Great Expectations preloaded by the worker: True" in log.read_text(), log
+
+
+def test_the_compose_healthchecks_pass_against_the_running_stack(healthchecks):
+    assert set(healthchecks) == {"airflow-apiserver", "airflow-scheduler",
+                                 "airflow-dag-processor", "airflow-triggerer", *WORKERS}
+    failed = {}
+    for name, (text, proc) in healthchecks.items():
+        out = proc.communicate(timeout=180)[0].decode(errors="replace")
+        if proc.returncode:
+            failed[name] = (text, out[-2000:])
+    assert not failed
 
 
 @pytest.fixture(scope="module")
