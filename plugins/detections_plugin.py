@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 
 DAG_ID = "runcommand_ueba_breach"
@@ -201,16 +201,16 @@ def run_tab(dag_id: str, run_id: str, request: Request) -> HTMLResponse:
 
 
 @app.get("/docs/{folder}/{table}/{path:path}")
-def data_docs(folder: str, table: str, path: str) -> FileResponse:
+def data_docs(folder: str, table: str, path: str) -> Response:
     """Great Expectations Data Docs of a run, only from that run's folder in the staging area."""
     from include.detection import config, console
     from include.detection.rule import load_rule
 
     try:
-        target = console.docs_file(config.staging(), load_rule().id, folder, table, path)
+        page = console.docs_file(config.staging(), load_rule().id, folder, table, path)
     except FileNotFoundError:
         raise HTTPException(status_code=404, detail="no such Data Docs page") from None
-    return FileResponse(target)
+    return Response(page.data, media_type=page.media_type)
 
 
 class DetectionsPlugin(AirflowPlugin):

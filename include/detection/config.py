@@ -5,10 +5,13 @@ DETECTION_SOURCE        where the tables are (default: $DETECTION_HOME/lake, the
                         folder, a file://, memory://, abfs://, az://, s3://, gs:// URL of one, or
                         loganalytics://<workspace-id>[,...] or kusto://<host>/<database>
                         (include/detection/sources/); a SAS token in its query is masked
-DETECTION_STAGING       base path for per-run intermediate Parquet (default: $DETECTION_HOME/staging)
+DETECTION_STAGING       base of per-run intermediate Parquet, verdicts and Data Docs: a folder or a
+                        file://, s3://, abfs://, az://, gs://, memory:// URL (default:
+                        $DETECTION_HOME/staging); no credentials in it (storage.py)
 DETECTION_ALERT_STORE   alert store: a path, sqlite:///path, postgresql://... URL, or a connection id
                         (Airflow connection, or AIRFLOW_CONN_<ID>) (default: $DETECTION_HOME/alerts.db)
-DETECTION_TICKET_DIR    the `file` destination's folder (default: $DETECTION_HOME/tickets)
+DETECTION_TICKET_DIR    the `file` destination's folder, a folder or URL as DETECTION_STAGING
+                        (default: $DETECTION_HOME/tickets)
 DETECTION_DESTINATIONS  comma-separated destination names: file, webhook, jira, servicenow (default:
                         file); their settings: include/detection/destinations/
 """
@@ -43,16 +46,25 @@ def source() -> Path | str:
     return value
 
 
-def staging() -> Path:
-    return Path(os.environ.get("DETECTION_STAGING") or home() / "staging")
+def staging() -> Path | str:
+    """Where runs stage their files: a folder as a Path, a URL (file://, s3://, abfs://,
+    memory://: storage) as the text given, which the DAG's tasks pass to each other."""
+    return _location(os.environ.get("DETECTION_STAGING"), "staging")
 
 
 def alert_store() -> str:
     return os.environ.get("DETECTION_ALERT_STORE") or str(home() / "alerts.db")
 
 
-def ticket_dir() -> Path:
-    return Path(os.environ.get("DETECTION_TICKET_DIR") or home() / "tickets")
+def ticket_dir() -> Path | str:
+    """The `file` destination's folder: a Path, or a URL as the text given (as staging)."""
+    return _location(os.environ.get("DETECTION_TICKET_DIR"), "tickets")
+
+
+def _location(value: str | None, default: str) -> Path | str:
+    if not value:
+        return home() / default
+    return value if _URL.match(value) else Path(value)
 
 
 def destinations() -> list[str]:

@@ -6,11 +6,13 @@ file a request may read, the link of a ticket, a run's data-quality summary. The
 from __future__ import annotations
 
 import json
+import mimetypes
 import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from urllib.parse import quote
 
+from . import storage
 from .errors import UsageError
 
 TICKET_STATES = ("delivered", "pending", "failing")
@@ -68,38 +70,69 @@ def page_window(page, per_page) -> tuple[int, int]:
     return per_page, (page - 1) * per_page
 
 
-def docs_file(staging: Path, rule_id: str, folder: str, table: str, path: str) -> Path:
+@dataclass(frozen=True)
+class DocsPage:
+    """A Data Docs file's bytes, read from the staging area (a path or URL: storage)."""
+    name: str
+    data: bytes
+
+    @property
+    def media_type(self) -> str:
+        return mimetypes.guess_type(self.name)[0] or "application/octet-stream"
+
+
+# a Data Docs file's path inside its folder: plain segments, never `.`, `..`, empty or `\`
+_DOCS_SEGMENT = re.compile(r"^(?!\.{1,2}$)[^/\\\x00-\x1f]+$")
+
+
+def docs_file(staging, rule_id: str, folder: str, table: str, path: str) -> DocsPage:
     """The Data Docs file a URL names, only inside that run's `data_docs/<table>/` folder (no
-    `..`, no absolute path, no link out of it); FileNotFoundError otherwise."""
+    `..`, no absolute path, no link out of it); FileNotFoundError otherwise. The staging area
+    may be on another machine's storage, so the bytes are returned, not a path."""
+    from .pipeline import Staged
     from .sources import TABLES
 
     if not RUN_FOLDER.match(folder) or table not in TABLES:
         raise FileNotFoundError(path)
-    root = (Path(staging) / rule_id / folder / "data_docs" / table).resolve()
-    target = (root / (path or "index.html")).resolve()
-    if not target.is_relative_to(root) or not target.is_file():
+    parts = (path or "index.html").split("/")
+    if not all(_DOCS_SEGMENT.match(p) for p in parts):
         raise FileNotFoundError(path)
-    return target
+    root = Staged(storage.join(staging, rule_id, folder), table).docs
+    local = storage.local_path(root)
+    if local is not None:  # on this machine a symlink could still lead out of the folder
+        top = local.resolve()
+        target = top.joinpath(*parts).resolve()
+        if not target.is_relative_to(top) or not target.is_file():
+            raise FileNotFoundError(path)
+        return DocsPage(target.name, target.read_bytes())
+    try:
+        return DocsPage(parts[-1], storage.read_bytes(storage.join(root, *parts)))
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise FileNotFoundError(path) from None
 
 
-def run_quality(staging: Path, rule_id: str, start: str, end: str) -> dict:
+def run_quality(staging, rule_id: str, start: str, end: str) -> dict:
     """Both tables' data-quality verdicts of the run for [start, end), as the validate step
     wrote them (pipeline.Staged.verdict), and whether their Data Docs exist."""
     from .pipeline import Staged, run_folder_name
     from .sources import TABLES
 
-    folder = Path(staging) / rule_id / run_folder_name(start, end)
+    name = run_folder_name(start, end)
+    folder = storage.join(staging, rule_id, name)
     out = {}
     for table in TABLES:
         files = Staged(folder, table)
         verdict = None
-        if files.verdict.is_file():
-            try:
-                verdict = json.loads(files.verdict.read_text(encoding="utf-8"))["summary"]
-            except (ValueError, KeyError, OSError):
-                verdict = {"status": "unreadable", "summary": f"{files.verdict} is unreadable"}
-        out[table] = {"verdict": verdict, "docs": (files.docs / "index.html").is_file(),
-                      "folder": folder.name}
+        try:
+            verdict = json.loads(storage.read_text(files.verdict))["summary"]
+        except FileNotFoundError:
+            pass
+        except (ValueError, KeyError, TypeError, OSError):
+            verdict = {"status": "unreadable",
+                       "summary": f"{table}.validation.json of {name} is unreadable"}
+        out[table] = {"verdict": verdict,
+                      "docs": storage.is_file(storage.join(files.docs, "index.html")),
+                      "folder": name}
     return out
 
 

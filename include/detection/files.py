@@ -16,7 +16,10 @@ for a file only its owner may read.
 could swap the temporary file for a symlink in between. That cannot be prevented through a path,
 but it is detected: the file renamed into place must still be the regular file we created
 (same inode), else nothing is renamed and OSError is raised. `write_text` writes through the
-descriptor it created and has no such window.
+descriptor it created and has no such window (as `write_bytes`).
+
+Files on other file systems (object storage, `memory://`) are written by `storage`, which comes
+back here for a folder on this machine.
 """
 
 from __future__ import annotations
@@ -94,11 +97,16 @@ def atomic_path(path: Path, mode: int | None = None):
 
 def write_text(path: Path, text: str, mode: int | None = None) -> Path:
     """Write `text` (UTF-8) to `path` atomically, through the descriptor of the temporary file."""
+    return write_bytes(path, text.encode("utf-8"), mode)
+
+
+def write_bytes(path: Path, data: bytes, mode: int | None = None) -> Path:
+    """Write `data` to `path` atomically, through the descriptor of the temporary file."""
     path = Path(path)
     fd, tmp = _create(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fchmod(fh.fileno(), _mode(mode))
         os.replace(tmp, path)

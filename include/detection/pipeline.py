@@ -7,15 +7,16 @@ Parquet files in between.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
 
-from . import correlation, quality, sources
+from . import correlation, quality, sources, storage
 from .errors import DataQualityError, IncompleteDataError, UsageError
-from .files import atomic_path, write_text
 from .rule import Rule, load_rule
 
 
@@ -110,11 +111,13 @@ def detect(source, end, period: timedelta | None = None, rule: Rule | None = Non
 
 
 # --- Staging: each DAG run writes its own interval-keyed Parquet files --------------------------
+# Locations are text, a path or a URL (storage): what one task writes, a task on another host
+# reads back through the same URL.
 
-def run_folder(base: Path, rule: Rule, start, end) -> Path:
+def run_folder(base, rule: Rule, start, end) -> str:
     """`<base>/<rule id>/<start>--<end>/`: one folder per interval, so re-runs overwrite their
-    own files and overlapping windows never share one."""
-    return Path(base) / rule.id / run_folder_name(start, end)
+    own files and overlapping windows never share one. `base` a path or URL (storage)."""
+    return storage.join(base, rule.id, run_folder_name(start, end))
 
 
 def run_folder_name(start, end) -> str:
@@ -127,52 +130,66 @@ def run_folder_name(start, end) -> str:
 
 @dataclass(frozen=True)
 class Staged:
-    """Where one table's files for a run live in its run folder."""
-    folder: Path
+    """Where one table's files for a run live in its run folder (a path or URL: storage)."""
+    folder: str
     table: str
 
-    @property
-    def data(self) -> Path:
-        return self.folder / f"{self.table}.parquet"
+    def __post_init__(self):
+        object.__setattr__(self, "folder", os.fspath(self.folder))
 
     @property
-    def stats(self) -> Path:
-        return self.folder / f"{self.table}.stats.json"
+    def data(self) -> str:
+        return storage.join(self.folder, f"{self.table}.parquet")
 
     @property
-    def verdicts(self) -> Path:   # the validate step's results folder (quality.validate names the file)
-        return self.folder / "quality"
+    def stats(self) -> str:
+        return storage.join(self.folder, f"{self.table}.stats.json")
 
     @property
-    def verdict(self) -> Path:
-        return self.verdicts / f"{self.table}.validation.json"
+    def verdicts(self) -> str:  # the validate step's results folder (quality names the file)
+        return storage.join(self.folder, "quality")
 
     @property
-    def docs(self) -> Path:
-        return self.folder / "data_docs" / self.table
+    def verdict(self) -> str:
+        return storage.join(self.verdicts, f"{self.table}.validation.json")
+
+    @property
+    def docs(self) -> str:
+        return storage.join(self.folder, "data_docs", self.table)
+
+    @property
+    def quarantine(self) -> str:
+        return storage.join(self.folder, "quarantine", self.table)
+
+    @classmethod
+    def of(cls, extracted: dict) -> "Staged":
+        """The files of a table extract_to_stage staged (its returned dict, e.g. from XCom)."""
+        return cls(extracted["path"].rpartition("/")[0], extracted["table"])
 
 
-def stage(frame: pd.DataFrame, path: Path) -> Path:
-    """Write a frame as Parquet atomically (temp file, then rename)."""
+def stage(frame: pd.DataFrame, path) -> str:
+    """Write a frame as Parquet at `path` (a path or URL) atomically."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    with atomic_path(path) as tmp:
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
-    return path
+    return storage.write_parquet(pa.Table.from_pandas(frame, preserve_index=False), path)
 
 
-def load_stage(path: Path) -> pd.DataFrame:
-    import pyarrow.parquet as pq
+def load_stage(path) -> pd.DataFrame:
+    """A staged frame back, from a path or URL."""
+    return storage.read_parquet(path).to_pandas()
 
-    return pq.read_table(path).to_pandas()
+
+def staged_stats(extracted: dict) -> dict:
+    """The stats file extract_to_stage wrote for a table (rows, hourly counts, newest row)."""
+    return json.loads(storage.read_text(extracted["stats"]))
 
 
 # --- The DAG's steps as plain functions (the DAG file only wires them) ------------------------------
 
-def extract_to_stage(source: Path, table: str, start, end, staging: Path,
+def extract_to_stage(source: Path, table: str, start, end, staging,
                      rule: Rule | None = None, store=None) -> dict:
-    """Scan one table for the window into `<run folder>/<table>.parquet` plus a stats file.
+    """Scan one table for the window into `<run folder>/<table>.parquet` plus a stats file,
+    under `staging` (a path or URL: storage); the returned dict names them the same way.
 
     Raises IncompleteDataError when the window is not complete yet (judged against the table's
     rhythm in `store`, read only), so the caller can wait and scan again; every other problem
@@ -188,19 +205,20 @@ def extract_to_stage(source: Path, table: str, start, end, staging: Path,
     # (no Data Docs of stale data), and stats are written last, so a table counts as staged only
     # when both files are this attempt's.
     for old in (files.stats, files.data, files.verdict):
-        old.unlink(missing_ok=True)
+        storage.rm(old)
     scan = extract(source, table, start, end, rule)
     path = stage(scan.frame, files.data)
-    qpath = quarantine.write([scan], folder / "quarantine" / table, end)
+    qpath = quarantine.write([scan], files.quarantine, end)
     stats = {**scan.summary(), "quarantine_file": str(qpath) if qpath else None}
-    stats_path = write_text(files.stats, json.dumps(stats, default=str))
+    stats_path = storage.write_text(files.stats, json.dumps(stats, default=str))
     past = _history(store, rule, table, end.isoformat())
     missing = quality.incomplete(quality.profile(stats, start, end, past))
     if missing:
         raise IncompleteDataError([{"table": table, **m} for m in missing])
-    return {"table": table, "path": str(path), "stats": str(stats_path),
+    return {"table": table, "path": path, "stats": stats_path,
             "rows_in_window": scan.rows_in_window, "candidates": len(scan.frame),
-            "quarantined": scan.quarantined, "window": [start.isoformat(), end.isoformat()]}
+            "quarantined": scan.quarantined, "newest": stats.get("newest"),
+            "window": [start.isoformat(), end.isoformat()]}
 
 
 def validate_stage(extracted: dict, store=None, rule: Rule | None = None) -> dict:
@@ -212,12 +230,20 @@ def validate_stage(extracted: dict, store=None, rule: Rule | None = None) -> dic
     before the alerts go out; `render_docs` does it beside the rest of the run."""
     rule = rule or load_rule()
     table, (start, end) = extracted["table"], extracted["window"]
-    stats = json.loads(Path(extracted["stats"]).read_text())
+    stats = staged_stats(extracted)
     past = _history(store, rule, table, end)
     try:
-        checked = quality.validate(table, load_stage(extracted["path"]), stats, rule.inputs[table],
-                                   start, end, past,
-                                   results_dir=Staged(Path(extracted["path"]).parent, table).verdicts)
+        # quality writes the verdict to a local folder; it goes to the run folder passed or
+        # failed (the console shows both)
+        with tempfile.TemporaryDirectory(prefix="detection-verdict-") as local:
+            try:
+                checked = quality.validate(table, load_stage(extracted["path"]), stats,
+                                           rule.inputs[table], start, end, past,
+                                           results_dir=Path(local))
+            finally:
+                verdict = Path(local) / f"{table}.validation.json"
+                if verdict.is_file():
+                    storage.write_bytes(Staged.of(extracted).verdict, verdict.read_bytes())
     except DataQualityError:
         if store:
             record_run(store, rule, table, start, end, stats, "failed")
@@ -227,26 +253,53 @@ def validate_stage(extracted: dict, store=None, rule: Rule | None = None) -> dic
     return {**checked.summary(), "path": extracted["path"]}
 
 
-def render_docs(staging: Path, start, end, store=None, rule: Rule | None = None) -> dict[str, str]:
+def render_docs(staging, start, end, store=None, rule: Rule | None = None) -> dict[str, str]:
     """Great Expectations Data Docs for each table staged for this window (a failed validation
     included: that is when they are read), in `<run folder>/data_docs/<table>/index.html`.
     Re-runs the same suites with a Data Docs action, so the pages show exactly the checks the
-    validate step applied. Returns {table: index path}; tables never staged are left out."""
+    validate step applied. GE writes to a local folder, which is then copied there (storage).
+    Returns {table: index path or URL}; tables never staged are left out."""
     rule = rule or load_rule()
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     folder = run_folder(staging, rule, start, end)
     pages = {}
     for table in sources.TABLES:
         files = Staged(folder, table)
-        if not (files.data.exists() and files.stats.exists()):
+        try:
+            stats = json.loads(storage.read_text(files.stats))
+            frame = load_stage(files.data)
+        except FileNotFoundError:
             continue
         # the volume history the gate judged with (later runs may have added to the store's)
-        history = (json.loads(files.verdict.read_text()).get("history") if files.verdict.exists()
-                   else _history(store, rule, table, end.isoformat()))
-        quality.validate(table, load_stage(files.data), json.loads(files.stats.read_text()),
-                         rule.inputs[table], start, end, history, files.docs, raise_on_failure=False)
-        pages[table] = str(files.docs / "index.html")
+        try:
+            history = json.loads(storage.read_text(files.verdict)).get("history")
+        except FileNotFoundError:
+            history = _history(store, rule, table, end.isoformat())
+        with tempfile.TemporaryDirectory(prefix="detection-docs-") as local:
+            quality.validate(table, frame, stats, rule.inputs[table], start, end, history,
+                             Path(local), raise_on_failure=False)
+            storage.put_tree(Path(local), files.docs)
+        pages[table] = storage.join(files.docs, "index.html")
     return pages
+
+
+def correlate_stage(activity: dict, ueba: dict) -> dict:
+    """The correlate step: both staged tables in, `<run folder>/result.parquet` out (the shape
+    results.write gives it), as a path or URL like theirs."""
+    from . import results
+
+    result = correlation.correlate(load_stage(activity["path"]), load_stage(ueba["path"]))
+    out = storage.join(Staged.of(activity).folder, "result.parquet")
+    storage.write_parquet(results.to_arrow(
+        result, correlation.OUTPUT_COLUMNS + correlation.CONTEXT_COLUMNS), out)
+    return {"path": out, "results": len(result)}
+
+
+def load_result(path) -> pd.DataFrame:
+    """correlate_stage's result back as correlate() shaped it (results.load), from a path or URL."""
+    from . import results
+
+    return results.from_arrow(storage.read_parquet(path))
 
 
 def _history(store, rule: Rule, table: str, end: str) -> dict | None:

@@ -4,24 +4,28 @@ every record kept after a repair ("kept": true, e.g. invalid UTF-8 replaced by U
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
 import pandas as pd
 
-from .files import write_text
+from . import storage
 
 # Readers hand over valid Unicode, but the file must never be the thing that fails a run: a lone
 # surrogate is written as its JSON escape (still valid JSON, and UTF-8 on disk).
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def write(scans, folder: Path, end) -> Path | None:
+def write(scans, folder, end) -> Path | str | None:
     """Write all quarantined records of a run to `folder/quarantine-<end>.jsonl` (atomically);
-    returns the path, or None when nothing was quarantined."""
+    returns where (a Path for a folder given as a Path, else the path or URL as text: storage),
+    or None when nothing was quarantined."""
     records = [r for s in scans for r in s.quarantine]
     if not records:
         return None
-    path = Path(folder) / f"quarantine-{pd.Timestamp(end).strftime('%Y%m%dT%H%M%SZ')}.jsonl"
+    name = f"quarantine-{pd.Timestamp(end).strftime('%Y%m%dT%H%M%SZ')}.jsonl"
     text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
-    return write_text(path, _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+    url = storage.write_text(storage.join(folder, name),
+                             _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+    return Path(url) if isinstance(folder, os.PathLike) else url

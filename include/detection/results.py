@@ -71,7 +71,12 @@ def load(path: Path) -> pd.DataFrame:
     """A result Parquet file back as a frame shaped like correlate()'s output."""
     import pyarrow.parquet as pq
 
-    frame = pq.read_table(path).to_pandas()
+    return from_arrow(pq.read_table(path))
+
+
+def from_arrow(table) -> pd.DataFrame:
+    """to_arrow's shape back as correlate()'s (dynamic columns parsed from their JSON text)."""
+    frame = table.to_pandas()
     for col in DYNAMIC_COLUMNS:
         frame[col] = pd.Series([None if pd.isna(v) else json.loads(v) for v in frame[col]],
                                index=frame.index, dtype=object)

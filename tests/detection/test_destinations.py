@@ -341,3 +341,51 @@ def test_credentials_never_reach_logs_errors_stored_alerts_or_cli_output(fakes, 
         for name, secret in secrets.items():
             assert secret not in text, f"{name} secret in {where}"
     assert "***" in stored, "the echoed secrets were masked, not dropped silently"
+
+
+# --- the file destination on shared storage (issue #12 point 3) -----------------------------------
+
+@pytest.fixture
+def memory_tickets():
+    import uuid
+
+    import fsspec
+
+    root = f"memory-tickets-{uuid.uuid4().hex}"
+    yield f"memory://{root}/tickets"
+    memory = fsspec.filesystem("memory")
+    if memory.exists(f"/{root}"):
+        memory.rm(f"/{root}", recursive=True)
+
+
+def test_file_tickets_on_object_storage_one_per_alert_then_updated_in_place(store, memory_tickets,
+                                                                           tmp_path):
+    from include.detection import storage
+
+    settings = {"file": {"folder": memory_tickets}}
+    first = executions(2)
+    store.upsert(first)
+    assert destinations.deliver_pending(store, ["file"], settings=settings) == {
+        "file": {"delivered": 2, "failed": 0}}
+    names = sorted(f"{a['id']}.json" for a in first)
+    assert storage.walk(memory_tickets) == names
+    store.upsert(more_evidence(1))
+    assert destinations.deliver_pending(store, ["file"], settings=settings)["file"]["delivered"] == 1
+    assert storage.walk(memory_tickets) == names, "updated in place, no second ticket, no temp key"
+    ticket = json.loads(storage.read_text(f"{memory_tickets}/{first[0]['id']}.json"))
+    assert ticket["revision"] == 2
+    assert [e["action"] for e in store.delivery_log(first[0]["id"])] == ["created", "updated"]
+    assert not (tmp_path / "tickets").exists(), "nothing on local disk"
+
+
+@pytest.mark.parametrize("ref", ["../escape.json", "sub/escape.json", "..", ".hidden.json"],
+                         ids=["parent folder", "sub-folder", "dot-dot", "dot-name"])
+def test_file_tickets_on_object_storage_refuse_a_ticket_reference_that_is_a_path(ref,
+                                                                                memory_tickets):
+    from include.detection import storage
+    from include.detection.destinations import FileTickets, PermanentError
+
+    (alert,) = executions(1)
+    with pytest.raises(PermanentError, match="refusing ticket reference"):
+        FileTickets(folder=memory_tickets).deliver(alert, ref)
+    assert storage.walk(memory_tickets.rpartition("/")[0]) == []

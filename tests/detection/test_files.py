@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from include.detection import destinations
+from include.detection import destinations, storage
 from include.detection.destinations import FileTickets, PermanentError
 from include.detection.files import atomic_path, write_text
 from include.detection.store import AlertStore
@@ -45,8 +45,23 @@ def write_with_file_destination(target: Path, text: str) -> None:
                                                "text": text}, None)
 
 
+def write_with_storage(target: Path, text: str) -> None:
+    storage.write_text(str(target), text)
+
+
+def write_with_storage_file_url(target: Path, text: str) -> None:
+    storage.write_text(target.as_uri(), text)
+
+
+def write_with_file_destination_url(target: Path, text: str) -> None:
+    FileTickets(folder=target.parent.as_uri()).deliver({"id": target.name.removesuffix(".json"),
+                                                        "text": text}, None)
+
+
 WRITERS = {"write_text": write_with_write_text, "atomic_path": write_with_atomic_path,
-           "file-destination": write_with_file_destination}
+           "file-destination": write_with_file_destination, "storage path": write_with_storage,
+           "storage file://": write_with_storage_file_url,
+           "file-destination file://": write_with_file_destination_url}
 
 
 def folder_files(folder: Path) -> set[str]:

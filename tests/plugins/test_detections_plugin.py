@@ -4,6 +4,8 @@ against a running `airflow api-server` are in tests/dags/test_scheduler_backfill
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -156,18 +158,18 @@ def test_the_run_tab_shows_the_runs_alerts_and_data_quality(api, airflow_db, det
                                   "window_end": "2026-11-01T00:00:00Z"})
     folder = pipeline.run_folder(config.staging(), load_rule(), "2026-10-30T00:00:00Z",
                                  "2026-11-01T00:00:00Z")
-    verdict = pipeline.Staged(folder, "AzureActivity").verdict
+    verdict = Path(pipeline.Staged(folder, "AzureActivity").verdict)
     verdict.parent.mkdir(parents=True)
     verdict.write_text(_json.dumps({"summary": {"status": "passed", "summary": "AzureActivity: passed, "
                                                "complete; 42 rows in window"}}))
-    docs = pipeline.Staged(folder, "AzureActivity").docs
+    docs = Path(pipeline.Staged(folder, "AzureActivity").docs)
     docs.mkdir(parents=True)
     (docs / "index.html").write_text("<html>docs of the run</html>")
     _run(airflow_db, "manual__tab")
     page = client.get("/detections/runs/runcommand_ueba_breach/manual__tab", headers=_as(tokens, "analyst"))
     assert page.status_code == 200
     assert CALLER in page.text and "42 rows in window" in page.text and "not validated" in page.text
-    link = f"/detections/docs/{folder.name}/AzureActivity/index.html"
+    link = f"/detections/docs/{Path(folder).name}/AzureActivity/index.html"
     assert link in page.text
     served = client.get(link, headers=_as(tokens, "analyst"))
     assert served.status_code == 200 and "docs of the run" in served.text

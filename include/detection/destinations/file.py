@@ -1,6 +1,7 @@
-"""`file`: one JSON file per ticket in a folder (DETECTION_TICKET_DIR); the ticket reference is
-the file name. The file is named by the alert id, so a re-delivery rewrites the same ticket,
-never a second one; the write is atomic (temp file, then rename).
+"""`file`: one JSON file per ticket in a folder (DETECTION_TICKET_DIR: a path, or a URL of a
+folder on object storage, `memory://`, `file://`: storage); the ticket reference is the file
+name. The file is named by the alert id, so a re-delivery rewrites the same ticket, never a
+second one; the write is atomic (temp file or key, then rename).
 
 The reference comes back from the alert store, so it is checked before it names a file: one plain
 file name in the folder, never a path (`/`, `\\`, `..`), a dot-name (our temporary files) or
@@ -16,8 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .. import config
-from ..files import write_text
+from .. import config, storage
 from ..text import printable
 from .base import Delivery, Destination, PermanentError
 
@@ -41,9 +41,10 @@ def ticket_name(ref: str) -> str:
 class FileTickets(Destination):
     name = "file"
 
-    def __init__(self, folder: Path | None = None, settings: dict | None = None, connection: Any = None):
+    def __init__(self, folder: Path | str | None = None, settings: dict | None = None,
+                 connection: Any = None):
         super().__init__(settings, connection)
-        self.folder = Path(folder or self.settings.get("folder") or config.ticket_dir())
+        self.folder = os.fspath(folder or self.settings.get("folder") or config.ticket_dir())
 
     @classmethod
     def resolve(cls, settings: dict | None, connection: Any = None) -> dict:
@@ -54,8 +55,7 @@ class FileTickets(Destination):
 
     def deliver(self, alert: dict, ticket_ref: str | None) -> Delivery:
         ref = ticket_name(ticket_ref or f"{alert['id']}.json")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        target = self.folder / ref
-        existed = target.is_file() and not target.is_symlink()
-        write_text(target, json.dumps(alert, indent=2, ensure_ascii=False))
+        target = storage.join(self.folder, ref)
+        existed = storage.is_file(target)
+        storage.write_text(target, json.dumps(alert, indent=2, ensure_ascii=False))
         return Delivery(ref, "updated" if existed else "created")
