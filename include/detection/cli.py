@@ -1,6 +1,7 @@
 """Command line: hunting and re-runs without Airflow.
 
   python -m include.detection detect --source DIR|URL --end TS [--period 2d] --out FILE
+  python -m include.detection detect --source DIR|URL --from TS --to TS [--every 1d] --out FILE
   python -m include.detection run --source DIR|URL --end TS      (detect + alert + deliver)
   python -m include.detection alerts [--format jsonl|table] | alerts show ID
   python -m include.detection alerts redeliver [ID] [--destination NAME ...] [--force]
@@ -38,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
                             "am-* containers of Azure Monitor's data export), a file://, "
                             "memory://, abfs://, az://, s3:// URL of one, loganalytics://<id>, "
                             "or kusto://<host>/<database>")
-        d.add_argument("--end", required=True, help="window end, ISO 8601 UTC (exclusive)")
+        d.add_argument("--end", required=name == "run",
+                       help="window end, ISO 8601 UTC (exclusive)"
+                       + ("; or a range of windows: --from/--to" if name == "detect" else ""))
         d.add_argument("--period", default=None, help="Kusto timespan, e.g. 2d or 36h (default: rule's)")
         d.add_argument("--rule", default="runcommand_ueba_breach", help="rule name or YAML path")
         d.add_argument("--quarantine", type=Path, default=None,
@@ -51,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
                             "Great Expectations (as the DAG does; ~2.5 s to import)")
         if name == "detect":
             d.add_argument("--out", type=Path, required=True, help="result file, .jsonl or .parquet")
+            d.add_argument("--from", dest="first", default=None,
+                           help="hunt over a range: the first window's end, ISO 8601 UTC")
+            d.add_argument("--to", dest="last", default=None,
+                           help="the last window's end (included); one file, a leading WindowEnd")
+            d.add_argument("--every", default=None,
+                           help="Kusto timespan between window ends (default: the rule's "
+                                "queryFrequency, 1d)")
         else:
             d.add_argument("--grouping", choices=["AlertPerExecution", "SingleAlert", "AlertPerResult"],
                            default=None, help="alert grouping (default: the rule's eventGroupingSettings)")
@@ -98,15 +108,7 @@ def _detection(args, out_dir: Path, store=None):
 
     rule = load_rule(args.rule)
     period = parse_timespan(args.period) if args.period else rule.query_period
-    from . import sources
-    from .connections import register_url
-
-    source = args.source or config.source()
-    register_url(str(source))  # a SAS token in the URL is masked wherever it could appear
-    local = sources.local_path(source)  # only a folder on this machine can be checked up front
-    if local is not None and not local.is_dir():
-        raise UsageError(f"--source {local} is not a folder")
-    source = sources.open_source(source)
+    source = _source(args)
     engine = "ge" if args.docs else args.validator
     detection = detect(source, args.end, period, rule, docs_dir=args.docs, raise_on_failure=False,
                        engine=engine, store=store)
@@ -118,6 +120,19 @@ def _detection(args, out_dir: Path, store=None):
     if detection.failures:
         raise detection.error()
     return rule, detection
+
+
+def _source(args):
+    """The source the arguments name, opened."""
+    from . import sources
+    from .connections import register_url
+
+    source = args.source or config.source()
+    register_url(str(source))  # a SAS token in the URL is masked wherever it could appear
+    local = sources.local_path(source)  # only a folder on this machine can be checked up front
+    if local is not None and not local.is_dir():
+        raise UsageError(f"--source {local} is not a folder")
+    return sources.open_source(source)
 
 
 def _report(detection, args, out_dir: Path) -> None:
@@ -150,11 +165,61 @@ def _writable_file(path: Path, flag: str) -> None:
 
 def _detect(args) -> int:
     from . import results
+    if args.first or args.last:
+        return _detect_range(args)
+    if not args.end:
+        raise UsageError("detect needs --end, or --from and --to for a range of windows")
+    if args.every:
+        raise UsageError("--every goes with --from/--to")
     if args.out.suffix not in (".jsonl", ".parquet"):
         raise UsageError(f"--out {args.out}: use a .jsonl or .parquet file name")
     _writable_file(args.out, "--out")
     rule, detection = _detection(args, args.out.parent / "quarantine")
     results.write(detection.result, args.out)
+    return 0
+
+
+def _detect_range(args) -> int:
+    """Every window from --from to --to in one process, into one file (ranges.Hunt): a window
+    failing the gate is named and has no rows; the others are written; exit 3 if any failed."""
+    from . import quarantine as q
+    from .ranges import Hunt, RangeQualityError, RangeWriter, span_text
+    from .rule import load_rule, parse_timespan
+
+    if args.end or not (args.first and args.last):
+        raise UsageError("a range needs --from and --to (and no --end)")
+    if args.out.suffix not in (".jsonl", ".parquet"):
+        raise UsageError(f"--out {args.out}: use a .jsonl or .parquet file name")
+    _writable_file(args.out, "--out")
+    rule = load_rule(args.rule)
+    hunt = Hunt(_source(args), args.first, args.last,
+                parse_timespan(args.every) if args.every else None,
+                parse_timespan(args.period) if args.period else None, rule,
+                engine="ge" if args.docs else args.validator, docs_dir=args.docs)
+    tty = sys.stderr.isatty()
+    failed = []
+    with RangeWriter(args.out) as out:
+        for i, detection in enumerate(hunt, 1):
+            end = detection.end.isoformat()
+            if detection.failures:
+                failed.append(detection)
+                print(("\r\033[K" if tty else "") + f"window ending {end}: {detection.error()}",
+                      file=sys.stderr)
+            out.add(detection.end, detection.result)
+            if tty:
+                print(f"\r[{i}/{len(hunt)}] window ending {end}: {out.rows} rows so far",
+                      end="", file=sys.stderr, flush=True)
+    if tty:
+        print(file=sys.stderr)
+    path = q.write(hunt.quarantine, args.quarantine or args.out.parent / "quarantine",
+                   hunt.ends[-1])
+    if path:
+        print(f"quarantine: {path}", file=sys.stderr)
+    print(f"windows: {len(hunt)} ending {hunt.ends[0].isoformat()} .. "
+          f"{hunt.ends[-1].isoformat()} every {span_text(hunt.every)}, {len(failed)} failed the "
+          f"gate; results: {out.rows} rows in {args.out}", file=sys.stderr)
+    if failed:
+        raise RangeQualityError(failed, len(hunt))
     return 0
 
 
