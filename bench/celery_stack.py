@@ -32,7 +32,7 @@ from bench.airflow_stack import AIRFLOW, DAG_ID, REPO, AirflowStack, StackTimeou
 
 ENV_FILE = REPO / "deploy" / "celery.env"
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"   # trust auth on loopback (tests and CI)
-REDIS = "redis://127.0.0.1:6379/7"                  # a Redis DB of its own, flushed at start
+REDIS = "redis://127.0.0.1:6379/7"                  # a Redis DB for these stacks
 
 # What each service of docker-compose.yaml runs (`airflow <args>`). No log servers: every process
 # writes task logs to one shared folder (compose: the airflow-logs volume), which the API server
@@ -68,11 +68,15 @@ SITE = ("DETECTION_DESTINATIONS", "DETECTION_START_DATE")
 # Only the test sets these. DAGs unpaused at creation (a deployment unpauses on purpose); a task
 # whose worker died is noticed after 30 s without a heartbeat instead of 5 min (retried in
 # seconds by the task policy below instead of the DAG's 5 min); no scheduled catch-up runs beside
-# the back-fills (DETECTION_START_DATE in the future; back-fills are not clipped to it).
+# the back-fills (DETECTION_START_DATE in the future; back-fills are not clipped to it). Each
+# stack's broker keys (queues, unacked messages, worker control) carry a prefix of its own: two
+# stacks on one machine (two people running the tests) never take each other's tasks or see
+# each other's workers, and a stack deletes only its own keys.
 TEST_ONLY = {
     "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+    "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": "celery_stack_{suffix}:",
 }
 TEST_START_DATE = "2099-01-01"
 # $AIRFLOW_HOME/config/airflow_local_settings.py of the test only: retries come seconds after the
@@ -109,7 +113,7 @@ class CeleryStack(AirflowStack):
                  postgres: str = POSTGRES, redis: str = REDIS, extra_env: dict | None = None):
         super().__init__(home, source)
         self.source = Path(source)
-        suffix = uuid.uuid4().hex[:10]
+        suffix = self.suffix = uuid.uuid4().hex[:10]
         self.databases = {"airflow": f"celery_stack_{suffix}_airflow",
                           "detections": f"celery_stack_{suffix}_detections"}
         self.postgres, self.redis = postgres.rstrip("/"), redis
@@ -120,8 +124,9 @@ class CeleryStack(AirflowStack):
             self.deployment_env["AIRFLOW__CELERY__EXTRA_CELERY_CONFIG"] = "{}"
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("AIRFLOW_", "AIRFLOW__", "DETECTION_"))}
-        self.env.update({**self.deployment_env, **TEST_ONLY,
-                         "DETECTION_START_DATE": TEST_START_DATE, **(extra_env or {})})
+        self.env.update({
+            **self.deployment_env, **{k: v.format(suffix=suffix) for k, v in TEST_ONLY.items()},
+            "DETECTION_START_DATE": TEST_START_DATE, **(extra_env or {})})
         self.metadata_libpq = _libpq(self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
         self.commands = {f"airflow-{name}" if name in WORKERS else service: [
             *args, *(["--celery-hostname", f"{name}@%h"] if name in WORKERS else [])]
@@ -171,14 +176,12 @@ class CeleryStack(AirflowStack):
 
     def __enter__(self) -> "CeleryStack":
         import psycopg
-        import redis
 
         self._t0 = time.monotonic()
-        redis.Redis.from_url(self.redis).flushdb()
-        with closing(psycopg.connect(f"{self.postgres}/postgres", autocommit=True)) as con:
-            for db in self.databases.values():
-                con.execute(f'CREATE DATABASE "{db}"')
         try:
+            with closing(psycopg.connect(f"{self.postgres}/postgres", autocommit=True)) as con:
+                for db in self.databases.values():
+                    con.execute(f'CREATE DATABASE "{db}"')
             config = self.home / "airflow" / "config"
             config.mkdir(parents=True, exist_ok=True)
             (config / "airflow_local_settings.py").write_text(FAST_RETRIES)
@@ -225,7 +228,6 @@ class CeleryStack(AirflowStack):
         (a warm Celery shutdown would wait for running tasks), then drop the databases."""
         import psutil
         import psycopg
-        import redis
 
         family = []
         for p in self.procs:
@@ -254,7 +256,16 @@ class CeleryStack(AirflowStack):
                 for db in self.databases.values():
                     con.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         finally:
-            redis.Redis.from_url(self.redis).flushdb()
+            self._forget_broker_keys()
+
+    def _forget_broker_keys(self) -> None:
+        import redis
+
+        prefix = self.env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX"]
+        client = redis.Redis.from_url(self.redis)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
 
     def kill_worker(self, name: str) -> None:
         """A worker host lost: SIGKILL the worker, its pool and the task processes it supervises

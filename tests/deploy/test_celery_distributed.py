@@ -107,11 +107,10 @@ def _wait(stack: CeleryStack, count: int) -> list[dict]:
         pytest.fail(f"{exc}\ntask instances: {states}")
 
 
-@pytest.fixture(scope="module")
-def healthchecks(stack):
+def start_healthchecks(stack: CeleryStack) -> dict:
     """Each Airflow service's healthcheck from docker-compose.yaml, started against the process
-    the stack runs for it (the test's host names and ports in place of the containers'), beside
-    the first back-fill (they take ~5 s of CPU each)."""
+    the stack runs for it (the test's host names and ports in place of the containers'); they
+    run beside the first back-fill (~5 s of CPU each)."""
     compose = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
     checks = {}
     for service, spec in compose["services"].items():
@@ -134,13 +133,14 @@ def healthchecks(stack):
 
 
 @pytest.fixture(scope="module")
-def first(stack, embedded, healthchecks):
+def first(stack, embedded):
     """Three days back-filled in order, as the README tells users to; the windows overlap."""
     stack.backfill(*FIRST, max_active_runs=1)
+    health = start_healthchecks(stack)
     expected = embedded.run("2026-10-30", "2026-10-31", "2026-11-01")
     runs = _wait(stack, 3)
     stack.mark("first back-fill")
-    return {"runs": runs, "state": _state(stack), "expected": expected}
+    return {"runs": runs, "state": _state(stack), "expected": expected, "health": health}
 
 
 def test_backfill_runs_every_day_to_success(first, stack):
@@ -184,7 +184,8 @@ def test_validate_tasks_find_great_expectations_preloaded_by_the_celery_worker(f
         assert "Great Expectations preloaded by the worker: True" in log.read_text(), log
 
 
-def test_the_compose_healthchecks_pass_against_the_running_stack(healthchecks):
+def test_the_compose_healthchecks_pass_against_the_running_stack(first):
+    healthchecks = first["health"]
     assert set(healthchecks) == {"airflow-apiserver", "airflow-scheduler",
                                  "airflow-dag-processor", "airflow-triggerer", *WORKERS}
     failed = {}
@@ -217,15 +218,15 @@ def test_rerunning_the_backfill_adds_nothing(rerun, first):
 
 @pytest.fixture(scope="module")
 def killed(first, stack, embedded):
-    """A new back-fill; once a task of it runs on a worker (an extract or validate: Data Docs
-    is not retried, by design), that worker's host is lost: SIGKILL to the worker, its pool and
-    the task processes."""
+    """A new back-fill; once a validate task of it runs on a worker (it runs for seconds, and
+    Data Docs, which comes after it, is not retried, by design), that worker's host is lost:
+    SIGKILL to the worker, its pool and the task processes."""
     stack.backfill(KILLED, KILLED)
     run_id = stack.wait("the new back-fill run", lambda: stack.query(
         "SELECT run_id FROM dag_run WHERE run_type = 'backfill' AND data_interval_start = "
         "%s::timestamptz", (f"{KILLED}T00:00:00Z",)), 60)[0][0]
     deadline = time.monotonic() + 120
-    while not (victim := stack.running_on(run_id, prefixes=("extract_", "validate_"))):
+    while not (victim := stack.running_on(run_id, prefixes=("validate_",))):
         assert time.monotonic() < deadline, f"no task ran\n{stack.log_tails()}"
         time.sleep(0.1)
     task_id, worker = victim
