@@ -44,16 +44,22 @@ PUSHDOWN = {
 }
 
 
+def _where(frame: pd.DataFrame, keep: pd.Series) -> pd.DataFrame:
+    """The rows where `keep` holds. The scan already applied each side's first `where`, so the
+    mask is often all True: then the frame itself (a mask copies every Arrow column)."""
+    return frame if bool(keep.all()) else frame[keep]
+
+
 # --- AzureActivity side ---------------------------------------------------------------------
 
 def where_operation_is_run_command(activity: pd.DataFrame) -> pd.DataFrame:
     """| where OperationNameValue =~ "MICROSOFT.COMPUTE/VIRTUALMACHINES/RUNCOMMAND/ACTION" """
-    return activity[kql.equals_ci(activity["OperationNameValue"], RUN_COMMAND_OPERATION)]
+    return _where(activity, kql.equals_ci(activity["OperationNameValue"], RUN_COMMAND_OPERATION))
 
 
 def where_authorization_has_virtual_machines(activity: pd.DataFrame) -> pd.DataFrame:
     """| where Authorization has "virtualMachines" """
-    return activity[kql.has_term(activity["Authorization"], "virtualMachines")]
+    return _where(activity, kql.has_term(activity["Authorization"], "virtualMachines"))
 
 
 def summarize_by_correlation(activity: pd.DataFrame) -> pd.DataFrame:
@@ -138,8 +144,8 @@ def where_azure_ad_uncommon_action(ueba: pd.DataFrame) -> pd.DataFrame:
     Decided per distinct text, column-at-a-time where the text's shape makes it certain, parsed
     otherwise (kql.property_equals): UEBA may flag many rows, but they share few texts.
     """
-    azure_ad = ueba[kql.kusto_str(ueba["EventSource"]) == "Azure AD"]
-    return azure_ad[kql.property_equals(azure_ad["ActivityInsights"], INSIGHT_KEY, "True")]
+    azure_ad = _where(ueba, kql.kusto_str(ueba["EventSource"]) == "Azure AD")
+    return _where(azure_ad, kql.property_equals(azure_ad["ActivityInsights"], INSIGHT_KEY, "True"))
 
 
 def project_ueba(ueba: pd.DataFrame) -> pd.DataFrame:
@@ -159,7 +165,7 @@ def project_ueba(ueba: pd.DataFrame) -> pd.DataFrame:
 def where_upn_and_location_not_empty(ueba: pd.DataFrame) -> pd.DataFrame:
     """| where isnotempty(UserPrincipalName) and isnotempty(UEBASourceIPLocation)
     | extend joinkey = tolower(UserPrincipalName)"""
-    kept = ueba[(ueba["UserPrincipalName"] != "") & (ueba["UEBASourceIPLocation"] != "")]
+    kept = _where(ueba, (ueba["UserPrincipalName"] != "") & (ueba["UEBASourceIPLocation"] != ""))
     return kept.assign(joinkey=kept["UserPrincipalName"].str.lower())
 
 

@@ -216,7 +216,10 @@ def _arrow_strings(text: pd.Series) -> pa.Array | None:
     """The column as one Arrow string array, or None when it holds anything but text and nulls
     (or text Arrow cannot hold: a lone surrogate)."""
     try:
-        values = pa.array(text, type=pa.large_string(), from_pandas=True)
+        if hasattr(text.array, "__arrow_array__"):  # Arrow-backed already: no copy
+            values = text.array.__arrow_array__().cast(pa.large_string())
+        else:
+            values = pa.array(text, type=pa.large_string(), from_pandas=True)
     except (pa.ArrowException, TypeError, ValueError, UnicodeError):
         return None
     return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
