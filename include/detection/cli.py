@@ -201,9 +201,9 @@ def _detect_range(args) -> int:
     with RangeWriter(args.out) as out:
         for i, detection in enumerate(hunt, 1):
             end = detection.end.isoformat()
-            if detection.failures:
-                failed.append(detection)
-                print(("\r\033[K" if tty else "") + f"window ending {end}: {detection.error()}",
+            if detection.failures:  # named now and at the end; its frames are not kept
+                failed.append((detection.end, detection.error()))
+                print(("\r\033[K" if tty else "") + f"window ending {end}: {failed[-1][1]}",
                       file=sys.stderr)
             out.add(detection.end, detection.result)
             if tty:

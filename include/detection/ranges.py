@@ -313,11 +313,12 @@ class RangeWriter:
 
 
 class RangeQualityError(DataQualityError):
-    """Some windows of a range failed the data-quality gate (CLI exit 3); the others ran."""
+    """Some windows of a range failed the data-quality gate (CLI exit 3); the others ran.
+    `failed` holds (window end, that window's DataQualityError): not the windows' rows."""
 
-    def __init__(self, failed: list[Detection], total: int):
-        self.failures = [{**f, "window_end": d.end.isoformat()} for d in failed
-                         for f in d.failures]
-        windows = "; ".join(f"window ending {d.end.isoformat()}: {d.error()}" for d in failed)
+    def __init__(self, failed: list[tuple[pd.Timestamp, DataQualityError]], total: int):
+        self.failures = [{**f, "window_end": end.isoformat()} for end, error in failed
+                         for f in error.failures]
+        windows = "; ".join(f"window ending {end.isoformat()}: {error}" for end, error in failed)
         DetectionError.__init__(self, f"data-quality gate failed in {len(failed)} of {total} "
                                       f"windows ({windows})")

@@ -234,6 +234,18 @@ def test_cli_range_parquet_has_a_leading_window_end(tmp_path, capsys):
     assert table.num_rows == len(results.read(out)) > 0
 
 
+@pytest.mark.parametrize("tty", [True, False], ids=["progress-on-a-terminal", "none-in-a-log"])
+def test_cli_range_shows_progress_only_on_a_terminal(tmp_path, capsys, monkeypatch, tty):
+    src = write_jsonl(tmp_path / "src", *tables(hole=False))
+    monkeypatch.setattr(cli.sys.stderr, "isatty", lambda: tty, raising=False)
+    assert cli.main(["detect", "--source", str(src), "--from", FIRST, "--to", LAST,
+                     "--out", str(tmp_path / "r.jsonl")]) == 0
+    err = capsys.readouterr().err
+    assert ("[5/5] window ending 2026-11-02T00:00:00+00:00" in err) is tty
+    assert "windows: 5 ending 2026-10-29T00:00:00+00:00 .. 2026-11-02T00:00:00+00:00 every 1d" \
+        in err
+
+
 @pytest.mark.parametrize("args, message", [
     (["--from", FIRST], "needs --from and --to"),
     (["--from", FIRST, "--to", LAST, "--end", LAST], "needs --from and --to (and no --end)"),
