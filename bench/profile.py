@@ -82,7 +82,8 @@ def importtime(lake: Path, end: str, out_dir: Path, code=None) -> dict:
 
 def steps_main(lake: Path, end: str, out: Path) -> None:
     """Runs in a child process: the detect pipeline, step by step, timed."""
-    timer = Steps(quiet=True).run
+    steps = Steps(quiet=True)
+    timer = steps.run
     timer("import pandas", __import__, "pandas")
     timer("import pyarrow.dataset", __import__, "pyarrow.dataset")
     timer("import include.detection", __import__, "include.detection.pipeline")
@@ -103,7 +104,7 @@ def steps_main(lake: Path, end: str, out: Path) -> None:
     result = timer("correlate", correlation.correlate, scans["AzureActivity"].frame,
                    scans["BehaviorAnalytics"].frame)
     timer("write result", results.write, result, out.with_suffix(".parquet"))
-    report = {"steps": timer.steps, "results": len(result),
+    report = {"steps": steps.steps, "results": len(result),
               "frames": {t: {"rows": len(s.frame), "mib": round(s.frame.memory_usage(deep=True).sum() / 2**20, 1)}
                          for t, s in scans.items()},
               "summaries": {t: {k: v for k, v in s.summary().items() if k not in ("hourly",)}
