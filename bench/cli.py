@@ -48,10 +48,10 @@ def main(argv=None) -> int:
                    help="measure `ours` from this folder (holding include/), not the working tree")
     p.add_argument("--no-flagged", action="store_true",
                    help="skip each scale's scenario where UEBA flags 1 in 8 Azure AD sign-ins")
-    p.add_argument("--backfill", action="store_true",
-                   help="also back-fill 14 daily windows of a 15-day lake (1M rows/day): one "
-                        "`detect --from --to` vs the DuckDB query looped in one process, and "
-                        "14 processes of each")
+    p.add_argument("--no-backfill", action="store_true",
+                   help="skip the back-fill of 14 daily windows of a 15-day lake (1M rows/day): "
+                        "one `detect --from --to` vs the DuckDB query looped in one process, "
+                        "and 14 processes of each")
     p.add_argument("--backfill-share", type=float, default=None,
                    help="share of Azure AD sign-ins flagged in the back-fill lake (default 1/8)")
     a = p.parse_args(argv)
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
 
     report = harness.run_bench(a.scales, a.repeat, a.data_dir, a.out, a.dag, a.dag_scale, a.timeout,
                                not a.no_warm, a.workers, a.compression, code=code, airflow=a.airflow,
-                               flagged=not a.no_flagged, backfill=a.backfill,
+                               flagged=not a.no_flagged, backfill=not a.no_backfill,
                                backfill_share=a.backfill_share)
     if a.profile:
         from . import profile
