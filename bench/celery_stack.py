@@ -323,7 +323,8 @@ class CeleryStack(AirflowStack):
                           "EXTRACT(EPOCH FROM end_date - start_date), hostname, queue, "
                           "external_executor_id, try_number "
                           "FROM task_instance WHERE run_id = %s", (run_id,))
-        return {t: {"state": s, "start": a, "end": b, "seconds": float(d) if d is not None else None,
+        return {t: {"state": s, "start": a, "end": b,
+                    "seconds": float(d) if d is not None else None,
                     "hostname": h, "queue": q, "celery_task_id": c, "try_number": n}
                 for t, s, a, b, d, h, q, c, n in rows}
 

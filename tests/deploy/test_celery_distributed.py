@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.services]
 
 FIRST = ("2026-10-29", "2026-10-31")   # logical dates: windows ending 10-30, 10-31 and 11-01
 KILLED = "2026-11-01"                  # the window ending 11-02: the cross-midnight case, new
-# Lower-case columns of task_instance that say where a try ran.
+# The task_instance columns that say where and how a try ran.
 WHERE = "task_id, try_number, state, hostname, queue, external_executor_id"
 
 
@@ -60,8 +61,6 @@ class Embedded:
         self.home, self.lake = home, lake
 
     def run(self, *ends: str) -> dict:
-        import os
-
         env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTION_")}
         env["DETECTION_HOME"] = str(self.home)
         for end in ends:
@@ -164,10 +163,11 @@ def test_every_task_ran_on_a_celery_worker_and_both_workers_took_tasks(first, st
     # worker stores the result after the task process reported to Airflow: wait for the last)
     ids = {row[5] for row in rows}
 
-    def stored():
+    def all_succeeded() -> bool:
         results = dict(stack.query("SELECT task_id, status FROM celery_taskmeta"))
-        return {i: results.get(i) for i in ids if results.get(i) != "SUCCESS"} or True
-    assert stack.wait("every Celery result", lambda: stored() is True, 30)
+        return all(results.get(i) == "SUCCESS" for i in ids)
+
+    assert stack.wait("every Celery result stored as SUCCESS", all_succeeded, 30)
 
 
 def test_alerts_and_tickets_equal_the_embedded_defaults(first):
@@ -210,7 +210,8 @@ def rerun(first, stack):
 
 
 def test_rerunning_the_backfill_adds_nothing(rerun, first):
-    assert all(r["state"] == "success" and r["start_date"] > rerun["started"]
+    started = datetime.fromisoformat(rerun["started"])
+    assert all(r["state"] == "success" and datetime.fromisoformat(r["start_date"]) > started
                for r in rerun["runs"]), rerun["runs"]
     assert rerun["state"] == first["state"]   # same alerts, revisions, deliveries, tickets
     assert rerun["rewritten"] == rerun["written"], "a ticket file was written again"

@@ -17,8 +17,18 @@ import pytest
 import yaml
 
 from bench.airflow_stack import PRELOAD
-from bench.celery_stack import (COMMANDS, ENV_FILE, PLACES, SECRETS, SITE, TEST_ONLY, WORKERS,
-                                CeleryStack, preload_modules, shared_env)
+from bench.celery_stack import (
+    COMMANDS,
+    ENV_FILE,
+    PLACES,
+    SECRETS,
+    SITE,
+    TEST_ONLY,
+    WORKERS,
+    CeleryStack,
+    preload_modules,
+    shared_env,
+)
 from tests.conftest import REPO
 from tests.test_project import PINS, requirements
 
@@ -122,7 +132,7 @@ def test_celery_pins_are_exact_installed_and_the_executor_imports():
     assert issubclass(CeleryExecutor, BaseExecutor)
 
 
-# --- the same environment ---------------------------------------------------------------------------
+# --- the same environment ------------------------------------------------------------------------
 
 def test_every_variable_the_test_sets_is_classified(ran):
     shared = set(shared_env())
@@ -198,7 +208,7 @@ def test_compose_holds_no_literal_secrets():
     assert not re.search(r"://[^$/\s]+:[^$@\s{]+@", text), "credentials inside a URL"
 
 
-# --- volumes, health, start order -------------------------------------------------------------------
+# --- volumes, health, start order ----------------------------------------------------------------
 
 @pytest.mark.parametrize("service", ["airflow-apiserver", "airflow-scheduler",
                                      "airflow-dag-processor", "airflow-triggerer",
