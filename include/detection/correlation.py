@@ -157,9 +157,15 @@ def project_ueba(ueba: pd.DataFrame) -> pd.DataFrame:
         "UEBAActionType": kql.kusto_str(ueba["ActionType"]),
         "UserPrincipalName": kql.kusto_str(ueba["UserPrincipalName"]),
         "UEBASourceIPLocation": kql.kusto_str(ueba["SourceIPLocation"]),
-        "UEBAActivityInsights": ueba["ActivityInsights"],
-        "UEBAUsersInsights": ueba["UsersInsights"],
+        "UEBAActivityInsights": _by_code(ueba["ActivityInsights"]),
+        "UEBAUsersInsights": _by_code(ueba["UsersInsights"]),
     }, index=ueba.index)
+
+
+def _by_code(text: pd.Series) -> pd.Series:
+    """The wide JSON text as a categorical: the filters and the join then move small codes, not
+    copies of every text (UEBA repeats a few texts across many rows); the text is the same."""
+    return kql.categorical(text)
 
 
 def where_upn_and_location_not_empty(ueba: pd.DataFrame) -> pd.DataFrame:
@@ -215,8 +221,41 @@ def project_output(joined: pd.DataFrame) -> pd.DataFrame:
 
 def _dynamic(text: pd.Series) -> pd.Series:
     """JSON text to dynamic values, as an object column: a map() would infer `str` when every
-    value is a string (invalid JSON stays a string) and turn null into NaN."""
-    return pd.Series([kql.parse_json(v) for v in text.astype(object)], index=text.index, dtype=object)
+    value is a string (invalid JSON stays a string) and turn null into NaN.
+
+    A UEBA text recurs in many result rows: it is parsed once and each row gets its own copy of
+    the value (a flat object or array by a C-level copy, a nested one parsed again), so no
+    row's value is another's."""
+    if isinstance(text.dtype, pd.CategoricalDtype):
+        texts, codes = text.cat.categories, text.cat.codes.to_numpy()
+    else:
+        try:
+            codes, texts = pd.Index(text.astype(object)).factorize()
+        except TypeError:  # values that are not text (already dynamic): each its own
+            return pd.Series([_maker(v)() for v in text.astype(object)], index=text.index,
+                             dtype=object)
+    makers: dict[int, object] = {}
+    out = []
+    for k in codes.tolist():
+        if k < 0:
+            out.append(None)
+            continue
+        make = makers.get(k)
+        if make is None:
+            make = makers[k] = _maker(texts[k])
+        out.append(make())
+    return pd.Series(out, index=text.index, dtype=object)
+
+
+def _maker(text):
+    """A function giving a fresh dynamic value of `text` on each call."""
+    value = kql.parsed(text)
+    if isinstance(value, (dict, list)):
+        items = value.values() if isinstance(value, dict) else value
+        if any(isinstance(v, (dict, list)) for v in items):
+            return lambda: kql.parse_json(text)
+        return value.copy
+    return lambda: value  # strings, numbers, booleans, null: immutable
 
 
 def correlate(activity: pd.DataFrame, ueba: pd.DataFrame) -> pd.DataFrame:

@@ -229,6 +229,25 @@ def test_step10_null_action_type_is_empty_string_and_null_dynamic_is_null():
     assert out.iloc[0]["UEBAUsersInsights"] is None
 
 
+@pytest.mark.parametrize("users_insights, change", [
+    ({"k": "v"}, lambda v: v.clear()),
+    ({"k": {"nested": ["v"]}}, lambda v: v["k"]["nested"].append("x")),
+    (["a", "b"], lambda v: v.append("x")),
+    ([{"a": 1}], lambda v: v[0].clear()),
+], ids=["flat-object", "nested-object", "flat-array", "array-of-objects"])
+def test_step10_rows_sharing_a_text_get_values_of_their_own(users_insights, change):
+    """A UEBA text is parsed once for every row holding it, yet changing one row's value (as a
+    caller may) changes no other row's."""
+    text = json.dumps(users_insights)
+    out = result_of(run_command(), [ueba_row(TimeGenerated=f"2026-10-31T09:3{i}:00Z",
+                                             UsersInsights=text) for i in range(3)])
+    values = list(out["UEBAUsersInsights"])
+    assert len(values) == 3 and all(v == users_insights for v in values)
+    change(values[0])
+    assert values[0] != users_insights
+    assert values[1] == values[2] == users_insights, "another row's value changed"
+
+
 # --- 11. isnotempty(UserPrincipalName) and isnotempty(UEBASourceIPLocation) ------------------------
 
 @pytest.mark.parametrize("upn, location, kept", [
