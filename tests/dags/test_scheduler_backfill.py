@@ -7,6 +7,7 @@ one ticket per alert, and the validate tasks must find Great Expectations alread
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -68,10 +69,25 @@ def test_validate_tasks_find_great_expectations_preloaded_by_the_worker(backfill
 
 
 def test_the_api_server_listens_on_loopback_only(stack):
+    """What this stack's own processes (its process groups) listen on: other Airflows may run
+    on the machine."""
     assert stack.env["AIRFLOW__API__HOST"] == "127.0.0.1"
-    listening = {c.laddr for c in psutil.net_connections("inet") if c.status == psutil.CONN_LISTEN}
+    groups = {p.pid for p in stack.procs}
+
+    def ours(pid):
+        try:
+            return pid is not None and os.getpgid(pid) in groups
+        except ProcessLookupError:
+            return False
+
+    def listening():
+        return {c.laddr for c in psutil.net_connections("inet")
+                if c.status == psutil.CONN_LISTEN and ours(c.pid)}
+
+    stack.wait("the API server to listen", lambda: any(a.port == stack.port for a in listening()), 120)
+    listening = listening()
     assert ("127.0.0.1", stack.port) in listening
-    assert not any(a.port == stack.port and a.ip in ("0.0.0.0", "::") for a in listening)
+    assert all(a.ip == "127.0.0.1" for a in listening), listening
     assert not any(a.port in (8793, 8794) for a in listening), "no task log server is needed here"
 
 
