@@ -1,15 +1,21 @@
 """A real Airflow for one test or measurement: API server, scheduler (LocalExecutor, workers forked
 from a forkserver that preloads include.detection.preload) and DAG processor as separate
-processes, each in its own process group, on a SQLite metadata DB in a temp folder.
+processes, each in its own process group, on a SQLite metadata DB in a temp folder or on a
+PostgreSQL database (`metadata_db=`, e.g. one made by `postgres_database()`).
 
     with AirflowStack(home, source) as stack:
         stack.backfill("2026-10-30", "2026-10-31")
         runs = stack.wait_for_runs(2)
         stack.task_instances(runs[0]["run_id"])
+
+The DAG catches up from DETECTION_START_DATE. Unless `extra_env` sets it, the stack sets it to
+yesterday (UTC): the scheduler then runs the latest interval only, and every other run is one
+the caller asked for (a back-fill is not limited by the start date).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -17,6 +23,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +47,24 @@ class StackTimeout(RuntimeError):
     pass
 
 
+@contextlib.contextmanager
+def postgres_database(server: str = "postgresql://postgres@127.0.0.1:5432/postgres"):
+    """A fresh, empty PostgreSQL database for one stack, dropped afterwards (with whatever
+    connections are left). Yields its SQLAlchemy URL (psycopg 3, for the sync and async engines;
+    asyncpg is not needed)."""
+    import psycopg
+
+    name = f"airflow_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = server.rsplit("/", 1)[0]
+    try:
+        yield f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -46,14 +72,25 @@ def _free_port() -> int:
 
 
 class AirflowStack:
-    def __init__(self, home: Path, source: Path, extra_env: dict | None = None):
+    def __init__(self, home: Path, source: Path, extra_env: dict | None = None,
+                 metadata_db: str | None = None):
+        """`metadata_db`: a SQLAlchemy URL (PostgreSQL: `postgresql+psycopg://...`); default a
+        SQLite file under `home`."""
         self.home = Path(home)
         port = self.port = _free_port()
+        self.metadata_db = metadata_db
+        sql = metadata_db or f"sqlite:///{self.home}/airflow/airflow.db"
+        inherited = {k: v for k, v in os.environ.items()
+                     if k not in ("DETECTION_START_DATE", "DETECTION_RUN_DEADLINE",
+                                  "DETECTION_COMPLETENESS_TIMEOUT",
+                                  "DETECTION_COMPLETENESS_RETRY_DELAY",
+                                  "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC")}
+        yesterday = (datetime.now(timezone.utc).date() - timedelta(days=1)).isoformat()
         self.env = {
-            **os.environ,
+            **inherited,
             "PYTHONPATH": str(REPO),
             "AIRFLOW_HOME": str(self.home / "airflow"),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow/airflow.db",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sql,
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -66,11 +103,15 @@ class AirflowStack:
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "DETECTION_HOME": str(self.home / "detection"),
             "DETECTION_SOURCE": str(source),
+            "DETECTION_START_DATE": yesterday,
             **(extra_env or {}),
         }
+        if metadata_db:  # the API server's async engine (psycopg 3 does both)
+            self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = metadata_db
         for var in ("DETECTION_STAGING", "DETECTION_ALERT_STORE", "DETECTION_TICKET_DIR",
-                    "DETECTION_DESTINATIONS"):
-            self.env.pop(var, None)
+                    "DETECTION_DESTINATIONS"):  # the stack's own, under `home`, unless given
+            if var not in (extra_env or {}):
+                self.env.pop(var, None)
         # what `make airflow` sets (include/detection/preload.py)
         self.env["AIRFLOW__SCHEDULER__MP_START_METHOD"] = "forkserver"
         self.env["AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD"] = PRELOAD
@@ -136,15 +177,35 @@ class AirflowStack:
     # --- helpers ----------------------------------------------------------------------------------
 
     def airflow(self, *args: str) -> str:
-        return subprocess.run([AIRFLOW, *args], env=self.env, check=True, capture_output=True,
-                              text=True, cwd=REPO).stdout
+        done = subprocess.run([AIRFLOW, *args], env=self.env, capture_output=True, text=True,
+                              cwd=REPO)
+        if done.returncode:
+            raise RuntimeError(f"airflow {' '.join(args)}: exit {done.returncode}\n"
+                               + "".join((done.stdout + done.stderr).splitlines(True)[-30:]))
+        return done.stdout
 
     def query(self, sql: str, args=()) -> list[tuple]:
+        """Rows of a query on the metadata DB (`?` placeholders); datetimes as ISO text (as
+        SQLite stores them) whichever the DB."""
+        if self.metadata_db:
+            return self._query_postgres(sql, args)
         try:
             with sqlite3.connect(self.db, timeout=5) as con:
                 return con.execute(sql, args).fetchall()
         except sqlite3.OperationalError:  # tables not created yet / locked by a writer
             return []
+
+    def _query_postgres(self, sql: str, args) -> list[tuple]:
+        import psycopg
+
+        url = self.metadata_db.replace("postgresql+psycopg://", "postgresql://", 1)
+        try:
+            with psycopg.connect(url, connect_timeout=5) as con:
+                rows = con.execute(sql.replace("?", "%s"), args).fetchall()
+        except psycopg.errors.UndefinedTable:  # not migrated yet
+            return []
+        return [tuple(v.isoformat(sep=" ") if isinstance(v, (datetime, date)) else v for v in r)
+                for r in rows]
 
     def wait(self, what: str, predicate, timeout: float):
         deadline = time.monotonic() + timeout
@@ -161,11 +222,41 @@ class AirflowStack:
 
     # --- runs -------------------------------------------------------------------------------------
 
-    def backfill(self, from_date: str, to_date: str, max_active_runs: int | None = None) -> None:
-        """Daily intervals whose logical dates (interval starts) are from_date..to_date."""
-        self.airflow("backfill", "create", "--dag-id", DAG_ID, "--from-date", from_date,
-                     "--to-date", to_date,
-                     *(["--max-active-runs", str(max_active_runs)] if max_active_runs else []))
+    def backfill(self, from_date: str, to_date: str, max_active_runs: int | None = None,
+                 reprocess_behavior: str | None = None) -> None:
+        """Daily intervals whose logical dates (interval starts) are from_date..to_date.
+        `reprocess_behavior`: none (default), failed or completed (runs that exist re-run)."""
+        args = ["backfill", "create", "--dag-id", DAG_ID, "--from-date", from_date, "--to-date",
+                to_date, *(["--max-active-runs", str(max_active_runs)] if max_active_runs else []),
+                *(["--reprocess-behavior", reprocess_behavior] if reprocess_behavior else [])]
+        for attempt in range(5):
+            try:
+                self.airflow(*args)
+                return
+            except RuntimeError as exc:
+                # SQLite takes one writer: the CLI's transaction (one, so nothing half-made) can
+                # lose to the scheduler's. PostgreSQL never gets here.
+                if "database is locked" not in str(exc) or attempt == 4:
+                    raise
+                time.sleep(1 + attempt)
+
+    def wait_for_backfill(self, timeout: float = 300) -> int:
+        """Wait until the latest back-fill is complete (every run of it finished); its id."""
+        def done():
+            rows = self.query("SELECT id, completed_at FROM backfill ORDER BY id DESC LIMIT 1")
+            return rows[0][0] if rows and rows[0][1] is not None else None
+        return self.wait("the back-fill to complete", done, timeout)
+
+    def runs(self, run_type: str | None = None) -> list[dict]:
+        """DAG runs (optionally of one type: scheduled, backfill, manual), by interval."""
+        keys = ("run_id", "run_type", "state", "interval_start", "interval_end", "start_date",
+                "end_date", "queued_at")
+        rows = self.query(
+            "SELECT run_id, run_type, state, data_interval_start, data_interval_end, start_date, "
+            "end_date, queued_at FROM dag_run"
+            + (" WHERE run_type = ?" if run_type else "") + " ORDER BY data_interval_end",
+            (run_type,) if run_type else ())
+        return [dict(zip(keys, r)) for r in rows]
 
     def backfill_runs(self) -> list[dict]:
         keys = ("run_id", "state", "interval_start", "interval_end", "start_date", "end_date")
@@ -180,11 +271,16 @@ class AirflowStack:
         return self.wait(f"{count} back-fill run(s) to finish", finished, timeout)
 
     def task_instances(self, run_id: str) -> dict[str, dict]:
-        rows = self.query("SELECT task_id, state, start_date, end_date, "
-                          "(julianday(end_date) - julianday(start_date)) * 86400 "
+        rows = self.query("SELECT task_id, state, start_date, end_date "
                           "FROM task_instance WHERE run_id = ?", (run_id,))
-        return {t: {"state": s, "start": a, "end": b, "seconds": round(d, 3) if d is not None else None}
-                for t, s, a, b, d in rows}
+        return {t: {"state": s, "start": a, "end": b, "seconds": _seconds(a, b)}
+                for t, s, a, b in rows}
 
     def task_logs(self, pattern: str) -> list[Path]:
         return sorted((self.home / "airflow" / "logs").rglob(pattern))
+
+
+def _seconds(start: str | None, end: str | None) -> float | None:
+    if not (start and end):
+        return None
+    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 3)

@@ -46,6 +46,7 @@ def dag(airflow_db):
     dag = bag.dags["runcommand_ueba_breach"]
     for t in dag.tasks:
         t.retries = 0  # a failure must show now, not after retry delays
+    dag.deadline = None  # dag.test() crashes on a DAG with one (apache/airflow#73428)
     return dag
 
 
@@ -153,3 +154,126 @@ def test_data_docs_and_validation_results_are_kept_per_run(dag, source, detectio
         docs = json.loads((folder / table / f"{table}.validation.json").read_text())
         assert gate["summary"]["status"] == docs["summary"]["status"] != "failed"
         assert gate["summary"]["warnings"] == docs["summary"]["warnings"]
+
+
+# --- issue #11: every examined interval on record, no silent gaps, the on-call hears of it ------
+
+def asset_events(run_id: str) -> list[dict]:
+    from sqlalchemy import select
+
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.execute(
+            select(AssetModel.uri, AssetEvent.source_task_id, AssetEvent.extra)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetEvent.source_run_id == run_id)).all()
+    return [{"uri": u, "task_id": t, "extra": e} for u, t, e in rows]
+
+
+def test_each_examined_interval_records_an_alerts_asset_event_with_counts_and_quality(
+        dag, source, detection_home):
+    dagrun, states = run(dag)
+    assert dagrun.state == "success", states
+    events = asset_events(dagrun.run_id)
+    assert [(e["uri"], e["task_id"]) for e in events] == [
+        ("detection://runcommand_ueba_breach/alerts", "build_alerts")]
+    extra = events[0]["extra"]
+    assert extra["window"] == ["2026-10-30T00:00:00+00:00", "2026-11-01T00:00:00+00:00"]
+    assert (extra["alerts"], extra["new"], extra["updated"], extra["unchanged"]) == (2, 2, 0, 0)
+    assert extra["results"] >= 2
+    assert extra["data_quality"] == "warnings"
+    assert extra["tables"] == {"AzureActivity": "warnings", "BehaviorAnalytics": "warnings"}
+
+    again, _ = run(dag)  # the same interval examined again: a second event, nothing new
+    (second,) = asset_events(again.run_id)
+    assert (second["extra"]["new"], second["extra"]["unchanged"]) == (0, 2)
+
+
+@pytest.fixture
+def notified(monkeypatch, fakes):
+    """The webhook receiver (a fake) configured, as the on-call's channel only."""
+    hook = fakes["webhook"]
+    monkeypatch.setenv("DETECTION_WEBHOOK_URL", hook.url + hook.path)
+    monkeypatch.setenv("DETECTION_WEBHOOK_SECRET", hook.secret)
+    monkeypatch.setenv("DETECTION_HTTP_ATTEMPTS", "2")
+    monkeypatch.setenv("DETECTION_HTTP_BACKOFF", "0.01")
+    return hook
+
+
+def test_a_failed_run_notifies_the_webhook_with_run_id_and_reason_and_no_secret(
+        dag, source, detection_home, monkeypatch, fakes, notified):
+    jira = fakes["jira"]
+    monkeypatch.setenv("DETECTION_DESTINATIONS", "file,jira")
+    for key, value in {"URL": jira.url, "USER": jira.user, "TOKEN": jira.password,
+                       "PROJECT": jira.project}.items():
+        monkeypatch.setenv(f"DETECTION_JIRA_{key}", value)
+    jira.down()
+    dagrun, states = run(dag)
+    assert dagrun.state == "failed" and states["deliver"] == "failed"
+
+    (event,) = notified.events  # signed: the fake verified the signature
+    message = event["payload"]
+    assert message["event"] == "run.failed" and event["delivery_id"].endswith(":run.failed")
+    assert message["run"]["run_id"] == dagrun.run_id
+    assert message["run"]["task_id"] == "deliver"
+    assert message["run"]["data_interval"] == ["2026-10-31T00:00:00+00:00",
+                                               "2026-11-01T00:00:00+00:00"]
+    assert message["reason"].startswith("deliver: ") and "jira" in message["reason"]
+    for secret in (jira.password, notified.secret):
+        assert secret not in event["body"]
+
+
+def test_a_failure_with_no_channel_configured_is_logged_as_not_sent(dag, source, detection_home,
+                                                                    monkeypatch, tmp_path, capfd,
+                                                                    caplog):
+    write_jsonl(tmp_path / "bad", run_command(), [{"TimeGenerated": "2026-10-31T09:30:00Z"}])
+    monkeypatch.setenv("DETECTION_SOURCE", str(tmp_path / "bad"))
+    dagrun, states = run(dag)
+    assert states["validate_behavior_analytics"] == "failed"
+    assert "no notification channel configured" in "".join(capfd.readouterr()) + caplog.text
+
+
+def test_a_run_with_no_data_yet_is_skipped_saying_so_and_notified(dag, tmp_path, monkeypatch,
+                                                                   detection_home, notified,
+                                                                   capfd, caplog):
+    """The source stops before the run's interval [10-31, 11-01) begins: nothing to examine."""
+    write_jsonl(tmp_path / "old", run_command(start="2026-10-30T10:00:00Z"),
+                [ueba_row(TimeGenerated="2026-10-30T09:30:00Z")])
+    monkeypatch.setenv("DETECTION_SOURCE", str(tmp_path / "old"))
+    dagrun, states = run(dag)
+    assert dagrun.state == "success"
+    assert set(states.values()) == {"skipped"}, states
+    assert asset_events(dagrun.run_id) == [], "a skipped interval is not recorded as examined"
+    reason = ("no data yet for the interval [2026-10-31T00:00:00+00:00, "
+              "2026-11-01T00:00:00+00:00)")
+    assert reason in "".join(capfd.readouterr()) + caplog.text  # the task log says why
+    (event,) = notified.events
+    assert event["payload"]["event"] == "run.skipped" and reason in event["payload"]["reason"]
+    assert event["payload"]["run"]["run_id"] == dagrun.run_id
+    assert tickets(detection_home) == []
+
+
+@pytest.mark.parametrize("activity_at, ueba_at", [
+    ("2026-10-31T10:00:00Z", "2026-10-30T09:30:00Z"),
+    ("2026-10-30T10:00:00Z", "2026-10-31T09:30:00Z"),
+], ids=["only AzureActivity has rows in the interval", "only BehaviorAnalytics has"])
+def test_a_run_is_not_skipped_when_either_table_has_data_in_its_interval(
+        dag, tmp_path, monkeypatch, detection_home, activity_at, ueba_at):
+    write_jsonl(tmp_path / "one", run_command(start=activity_at),
+                [ueba_row(TimeGenerated=ueba_at)])
+    monkeypatch.setenv("DETECTION_SOURCE", str(tmp_path / "one"))
+    dagrun, states = run(dag)
+    assert states["extract_azure_activity"] == states["extract_behavior_analytics"] == "success"
+
+
+def test_an_empty_window_with_data_after_it_fails_it_is_not_a_skip(dag, tmp_path, monkeypatch,
+                                                                    detection_home):
+    """History with a hole (data resumes later) is an outage, not "no data yet"."""
+    write_jsonl(tmp_path / "hole", run_command(start="2026-11-05T10:00:00Z"),
+                [ueba_row(TimeGenerated="2026-11-05T09:30:00Z")])
+    monkeypatch.setenv("DETECTION_SOURCE", str(tmp_path / "hole"))
+    dagrun, states = run(dag)
+    assert dagrun.state == "failed"
+    assert states["validate_azure_activity"] == states["validate_behavior_analytics"] == "failed"

@@ -68,9 +68,10 @@ def test_task_graph_extracts_in_parallel_then_validates_correlates_alerts_delive
     assert up["correlate"] == {"validate_azure_activity", "validate_behavior_analytics"}
     assert "correlate" in up["build_alerts"]
     assert up["deliver"] == {"build_alerts"}
-    # Data Docs hang off both validations, whatever their outcome, and nothing waits for them
+    # Data Docs hang off both validations, whatever their outcome (not in a run skipped for no
+    # data yet), and nothing waits for them
     assert up["data_docs"] == {"validate_azure_activity", "validate_behavior_analytics"}
-    assert dag.get_task("data_docs").trigger_rule == "all_done"
+    assert dag.get_task("data_docs").trigger_rule == "none_skipped"
     assert not dag.get_task("data_docs").downstream_task_ids
 
 
@@ -81,3 +82,130 @@ def test_parsing_imports_nothing_heavy(dag_file):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=REPO)
     assert out.stdout.strip() == "", f"heavy modules imported at parse time: {out.stdout}"
+
+
+# --- issue #11: no silent gaps ------------------------------------------------------------------
+
+def test_every_interval_since_the_start_date_runs_one_at_a_time(dagbag):
+    from datetime import datetime, timezone
+
+    from include.dag_defaults import DEFAULT_START_DATE
+
+    dag = dagbag.dags["runcommand_ueba_breach"]
+    assert dag.catchup is True and dag.max_active_runs == 1
+    assert dag.start_date == datetime.fromisoformat(DEFAULT_START_DATE).replace(tzinfo=timezone.utc)
+
+
+def test_default_start_date_is_the_demo_lakes_first_complete_window():
+    """Unpausing the DAG on the demo lake must not catch up through years without data."""
+    from datetime import date, timedelta
+
+    from include.dag_defaults import DEFAULT_START_DATE
+    from include.detection import demo
+
+    first_interval_end = date.fromisoformat(DEFAULT_START_DATE) + timedelta(days=1)
+    first_window_start = first_interval_end - load_rule().query_period
+    assert first_window_start == demo.DEMO_START
+
+
+PARSE = ("from airflow.dag_processing.dagbag import DagBag; import json; "
+         "bag = DagBag(dag_folder={dags!r}); "
+         "print(json.dumps([[str(d.start_date) for d in bag.dags.values()], "
+         "list(bag.import_errors.values())]))")
+
+
+def parse_with(**env) -> tuple[list, list]:
+    import json
+    import os
+
+    out = subprocess.run([sys.executable, "-c", PARSE.format(dags=str(REPO / "dags"))],
+                         capture_output=True, text=True, check=True, cwd=REPO,
+                         env={**os.environ, **env})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_start_date_comes_from_detection_start_date():
+    starts, errors = parse_with(DETECTION_START_DATE="2021-01-01")
+    assert (starts, errors) == (["2021-01-01 00:00:00+00:00"], [])
+
+
+def test_a_bad_start_date_is_an_import_error_naming_the_variable():
+    starts, errors = parse_with(DETECTION_START_DATE="2021-13-01")
+    assert starts == [] and len(errors) == 1
+    assert "DETECTION_START_DATE='2021-13-01' is not an ISO date" in errors[0]
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("2021-01-01", "2021-01-01T00:00:00+00:00"),
+    (" 2026-11-05 ", "2026-11-05T00:00:00+00:00"),
+    ("2021-13-01", "DETECTION_START_DATE='2021-13-01' is not an ISO date"),
+    ("yesterday", "DETECTION_START_DATE='yesterday' is not an ISO date"),
+    ("1969-12-31", "DETECTION_START_DATE='1969-12-31' is before 1970-01-01"),
+], ids=["a date in 2021", "a date with spaces around it", "month 13", "not a date", "before 1970"])
+def test_start_date_values(monkeypatch, value, expected):
+    from include.dag_defaults import start_date
+    from include.detection.errors import UsageError
+
+    monkeypatch.setenv("DETECTION_START_DATE", value)
+    try:
+        got = start_date().isoformat()
+    except UsageError as exc:
+        got = str(exc)
+    assert got.startswith(expected)
+
+
+@pytest.mark.parametrize("timeout, retries", [("0", 0), ("0min", 0), ("6h", 12), ("45m", 2)],
+                         ids=["0 fails at once", "0min fails at once", "6h waits 12 times 30 min",
+                              "45m waits twice"])
+def test_extract_waits_for_an_incomplete_window_up_to_the_timeout(monkeypatch, timeout, retries):
+    from include.dag_defaults import extract_args
+
+    monkeypatch.setenv("DETECTION_COMPLETENESS_TIMEOUT", timeout)
+    monkeypatch.delenv("DETECTION_COMPLETENESS_RETRY_DELAY", raising=False)
+    assert extract_args()["retries"] == retries
+
+
+@pytest.mark.parametrize("var, value", [("DETECTION_COMPLETENESS_TIMEOUT", "6 hours"),
+                                        ("DETECTION_COMPLETENESS_RETRY_DELAY", "0")],
+                         ids=["a timeout that is no timespan", "a zero retry delay"])
+def test_a_bad_completeness_setting_is_an_error_naming_the_variable(monkeypatch, var, value):
+    from include.dag_defaults import extract_args
+    from include.detection.errors import UsageError
+
+    monkeypatch.setenv(var, value)
+    with pytest.raises(UsageError, match=var):
+        extract_args()
+
+
+def test_a_failed_task_notifies_and_a_late_run_raises_a_deadline_alert(dagbag):
+    from datetime import timedelta
+
+    from airflow.sdk import DeadlineReference
+
+    from include.notifiers import DetectionNotifier
+
+    dag = dagbag.dags["runcommand_ueba_breach"]
+    for t in dag.tasks:
+        assert isinstance(t.on_failure_callback[0] if isinstance(t.on_failure_callback, list)
+                          else t.on_failure_callback, DetectionNotifier), t.task_id
+    deadlines = dag.deadline if isinstance(dag.deadline, list) else [dag.deadline]
+    assert len(deadlines) == 1
+    late = deadlines[0]
+    assert late.reference == DeadlineReference.DAGRUN_QUEUED_AT
+    assert late.interval == timedelta(hours=6)
+    assert late.callback.path == "include.notifiers.deadline_missed"
+
+
+def test_the_deadline_survives_serialization(dagbag):
+    """What the scheduler sees is the serialized DAG."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    data = DagSerialization.to_dict(dagbag.dags["runcommand_ueba_breach"])
+    text = str(data["dag"].get("deadline"))
+    assert "DagRunQueuedAtDeadline" in text and "include.notifiers.deadline_missed" in text
+
+
+def test_build_alerts_publishes_the_alerts_asset(dagbag):
+    dag = dagbag.dags["runcommand_ueba_breach"]
+    outlets = {t.task_id: [o.uri for o in t.outlets] for t in dag.tasks if t.outlets}
+    assert outlets == {"build_alerts": ["detection://runcommand_ueba_breach/alerts"]}

@@ -116,3 +116,17 @@ def test_plugin_routes_need_the_airflow_login_on_a_running_api_server(backfill, 
                                      headers={"Authorization": f"Bearer {token}",
                                               "X-Detections-Request": "redeliver"})
     assert viewer_redeliver.status_code == 403, "a viewer may read alerts, not redeliver them"
+
+
+def test_the_scheduled_run_for_today_on_the_demo_lake_is_a_skip_saying_no_data_yet(stack):
+    """Issue #11: a new user who unpauses the DAG on the demo lake sees no failed run for today
+    (the stack starts the DAG yesterday: the scheduler runs today's interval)."""
+    def finished():
+        runs = stack.runs("scheduled")
+        return runs if runs and all(r["state"] in ("success", "failed") for r in runs) else None
+
+    (run,) = stack.wait("today's scheduled run", finished, 300)
+    tasks = stack.task_instances(run["run_id"])
+    assert run["state"] == "success" and {t["state"] for t in tasks.values()} == {"skipped"}
+    (log,) = stack.task_logs(f"run_id={run['run_id']}/task_id=extract_azure_activity/attempt=*.log")
+    assert "no data yet for the interval" in log.read_text()

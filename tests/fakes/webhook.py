@@ -18,6 +18,7 @@ class FakeWebhook(FakeService):
         self.secret, self.path = secret, path
         self.deliveries: list[dict] = []       # verified, in order
         self.tickets: dict[str, str] = {}      # alert id -> ticket id
+        self.events: list[dict] = []           # verified run events (include/notifiers.py)
         self._n = itertools.count(1)
 
     def verify(self, req: Request) -> bool:
@@ -32,6 +33,12 @@ class FakeWebhook(FakeService):
         if not self.verify(req):
             return 401, {"error": "bad signature"}, {}
         payload = req.json
+        if "alert" not in payload:  # a run event (failed / skipped / late run), not an alert
+            with self.lock:
+                self.events.append({"delivery_id": req.headers.get("idempotency-key"),
+                                    "event": payload.get("event"), "body": req.body.decode(),
+                                    "payload": payload})
+            return 200, {"ok": True}, {}
         with self.lock:
             alert_id = payload["alert"]["id"]
             self.deliveries.append({"delivery_id": req.headers.get("idempotency-key"),
