@@ -7,8 +7,9 @@ stretch of time is read once. The rule looks back `period` (2 days) and runs eve
 time the windows cover is cut into slices of gcd(period, every) (a day), each slice is scanned
 once per table, and a window's Scan is put together from its slices: its candidate rows, hourly
 profile, newest row and counts are then exactly a scan of the window's own (the slices
-partition it). Only the slices of the current window are held, so memory stays that of one
-window however long the range.
+partition it). Only the current window's slices are held, and the next window's new slice
+while it is read (on a thread, beside this window's gate and correlation), so memory stays
+that of about one window however long the range.
 
 JSON Lines and CSV files are read whole by every scan, whatever the window: for them one scan
 without the pushed-down filters covers a chunk of windows (CHUNK_WINDOWS), and each window is cut
