@@ -34,7 +34,7 @@ def _readonly_dir(tmp_path):
 BAD_ARGS = {
     "end far future": (["--end", "9999-12-31"], "outside the supported range"),
     "end before 1970": (["--end", "1500-01-01"], "outside the supported range"),
-    "end empty": (["--end", ""], "is not a timestamp"),
+    "end empty": (["--end", ""], "needs --end"),
     "end garbage": (["--end", "yesterday"], "is not a timestamp"),
     "period huge": (["--end", END, "--period", "100000000d"], "longer than 366 days"),
     "period overflow": (["--end", END, "--period", "1e400d"], "not a Kusto timespan"),
