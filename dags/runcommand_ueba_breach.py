@@ -195,7 +195,8 @@ def runcommand_ueba_breach():
         status = alerts.worst_quality(activity.get("status"), ueba.get("status"))
         built = alerts.build_alerts(results.load(correlated["path"]), RULE, start, end, status)
         with store.open_store(alert_store_url()) as s:
-            counts = s.upsert(built)
+            counts = s.upsert(built, run={"run_id": context["run_id"], "dag_id": context["dag"].dag_id,
+                                          "window_start": start, "window_end": end})
         log.info("alerts: %s", counts)
         context["outlet_events"][ALERTS].extra = {
             "window": [start, end], "results": correlated["results"], "alerts": len(built),
