@@ -12,23 +12,27 @@ as always (incomplete: wait and fail; empty: fail), so an outage inside a window
 
 from __future__ import annotations
 
-from pathlib import Path
 
 
-def no_data_yet(source: Path, interval_start, interval_end) -> str | None:
-    """The reason to skip, or None when either table has a row at or after `interval_start`."""
+def no_data_yet(source, interval_start, interval_end) -> str | None:
+    """The reason to skip, or None when either table has a row at or after `interval_start`.
+    `source`: anything sources.open_source takes (a folder, a URL, an opened source)."""
     import pandas as pd
 
-    from include.detection import pipeline, sources
+    from include.detection import sources
 
-    start = pd.Timestamp(interval_start)
-    start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
+    start, end = (_utc(pd.Timestamp(t)) for t in (interval_start, interval_end))
+    # Up to a day past now, not to the end of time: a remote source is asked for a real range.
+    until = max(end, pd.Timestamp.now(tz="UTC")) + pd.Timedelta(days=1)
+    opened = sources.open_source(source)
     for table in sources.TABLES:
-        scan = sources.read_table(Path(source), table, start, pipeline.LATEST,
-                                  {"TimeGenerated": "datetime"}, prefilter=False)
+        scan = opened.scan(table, start, until, {"TimeGenerated": "datetime"}, prefilter=False)
         if scan.rows_in_window:
             return None
-    end = pd.Timestamp(interval_end)
     return (f"no data yet for the interval [{start.isoformat()}, {end.isoformat()}): neither "
-            f"{' nor '.join(sources.TABLES)} in {source} has a row at or after "
+            f"{' nor '.join(sources.TABLES)} in {opened.url} has a row at or after "
             f"{start.isoformat()}. Nothing was examined: clear this run once the data is there")
+
+
+def _utc(ts):
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
