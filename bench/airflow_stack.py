@@ -229,16 +229,18 @@ class AirflowStack:
         args = ["backfill", "create", "--dag-id", DAG_ID, "--from-date", from_date, "--to-date",
                 to_date, *(["--max-active-runs", str(max_active_runs)] if max_active_runs else []),
                 *(["--reprocess-behavior", reprocess_behavior] if reprocess_behavior else [])]
-        for attempt in range(5):
+        for attempt in range(12):
             try:
                 self.airflow(*args)
                 return
             except RuntimeError as exc:
                 # SQLite takes one writer: the CLI's transaction (one, so nothing half-made) can
-                # lose to the scheduler's. PostgreSQL never gets here.
-                if "database is locked" not in str(exc) or attempt == 4:
+                # lose to the scheduler's. And the scheduler closes a finished back-fill on its
+                # own clock (every ~30 s): a new one before that is refused as already running.
+                retry = ("database is locked" in str(exc) or "AlreadyRunningBackfill" in str(exc))
+                if not retry or attempt == 11:
                     raise
-                time.sleep(1 + attempt)
+                time.sleep(min(2 + 2 * attempt, 10))
 
     def wait_for_backfill(self, timeout: float = 300) -> int:
         """Wait until the latest back-fill is complete (every run of it finished); its id."""
