@@ -73,10 +73,8 @@ def _usage(exc) -> HTTPException:
     return HTTPException(status_code=400, detail=str(exc))
 
 
-@app.get("/", response_class=HTMLResponse)
-def index(request: Request, page: int = 1, per_page: int = 50) -> HTMLResponse:
-    """The alerts, newest first, filtered server-side (user, VM, subscription, severity, time
-    range, ticket state, data quality), one page at a time with the count of matches."""
+def _search(request: Request, page: int, per_page: int) -> tuple[int, list[dict], int]:
+    """One page of the filtered alerts (total, alerts, page size); a bad filter is a 400."""
     from include.detection import config, console
     from include.detection.errors import UsageError
 
@@ -87,6 +85,16 @@ def index(request: Request, page: int = 1, per_page: int = 50) -> HTMLResponse:
         raise _usage(exc) from None
     with _store() as store:
         total, alerts = store.search(filters, limit, offset, config.destinations())
+    return total, alerts, limit
+
+
+@app.get("/", response_class=HTMLResponse)
+def index(request: Request, page: int = 1, per_page: int = 50) -> HTMLResponse:
+    """The alerts, newest first, filtered server-side (user, VM, subscription, severity, time
+    range, ticket state, data quality), one page at a time with the count of matches."""
+    from include.detection import console
+
+    total, alerts, limit = _search(request, page, per_page)
     kept = {k: v for k, v in request.query_params.items() if k not in ("page",) and v}
     pages = max(1, -(-total // limit))
     return _page(request, "index.html", alerts=alerts, total=total, page=page, pages=pages,
@@ -97,16 +105,7 @@ def index(request: Request, page: int = 1, per_page: int = 50) -> HTMLResponse:
 @app.get("/api/alerts")
 def list_alerts(request: Request, page: int = 1, per_page: int = 50) -> JSONResponse:
     """The same page as JSON."""
-    from include.detection import config, console
-    from include.detection.errors import UsageError
-
-    try:
-        filters = console.parse_filters(dict(request.query_params))
-        limit, offset = console.page_window(page, per_page)
-    except UsageError as exc:
-        raise _usage(exc) from None
-    with _store() as store:
-        total, alerts = store.search(filters, limit, offset, config.destinations())
+    total, alerts, limit = _search(request, page, per_page)
     return JSONResponse({"total": total, "page": page, "per_page": limit, "alerts": alerts})
 
 
