@@ -6,16 +6,25 @@ Sentinel analytics rule `11bda520-a965-4654-9a45-d09f372f71aa` as a daily batch 
 Every day at 00:00 UTC the run covers the rule's query period ending at `data_interval_end`
 (2 days: `[end - 2d, end)`):
 
+0. **partitions**: the source's workspaces (`loganalytics://<id1>,<id2>`: an MSSP's tenants), each
+   running steps 1-4 in its own mapped group, or the whole source as one partition (a folder,
+   object storage, `kusto://`). Only workspace ids go to XCom, never the source URL;
 1. **extract** AzureActivity and BehaviorAnalytics in parallel from `DETECTION_SOURCE` (a folder of
-   JSONL / Parquet / CSV exports; default the demo lake), only the columns the query reads, into
-   Parquet under `DETECTION_STAGING/<rule id>/<interval>/`;
+   JSONL / Parquet / CSV exports, Azure Monitor's data export, a Log Analytics workspace or an
+   Azure Data Explorer database; default the demo lake), only the columns and rows the query
+   reads, into Parquet under `DETECTION_STAGING/<rule id>/<interval>/[workspace=<id>/]`. A remote
+   source signs in as the Airflow connection of type `azure` named by `DETECTION_AZURE_CONN_ID`
+   (default `azure_default`: service principal, managed or workload identity), when it exists;
 2. **validate** each table with Great Expectations: a failed critical check stops the run here,
    so "no data" is never reported as "no alerts"; **data_docs** renders the GE Data Docs of
    both tables beside the rest of the run (failed validations included);
 3. **correlate**: the KQL query, step by step (`include/detection/correlation.py`);
 4. **build_alerts**: one alert per Run Command execution, UPSERTed by a deterministic id into the
    alert store (`DETECTION_ALERT_STORE`), so re-runs and overlapping windows never duplicate;
-5. **deliver** pending alerts to the ticketing destinations (`DETECTION_DESTINATIONS`).
+   With workspaces, each alert's id includes its workspace (two tenants never merge);
+5. **deliver** pending alerts to the ticketing destinations (`DETECTION_DESTINATIONS`), once any
+   partition stored its alerts: a workspace that does not answer holds back no other's;
+6. **examined**: the run's verdict; fails naming each workspace that was not examined.
 
 XCom carries paths and counts only. Back-fill with `airflow backfill create`.
 
@@ -49,7 +58,7 @@ from __future__ import annotations
 import logging
 
 from airflow.sdk import (Asset, CronDataIntervalTimetable, DeadlineAlert, DeadlineReference,
-                         SyncCallback, dag, task)
+                         SyncCallback, dag, task, task_group)
 
 from include.airflow_connections import airflow_connection, alert_store_url
 from include.dag_defaults import DEFAULT_ARGS, EXTRACT_ARGS, START_DATE, run_deadline
@@ -76,12 +85,9 @@ def _window(context) -> tuple[str, str]:
 
 def _has_rows_since(staged: dict, context) -> bool:
     """Whether the staged table has a row in the run's own interval (its window's newest day)."""
-    import json
-    from pathlib import Path
-
     import pandas as pd
 
-    newest = json.loads(Path(staged["stats"]).read_text()).get("newest")
+    newest = staged.get("newest")
     return newest is not None and pd.Timestamp(newest) >= context["data_interval_start"]
 
 
@@ -116,19 +122,32 @@ def _skip_if_no_data_yet(context) -> None:
     tags=["detection", f"severity:{RULE.severity}", *RULE.tags],
 )
 def runcommand_ueba_breach():
+    @task
+    def partitions() -> list:
+        """The workspaces of DETECTION_SOURCE, one mapped group each (ids only: no URL, which
+        may carry a credential, goes to XCom); [None] for any other source."""
+        from include.detection import config, pipeline
+
+        return pipeline.partitions(config.source())
+
     @task(**EXTRACT_ARGS)
-    def extract(table: str, **context) -> dict:
+    def extract(table: str, workspace: str | None, **context) -> dict:
         """Waits (retries with delay) while the window is incomplete (judged against the table's
         rhythm in the alert store's run history), then fails as such; skips the run when no data
         has arrived for its interval yet (include/intervals.py)."""
-        from include.detection import config, pipeline, store
+        from include.airflow_connections import azure_credential
+        from include.detection import config, pipeline, remote, store
         from include.detection.errors import IncompleteDataError
 
         start, end = _window(context)
+        source = config.source()
+        # a remote source signs in as the Airflow connection of type azure, when there is one
+        credential = azure_credential() if remote.is_remote(source) else None
         try:
             with store.open_store(alert_store_url()) as s:
-                staged = pipeline.extract_to_stage(config.source(), table, start, end,
-                                                   config.staging(), RULE, store=s)
+                staged = pipeline.extract_to_stage(source, table, start, end, config.staging(),
+                                                   RULE, store=s, workspace=workspace,
+                                                   credential=credential)
         except IncompleteDataError:
             _skip_if_no_data_yet(context)
             raise
@@ -153,12 +172,14 @@ def runcommand_ueba_breach():
             try:
                 checked = pipeline.validate_stage(extracted, s, RULE)
             except DataQualityError as exc:
-                raise AirflowFailException(str(exc)) from exc
+                where = extracted.get("workspace")
+                raise AirflowFailException((f"workspace {where}: " if where else "")
+                                           + str(exc)) from exc
         log.info("data quality: %s", checked["summary"])
         return checked
 
     @task(trigger_rule="none_skipped", retries=0)
-    def data_docs(**context) -> dict:
+    def data_docs(workspace: str | None, **context) -> dict:
         """HTML for people, off the alerts' path: runs once both validations are done, passed or
         failed (not in a run skipped for no data yet), from this run's staged files (a table whose
         scan failed has none). Rendering
@@ -167,49 +188,84 @@ def runcommand_ueba_breach():
 
         start, end = _window(context)
         with store.open_store(alert_store_url()) as s:
-            pages = pipeline.render_docs(config.staging(), start, end, s, RULE)
+            pages = pipeline.render_docs(config.staging(), start, end, s, RULE, workspace)
         for table, page in pages.items():
             log.info("Data Docs for %s: %s", table, page)
         return pages
 
     @task
-    def correlate(activity: dict, ueba: dict, **context) -> dict:
-        from pathlib import Path
+    def correlate(activity: dict, ueba: dict) -> dict:
+        from include.detection import pipeline
 
-        from include.detection import correlation, pipeline, results
-
-        result = correlation.correlate(pipeline.load_stage(activity["path"]),
-                                       pipeline.load_stage(ueba["path"]))
-        out = Path(activity["path"]).with_name("result.parquet")
-        results.write(result, out, correlation.OUTPUT_COLUMNS + correlation.CONTEXT_COLUMNS)
-        return {"path": str(out), "results": len(result)}
+        return pipeline.correlate_stage(activity, ueba)
 
     @task(outlets=[ALERTS])
-    def build_alerts(correlated: dict, activity: dict, ueba: dict, **context) -> dict:
+    def build_alerts(correlated: dict, activity: dict, ueba: dict, workspace: str | None,
+                     **context) -> dict:
         """UPSERT one alert per Run Command execution (grouping: the rule's
-        eventGroupingSettings) into the alert store, by a deterministic id. The alerts asset's
+        eventGroupingSettings) into the alert store, by a deterministic id (with the workspace
+        in it when the source has workspaces: two tenants never merge). The alerts asset's
         event records that this interval was examined: window, counts, data quality."""
-        from include.detection import alerts, results, store
+        from include.detection import alerts, pipeline, store
 
         start, end = _window(context)
         status = alerts.worst_quality(activity.get("status"), ueba.get("status"))
-        built = alerts.build_alerts(results.load(correlated["path"]), RULE, start, end, status)
+        built = alerts.build_alerts(pipeline.load_result(correlated["path"]), RULE, start, end,
+                                    status, workspace=workspace)
         with store.open_store(alert_store_url()) as s:
             counts = s.upsert(built, run={"run_id": context["run_id"], "dag_id": context["dag"].dag_id,
                                           "window_start": start, "window_end": end})
         log.info("alerts: %s", counts)
         context["outlet_events"][ALERTS].extra = {
             "window": [start, end], "results": correlated["results"], "alerts": len(built),
-            **counts, "data_quality": status,
+            **counts, "data_quality": status, **({"workspace": workspace} if workspace else {}),
             "tables": {t["table"]: t["status"] for t in (activity, ueba)}}
-        return {**counts, "alert_ids": [a["id"] for a in built]}
+        return {**counts, "workspace": workspace, "alert_ids": [a["id"] for a in built]}
 
-    @task
-    def deliver(stored: dict) -> dict:
+    @task_group(prefix_group_id=False)
+    def partition(workspace: str | None):
+        """One workspace (or the whole source) from extract to its alerts in the store; mapped,
+        so each workspace runs on its own and a failing one holds back no other's alerts."""
+        # One notice per skipped run: both extracts skip on the same finding.
+        activity = validate.override(task_id="validate_azure_activity")(
+            extract.override(task_id="extract_azure_activity",
+                             on_skipped_callback=DetectionNotifier("run.skipped"))(
+                "AzureActivity", workspace))
+        ueba = validate.override(task_id="validate_behavior_analytics")(
+            extract.override(task_id="extract_behavior_analytics")(
+                "BehaviorAnalytics", workspace))
+        [activity, ueba] >> data_docs(workspace)
+        return build_alerts(correlate(activity, ueba), activity, ueba, workspace)
+
+    def _outcomes(planned: list, ti) -> dict[str, list]:
+        """Each partition's fate from XCom: its alerts built, skipped for no data yet, or not
+        (failed: its failed task says why)."""
+        from include.notifiers import SKIP_REASON_KEY
+
+        outcome: dict[str, list] = {"examined": [], "skipped": [], "failed": []}
+        for index, workspace in enumerate(planned):
+            if ti.xcom_pull(task_ids="build_alerts", map_indexes=index) is not None:
+                kind = "examined"
+            elif ti.xcom_pull(task_ids="extract_azure_activity", key=SKIP_REASON_KEY,
+                              map_indexes=index):
+                kind = "skipped"
+            else:
+                kind = "failed"
+            outcome[kind].append(workspace)
+        return outcome
+
+    @task(trigger_rule="all_done")
+    def deliver(planned: list, **context) -> dict:
         """Deliver every pending alert (this run's and any left by an earlier outage) to each
-        destination; fails (DeliveryError) while any stays pending, so retries deliver them."""
+        destination; fails (DeliveryError) while any stays pending, so retries deliver them.
+        Runs once any partition stored its alerts, whatever became of the others: one workspace
+        failing must not hold back the alerts of the rest."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from include.detection import config, destinations, store
 
+        if not _outcomes(planned, context["ti"])["examined"]:
+            raise AirflowSkipException("no partition of the source was examined in this run")
         names = config.destinations()
         connections = {n: airflow_connection(destinations.conn_id(n))
                        for n in names if destinations.conn_id(n)}
@@ -218,15 +274,29 @@ def runcommand_ueba_breach():
         log.info("deliveries: %s", report)
         return report
 
-    # One notice per skipped run: both extracts skip on the same finding.
-    activity = validate.override(task_id="validate_azure_activity")(
-        extract.override(task_id="extract_azure_activity",
-                         on_skipped_callback=DetectionNotifier("run.skipped"))("AzureActivity"))
-    ueba = validate.override(task_id="validate_behavior_analytics")(
-        extract.override(task_id="extract_behavior_analytics")("BehaviorAnalytics"))
-    [activity, ueba] >> data_docs()
-    correlated = correlate(activity, ueba)
-    deliver(build_alerts(correlated, activity, ueba))
+    # Its failure adds no notice: each partition's failed task has sent its own, with the reason.
+    @task(trigger_rule="all_done", retries=0, on_failure_callback=[])
+    def examined(planned: list, **context) -> dict:
+        """The run's verdict over its partitions: fails naming each workspace whose alerts were
+        not built, skips when every partition was skipped for no data yet, succeeds when all
+        were examined."""
+        from airflow.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowSkipException
 
+        outcome = _outcomes(planned, context["ti"])
+        log.info("partitions: %s", outcome)
+        named = {k: [f"workspace {w}" if w else "the source" for w in v]
+                 for k, v in outcome.items()}
+        if outcome["failed"]:
+            raise AirflowFailException(
+                f"not examined: {', '.join(named['failed'])}; their failed tasks say why"
+                + (f" (examined: {', '.join(named['examined'])})" if outcome["examined"] else ""))
+        if not outcome["examined"]:
+            raise AirflowSkipException("no data yet: no partition was examined")
+        return outcome
+
+    planned = partitions()
+    # Both leaves: a delivery that fails fails the run, and so does a partition not examined.
+    partition.expand(workspace=planned) >> [deliver(planned), examined(planned)]
 
 runcommand_ueba_breach()

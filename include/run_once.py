@@ -111,8 +111,10 @@ def _run_states(logical: datetime) -> tuple[str | None, dict[str, str]]:
                               .order_by(DagRun.id.desc()).limit(1)).first()
         if run is None:
             return None, {}
-        return str(run.state), {ti.task_id: str(ti.state) for ti in
-                                run.get_task_instances(session=session)}
+        # a mapped task's instances past the first (a second workspace) by index
+        return str(run.state), {ti.task_id if ti.map_index <= 0 else
+                                f"{ti.task_id}[{ti.map_index}]": str(ti.state)
+                                for ti in run.get_task_instances(session=session)}
 
 
 def main(argv: list[str] | None = None) -> int:

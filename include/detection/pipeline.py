@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
@@ -114,10 +115,43 @@ def detect(source, end, period: timedelta | None = None, rule: Rule | None = Non
 # Locations are text, a path or a URL (storage): what one task writes, a task on another host
 # reads back through the same URL.
 
-def run_folder(base, rule: Rule, start, end) -> str:
+def run_folder(base, rule: Rule, start, end, workspace: str | None = None) -> str:
     """`<base>/<rule id>/<start>--<end>/`: one folder per interval, so re-runs overwrite their
-    own files and overlapping windows never share one. `base` a path or URL (storage)."""
-    return storage.join(base, rule.id, run_folder_name(start, end))
+    own files and overlapping windows never share one. `base` a path or URL (storage). One of
+    several workspaces (partitions) gets its own folder inside: `.../workspace=<id>/`."""
+    folder = storage.join(base, rule.id, run_folder_name(start, end))
+    return storage.join(folder, workspace_folder(workspace)) if workspace else folder
+
+
+def workspace_folder(workspace: str) -> str:
+    """`workspace=<GUID>`; a resource id's slashes and other characters become `_`."""
+    return "workspace=" + re.sub(r"[^A-Za-z0-9._-]+", "_", workspace).strip("_")
+
+
+def partitions(source) -> list[str | None]:
+    """What the DAG maps over: the workspaces of a `loganalytics://<id>,<id>` source, one
+    partition each, so a tenant that does not answer holds back no other tenant's alerts and two
+    tenants' rows never meet in one correlation. Any other source is one partition, `None`.
+    Only ids leave here (they go to XCom): never the URL, which may carry a credential."""
+    from . import remote
+
+    if remote.scheme(source) == "loganalytics":
+        from .remote.loganalytics import parse_url
+
+        return parse_url(remote.normalize(source))
+    return [None]
+
+
+def open_partition(source, workspace: str | None, credential=None):
+    """The source one partition reads: the whole source, or one of its workspaces."""
+    opened = sources.open_source(source, credential=credential)
+    return opened.only(workspace) if workspace else opened
+
+
+def history_scope(rule: Rule, workspace: str | None) -> str:
+    """Whose volume and rhythm history a run is judged against (and recorded into): the rule's,
+    or, per workspace, the rule's in that workspace (tenants differ in size and habits)."""
+    return f"{rule.id}@{workspace}" if workspace else rule.id
 
 
 def run_folder_name(start, end) -> str:
@@ -186,36 +220,38 @@ def staged_stats(extracted: dict) -> dict:
 
 # --- The DAG's steps as plain functions (the DAG file only wires them) ------------------------------
 
-def extract_to_stage(source: Path, table: str, start, end, staging,
-                     rule: Rule | None = None, store=None) -> dict:
+def extract_to_stage(source, table: str, start, end, staging, rule: Rule | None = None,
+                     store=None, workspace: str | None = None, credential=None) -> dict:
     """Scan one table for the window into `<run folder>/<table>.parquet` plus a stats file,
     under `staging` (a path or URL: storage); the returned dict names them the same way.
 
     Raises IncompleteDataError when the window is not complete yet (judged against the table's
     rhythm in `store`, read only), so the caller can wait and scan again; every other problem
-    is left to the validation step to name.
+    is left to the validation step to name. `workspace`: one partition of the source
+    (`partitions`), staged in its own folder; `credential` an azure-core TokenCredential.
     """
     from . import quarantine
 
     rule = rule or load_rule()
     start, end = pd.Timestamp(start), pd.Timestamp(end)
-    folder = run_folder(staging, rule, start, end)
+    folder = run_folder(staging, rule, start, end, workspace)
     files = Staged(folder, table)
     # An earlier attempt's files must not outlive this one: a failed scan leaves nothing staged
     # (no Data Docs of stale data), and stats are written last, so a table counts as staged only
     # when both files are this attempt's.
     for old in (files.stats, files.data, files.verdict):
         storage.rm(old)
-    scan = extract(source, table, start, end, rule)
+    scan = extract(open_partition(source, workspace, credential), table, start, end, rule)
     path = stage(scan.frame, files.data)
     qpath = quarantine.write([scan], files.quarantine, end)
     stats = {**scan.summary(), "quarantine_file": str(qpath) if qpath else None}
     stats_path = storage.write_text(files.stats, json.dumps(stats, default=str))
-    past = _history(store, rule, table, end.isoformat())
+    past = _history(store, rule, table, end.isoformat(), workspace)
     missing = quality.incomplete(quality.profile(stats, start, end, past))
     if missing:
-        raise IncompleteDataError([{"table": table, **m} for m in missing])
-    return {"table": table, "path": path, "stats": stats_path,
+        where = {"workspace": workspace} if workspace else {}
+        raise IncompleteDataError([{"table": table, **where, **m} for m in missing])
+    return {"table": table, "workspace": workspace, "path": path, "stats": stats_path,
             "rows_in_window": scan.rows_in_window, "candidates": len(scan.frame),
             "quarantined": scan.quarantined, "newest": stats.get("newest"),
             "window": [start.isoformat(), end.isoformat()]}
@@ -230,8 +266,9 @@ def validate_stage(extracted: dict, store=None, rule: Rule | None = None) -> dic
     before the alerts go out; `render_docs` does it beside the rest of the run."""
     rule = rule or load_rule()
     table, (start, end) = extracted["table"], extracted["window"]
+    workspace = extracted.get("workspace")
     stats = staged_stats(extracted)
-    past = _history(store, rule, table, end)
+    past = _history(store, rule, table, end, workspace)
     try:
         # quality writes the verdict to a local folder; it goes to the run folder passed or
         # failed (the console shows both)
@@ -246,14 +283,15 @@ def validate_stage(extracted: dict, store=None, rule: Rule | None = None) -> dic
                     storage.write_bytes(Staged.of(extracted).verdict, verdict.read_bytes())
     except DataQualityError:
         if store:
-            record_run(store, rule, table, start, end, stats, "failed")
+            record_run(store, rule, table, start, end, stats, "failed", workspace)
         raise
     if store:
-        record_run(store, rule, table, start, end, stats, checked.status)
-    return {**checked.summary(), "path": extracted["path"]}
+        record_run(store, rule, table, start, end, stats, checked.status, workspace)
+    return {**checked.summary(), "path": extracted["path"], "workspace": workspace}
 
 
-def render_docs(staging, start, end, store=None, rule: Rule | None = None) -> dict[str, str]:
+def render_docs(staging, start, end, store=None, rule: Rule | None = None,
+                workspace: str | None = None) -> dict[str, str]:
     """Great Expectations Data Docs for each table staged for this window (a failed validation
     included: that is when they are read), in `<run folder>/data_docs/<table>/index.html`.
     Re-runs the same suites with a Data Docs action, so the pages show exactly the checks the
@@ -261,7 +299,7 @@ def render_docs(staging, start, end, store=None, rule: Rule | None = None) -> di
     Returns {table: index path or URL}; tables never staged are left out."""
     rule = rule or load_rule()
     start, end = pd.Timestamp(start), pd.Timestamp(end)
-    folder = run_folder(staging, rule, start, end)
+    folder = run_folder(staging, rule, start, end, workspace)
     pages = {}
     for table in sources.TABLES:
         files = Staged(folder, table)
@@ -274,7 +312,7 @@ def render_docs(staging, start, end, store=None, rule: Rule | None = None) -> di
         try:
             history = json.loads(storage.read_text(files.verdict)).get("history")
         except FileNotFoundError:
-            history = _history(store, rule, table, end.isoformat())
+            history = _history(store, rule, table, end.isoformat(), workspace)
         with tempfile.TemporaryDirectory(prefix="detection-docs-") as local:
             quality.validate(table, frame, stats, rule.inputs[table], start, end, history,
                              Path(local), raise_on_failure=False)
@@ -302,20 +340,24 @@ def load_result(path) -> pd.DataFrame:
     return results.from_arrow(storage.read_parquet(path))
 
 
-def _history(store, rule: Rule, table: str, end: str) -> dict | None:
+def _history(store, rule: Rule, table: str, end: str,
+             workspace: str | None = None) -> dict | None:
     """What the gate judges a window against: the trailing runs' volumes and hourly profiles
     (runs that failed are left out: an outage is neither a baseline nor a rhythm)."""
     if not store:
         return None
     t = quality.load_config()["thresholds"]
-    return {"volumes": store.trailing_runs(rule.id, table, end, t["volume_history_runs"]),
-            "profiles": store.trailing_profiles(rule.id, table, end, t["rhythm_history_runs"])}
+    scope = history_scope(rule, workspace)
+    return {"volumes": store.trailing_runs(scope, table, end, t["volume_history_runs"]),
+            "profiles": store.trailing_profiles(scope, table, end, t["rhythm_history_runs"])}
 
 
-def record_run(store, rule: Rule, table: str, start, end, stats: dict, status: str) -> None:
+def record_run(store, rule: Rule, table: str, start, end, stats: dict, status: str,
+               workspace: str | None = None) -> None:
     """Keep a run's volume and hourly profile in the store's history (a re-run of the interval
     replaces them). `end` as the run's window end in ISO 8601, as _history reads it."""
     end = pd.Timestamp(end).isoformat()
-    store.record_run(rule.id, table, end, stats["rows_in_window"], status)
-    store.record_profile(rule.id, table, end, quality.hourly_counts(stats, start, end),
+    scope = history_scope(rule, workspace)
+    store.record_run(scope, table, end, stats["rows_in_window"], status)
+    store.record_profile(scope, table, end, quality.hourly_counts(stats, start, end),
                          stats.get("newest"), status)

@@ -42,8 +42,9 @@ def test_every_task_of_each_caught_up_run_ran(scheduled):
     for run in scheduled.catchup:
         tasks = scheduled.stack.task_instances(run["run_id"])
         assert {t: s["state"] for t, s in tasks.items()} == dict.fromkeys(
-            ["extract_azure_activity", "extract_behavior_analytics", "validate_azure_activity",
-             "validate_behavior_analytics", "data_docs", "correlate", "build_alerts", "deliver"],
+            ["partitions", "extract_azure_activity", "extract_behavior_analytics",
+             "validate_azure_activity", "validate_behavior_analytics", "data_docs", "correlate",
+             "build_alerts", "deliver", "examined"],
             "success")
 
 

@@ -106,7 +106,8 @@ def test_missing_column_fails_at_validation_and_delivers_nothing(dag, tmp_path, 
     dagrun, states = run(dag)
     assert dagrun.state == "failed"
     assert states["validate_behavior_analytics"] == "failed"
-    assert states["correlate"] == states["deliver"] == "upstream_failed"
+    assert states["correlate"] == "upstream_failed" and states["deliver"] == "skipped"
+    assert states["examined"] == "failed"
     assert tickets(detection_home) == []
     # the failed validation is the one whose Data Docs someone will open
     assert states["data_docs"] == "success"
@@ -123,7 +124,7 @@ def test_empty_behavior_analytics_fails_at_validation_with_a_clear_message(dag, 
     assert dagrun.state == "failed"
     assert states["extract_behavior_analytics"] == "success"
     assert states["validate_behavior_analytics"] == "failed"
-    assert states["build_alerts"] == states["deliver"] == "upstream_failed"
+    assert states["build_alerts"] == "upstream_failed" and states["deliver"] == "skipped"
     assert "BehaviorAnalytics: not_empty failed (observed: 0 rows in the window)" in "".join(capfd.readouterr())
     assert tickets(detection_home) == []
 
@@ -244,6 +245,7 @@ def test_a_run_with_no_data_yet_is_skipped_saying_so_and_notified(dag, tmp_path,
     monkeypatch.setenv("DETECTION_SOURCE", str(tmp_path / "old"))
     dagrun, states = run(dag)
     assert dagrun.state == "success"
+    assert states.pop("partitions") == "success"  # the source named one partition: itself
     assert set(states.values()) == {"skipped"}, states
     assert asset_events(dagrun.run_id) == [], "a skipped interval is not recorded as examined"
     reason = ("no data yet for the interval [2026-10-31T00:00:00+00:00, "

@@ -178,7 +178,7 @@ def test_alerts_and_tickets_equal_the_embedded_defaults(first):
 
 
 def test_validate_tasks_find_great_expectations_preloaded_by_the_celery_worker(first, stack):
-    logs = stack.task_logs("task_id=validate_*/attempt=*.log")
+    logs = stack.task_logs("task_id=validate_*/map_index=0/attempt=*.log")
     assert len(logs) == 6  # two tables x three days
     for log in logs:
         assert "Great Expectations preloaded by the worker: True" in log.read_text(), log

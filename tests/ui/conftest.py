@@ -120,7 +120,7 @@ def _failures(stack: AirflowStack, run_id: str) -> str:
     for task, ti in stack.task_instances(run_id).items():
         if ti["state"] not in ("up_for_retry", "failed"):
             continue
-        errors = [_error(line) for log in stack.task_logs(f"task_id={task}/attempt=*.log")
+        errors = [_error(line) for log in stack.task_logs(f"task_id={task}/**/attempt=*.log")
                   for line in log.read_text(errors="replace").splitlines()
                   if '"level":"error"' in line]
         lines.append(f"{task}: {ti['state']}; {errors[-1] if errors else 'no error logged'}")
