@@ -139,3 +139,20 @@ def test_a_folder_source_is_one_partition_with_the_ids_it_always_had(dag, tmp_pa
     assert alert["id"] == alerts.build_alerts(detect(tmp_path / "lake", DAY).result, load_rule(),
                                               "2026-10-30T00:00:00Z", DAY)[0]["id"]
     assert len(alert["evidence"]) == len(result)
+
+
+def test_the_extract_signs_in_with_the_azure_connections_credential(dag, workspaces,  # noqa: F811
+                                                                   monkeypatch, detection_home):
+    """No static token: the only credential is what the `azure` connection gives (stubbed here
+    by one that holds the fake's token: a real one would sign in to Entra ID)."""
+    import include.airflow_connections as conns
+    from include.detection.remote.loganalytics import StaticToken
+
+    monkeypatch.delenv("DETECTION_LOGANALYTICS_TOKEN")
+    asked = []
+    monkeypatch.setattr(conns, "azure_credential",
+                        lambda conn_id=None: asked.append(conn_id) or StaticToken(TOKEN))
+    monkeypatch.setenv("DETECTION_SOURCE", f"loganalytics://{HEALTHY}")
+    dagrun, states = run(dag)
+    assert dagrun.state == "success", states
+    assert len(asked) == 2  # one per extract (two tables) of the one workspace
