@@ -8,4 +8,6 @@ RUN pip install --no-cache-dir -r /requirements.txt
 COPY --chown=airflow:root dags/ /opt/airflow/dags/
 COPY --chown=airflow:root include/ /opt/airflow/include/
 COPY --chown=airflow:root plugins/ /opt/airflow/plugins/
+# detection_tools/: the demo lake generator behind `python -m include.detection demo`
+COPY --chown=airflow:root detection_tools/ /opt/airflow/detection_tools/
 ENV PYTHONPATH=/opt/airflow

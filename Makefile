@@ -32,7 +32,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@touch $@
 
 demo: install
-	@$(PY) -c "from include.detection import demo, config; demo.ensure_demo_lake(config.home() / 'lake')"
+	@$(PY) -c "from include.detection import config; from detection_tools import lakegen; \
+	lakegen.ensure_demo_lake(config.home() / 'lake')"
 
 $(AIRFLOW_HOME)/airflow.db: | install
 	@mkdir -p $(AIRFLOW_HOME)

@@ -373,7 +373,7 @@ def measure(days: tuple[str, str] = ("2026-10-29", "2026-10-31")) -> dict:
     tasks' and the runs' durations (the stacks' folders are kept, for their logs)."""
     import tempfile
 
-    from include.detection import demo
+    from detection_tools import lakegen as demo
 
     tmp = Path(tempfile.mkdtemp(prefix="celery-stack-"))
     out = {"folder": str(tmp)}

@@ -35,8 +35,6 @@ def main(argv=None) -> int:
     p.add_argument("--dag-scale", default="M")
     p.add_argument("--airflow", action="store_true",
                    help="also back-fill the DAG at --dag-scale through a real scheduler and time its tasks")
-    p.add_argument("--profile", action="store_true",
-                   help="also profile our detect (importtime, step timings, cProfile) at each scale")
     p.add_argument("--timeout", type=float, default=None, help="seconds per engine run")
     p.add_argument("--no-warm", action="store_true", help="do not pre-read the lake into the page cache")
     p.add_argument("--workers", type=int, default=1,
@@ -63,15 +61,6 @@ def main(argv=None) -> int:
                                not a.no_warm, a.workers, a.compression, code=code, airflow=a.airflow,
                                flagged=not a.no_flagged, backfill=not a.no_backfill,
                                backfill_share=a.backfill_share)
-    if a.profile:
-        from . import profile
-        report["profiles"] = {}
-        for name, rows in a.scales.items():
-            print(f"profiling ours at {name} ...", file=sys.stderr)
-            lake = Path(report["scales"][name]["lake"]["path"])
-            report["profiles"][name] = profile.profile_all(lake, report["scales"][name]["window"]["end"],
-                                                           a.out.parent / "profile" / name, code=code)
-        harness._write_json(a.out, report)
     print()
     print(harness.format_table(report))
     print(f"\nreport: {a.out}")

@@ -46,7 +46,8 @@ PAGES = {
 
 def _templates() -> list[dict]:
     """Real alerts: the demo lake through the pipeline (detect, then build_alerts)."""
-    from include.detection import config, demo, pipeline
+    from detection_tools import lakegen as demo
+    from include.detection import config, pipeline
     from include.detection.alerts import build_alerts
     from include.detection.rule import load_rule
 

@@ -55,7 +55,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from include.detection import demo
+from detection_tools import lakegen
 
 GENERATOR_VERSION = 2
 TABLES = ("AzureActivity", "BehaviorAnalytics")
@@ -106,8 +106,8 @@ class LakeSpec:
 # Arrow helpers
 # ================================================================================================
 
-STR = pa.large_string()     # built as large_string (no 2 GiB offset limit), written as UTF8
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+# GUIDs and large_string building: the demo's (detection_tools.lakegen), one implementation.
+STR, guid_bytes, guids = lakegen.STR, lakegen.guid_bytes, lakegen.guids
 
 
 def _strings(values) -> pa.Array:
@@ -117,40 +117,6 @@ def _strings(values) -> pa.Array:
 def _ts(ns: np.ndarray) -> pa.Array:
     ns = np.ascontiguousarray(ns, dtype=np.int64)
     return pa.Array.from_buffers(pa.timestamp("ns", tz="UTC"), len(ns), [None, pa.py_buffer(ns)])
-
-
-def _fixed_width(chars: np.ndarray) -> pa.Array:
-    """(n, w) uint8 array of ASCII -> large_string array of n strings of width w (zero copy)."""
-    n, w = chars.shape
-    offsets = np.arange(0, (n + 1) * w, w, dtype=np.int64)
-    return pa.Array.from_buffers(STR, n, [None, pa.py_buffer(offsets),
-                                          pa.py_buffer(np.ascontiguousarray(chars))])
-
-
-def _hex_chars(raw: np.ndarray) -> np.ndarray:
-    """(n, k) bytes -> (n, 2k) lower-case hex characters."""
-    out = np.empty((raw.shape[0], raw.shape[1] * 2), dtype=np.uint8)
-    out[:, 0::2] = _HEX[raw >> 4]
-    out[:, 1::2] = _HEX[raw & 15]
-    return out
-
-
-def guid_bytes(rng: np.random.Generator, n: int) -> np.ndarray:
-    """n random version-4 UUIDs as (n, 16) bytes."""
-    b = rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
-    b[:, 6] = (b[:, 6] & 0x0F) | 0x40
-    b[:, 8] = (b[:, 8] & 0x3F) | 0x80
-    return b
-
-
-def guids(raw: np.ndarray) -> pa.Array:
-    """(n, 16) bytes -> 'xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx' strings."""
-    h = _hex_chars(raw)
-    out = np.empty((raw.shape[0], 36), dtype=np.uint8)
-    out[:, 0:8], out[:, 9:13], out[:, 14:18], out[:, 19:23], out[:, 24:36] = \
-        h[:, 0:8], h[:, 8:12], h[:, 12:16], h[:, 16:20], h[:, 20:32]
-    out[:, [8, 13, 18, 23]] = ord("-")
-    return _fixed_width(out)
 
 
 def _join(*parts) -> pa.Array:
@@ -176,18 +142,11 @@ def _uuid(rng) -> str:
     return guids(guid_bytes(rng, 1))[0].as_py()
 
 
-# Hourly (UTC) activity shapes: the demo data's, so both look like the same tenants.
-HOURLY = demo.HOURLY
-_profile = demo.profile
-
-
-def _times(rng, n: int, profile: np.ndarray, day_ns: int, max_offset_ns: int = 0) -> np.ndarray:
-    """Times in one day drawn from an hourly profile, in 100 ns ticks, leaving `max_offset_ns`
-    before midnight (so the later events of an operation stay in the day)."""
-    hour = rng.choice(24, size=n, p=profile)
-    tick = rng.integers(0, 3600 * 10**7, size=n, dtype=np.int64)
-    t = hour * NS_H + tick * 100
-    return day_ns + np.minimum(t, NS_DAY - max_offset_ns - 100)
+# Hourly (UTC) activity shapes and the draw of times: the demo data's, so both look like the same
+# tenants.
+HOURLY = lakegen.HOURLY
+_profile = lakegen.profile
+_times = lakegen.times
 
 
 # ================================================================================================
@@ -764,7 +723,7 @@ UEBA_SCHEMA = pa.schema(
     + [("InvestigationPriority", pa.int32()), ("_BilledSize", pa.float64())])
 
 # UEBA insight keys per source: the demo data's.
-AAD_KEYS, ACTIVITY_KEYS, DEVICE_KEYS = demo.AAD_KEYS, demo.ACTIVITY_KEYS, demo.DEVICE_KEYS
+AAD_KEYS, ACTIVITY_KEYS, DEVICE_KEYS = lakegen.AAD_KEYS, lakegen.ACTIVITY_KEYS, lakegen.DEVICE_KEYS
 UNCOMMON = "ActionUncommonlyPerformedByUser"
 # Ways the uncommon flag is written: the string "True"/"False" (0), "true" (1), JSON true (2),
 # the key missing (3), the text truncated, invalid JSON (4).

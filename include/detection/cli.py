@@ -279,8 +279,7 @@ def _alerts(args) -> int:
 
 
 def _demo(args) -> int:
-    from . import demo
-    tables = demo.generate(demo.DEMO_START, demo.DEMO_DAYS)
-    (demo.write_lake if args.format == "parquet" else demo.write_jsonl)(tables, args.out)
+    from detection_tools import lakegen  # a tool beside the library, only for this subcommand
+    lakegen.write_demo(args.out, args.format)
     print(f"demo data ({args.format}) written to {args.out}", file=sys.stderr)
     return 0

@@ -54,7 +54,7 @@ def scheduled(request, tmp_path_factory):
     data for the LAKE_DAYS days up to today 00:00 UTC (every window of both). Waits for both to
     finish before the tests look at them."""
     from bench.airflow_stack import AirflowStack, StackTimeout, postgres_database
-    from include.detection import demo
+    from detection_tools import lakegen as demo
 
     kind = request.param
     today = datetime.now(timezone.utc).date()

@@ -113,8 +113,8 @@ def test_default_start_date_is_the_demo_lakes_first_complete_window():
     """Unpausing the DAG on the demo lake must not catch up through years without data."""
     from datetime import date, timedelta
 
-    from include.dag_defaults import DEFAULT_START_DATE
     from detection_tools import lakegen as demo
+    from include.dag_defaults import DEFAULT_START_DATE
 
     first_interval_end = date.fromisoformat(DEFAULT_START_DATE) + timedelta(days=1)
     first_window_start = first_interval_end - load_rule().query_period

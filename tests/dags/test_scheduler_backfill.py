@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from bench.airflow_stack import AirflowStack, StackTimeout
-from include.detection import demo
+from detection_tools import lakegen as demo
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow

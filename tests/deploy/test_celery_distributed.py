@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from bench.celery_stack import WORKERS, CeleryStack, StackTimeout
-from include.detection import demo, store
+from detection_tools import lakegen as demo
+from include.detection import store
 from tests.conftest import REPO, require_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]

@@ -11,7 +11,8 @@ import fsspec
 import pandas as pd
 import pytest
 
-from include.detection import cli, demo, sources
+from detection_tools import lakegen as demo
+from include.detection import cli, sources
 from include.detection.errors import SourceError
 from include.detection.sources import export
 from tests.detection.test_sources_hostile import WAIT, release, within

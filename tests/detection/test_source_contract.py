@@ -182,7 +182,8 @@ def test_detect_over_adx_writes_what_detect_over_the_folder_writes(tmp_path, cap
     them): the same result file, byte for byte, as on the same rows in a folder."""
     import re
 
-    from include.detection import cli, demo
+    from detection_tools import lakegen as demo
+    from include.detection import cli
 
     rows = layouts.rows_of(demo.generate(demo.DEMO_START, demo.DEMO_DAYS))
     for table_rows in rows.values():

@@ -116,7 +116,7 @@ def export(put, tables: dict[str, list[dict]], workspace: str = WORKSPACE_ID,
 
 def rows_of(tables: dict[str, pa.Table]) -> dict[str, list[dict]]:
     """Arrow tables (demo.generate) as JSONL-shaped dicts, as demo.write_jsonl writes them."""
-    from include.detection import demo
+    from detection_tools import lakegen as demo
 
     out = {}
     for name, table in tables.items():

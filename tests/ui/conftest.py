@@ -16,7 +16,7 @@ from urllib.parse import quote
 import pytest
 
 from bench.airflow_stack import DAG_ID, AirflowStack, StackTimeout
-from include.detection import demo
+from detection_tools import lakegen as demo
 from tests.conftest import REPO
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium"))

@@ -2,7 +2,8 @@
 Chromium signs in through the simple auth manager's form, finds Browse -> Detections in the UI's
 menu, and works in the iframe the UI shows the plugin in: filter, open an alert; then the
 back-filled DAG run's Detections tab. What the pages must show comes from the demo's planted
-ground truth (include/detection/demo.py), not from the store the pages read.
+ground truth (the rule's sample cases, planted by detection_tools/lakegen.py), not from the store the pages
+read.
 
 Screenshots (tests/ui/conftest.py SHOTS): console-list.png, console-filtered.png,
 console-alert.png, console-run-tab.png."""

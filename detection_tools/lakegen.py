@@ -1,4 +1,5 @@
-"""Seeded, realistic demo data for the Run Command / UEBA rule, with planted ground truth.
+"""The demo lake: seeded, realistic data for the Run Command / UEBA rule, with the rule's sample
+cases planted as ground truth (a tool: the DAG and the CLI's detection never import it).
 
 `generate(start_day, days, seed)` returns the two tables the rule reads, shaped like Log Analytics
 exports: AzureActivity (a realistic subset of its columns, legacy upper-case ResourceId /
@@ -28,32 +29,19 @@ succeeds, and service principals have no UEBA rows. The users of the planted cas
 "planted") have neither. So the rule's result over any window is exactly the planted true positives
 in it (`expected_alerts`).
 
-Planted cases (`PLANTED`; days of the default demo, 2026-10-26 Mon .. 2026-11-01 Sun; "run" is the
-Run Command's first event, relative to the uncommon Azure AD sign-in):
-
-  day    case                         expected  what
-  10-27  nm_run_6h_plus_1s            no        run at +6h+1s (window end is inclusive, +1s is out)
-  10-27  nm_failed_run                no        Started/Accepted/Failed at +45m
-  10-27  nm_failed_run_new_family     no        Start/Accept/Failure at +1h10m
-  10-28  nm_insight_lowercase_true    no        ActionUncommonlyPerformedByUser "true"
-  10-28  nm_insight_json_true         no        ActionUncommonlyPerformedByUser JSON true
-  10-28  nm_eventsource_azuread       no        EventSource "AzureAD" (not "Azure AD")
-  10-28  nm_empty_location            no        SourceIPLocation ""
-  10-29  tp_plus_6h_inclusive         yes       run at exactly +6h (7-digit times); Caller
-                                                Alice.Admin@contoso.com, UPN alice.admin@Contoso.com
-  10-29  tp_new_status_family         yes       Start/Accept/Success at +42m
-  10-29  nm_scope_virtualmachinesx    no        Authorization scope .../virtualMachinesX/web-prod-03
-  10-29  nm_different_user            no        Ivan's uncommon sign-in, Oscar's run at +1h
-  10-30  tp_minus_1h_inclusive        yes       run at exactly -1h, lower-case operation name
-  10-30  tp_vmss_instance             yes       run on vmss-build/virtualMachines/3 (VM name "3")
-  10-30  tp_two_uncommon_signins      yes (x2) two uncommon sign-ins, one run: two result rows
-  10-31  tp_cross_midnight            yes       sign-in 22:40, run 01:10 the next day
-  11-01  nm_run_1h_1s_before          no        run at -1h-1s
+Planted cases (`PLANTED`): the rule's sample cases,
+include/rules/runcommand_ueba_breach.samples.yaml, each with its rows, expected result and reason (tests/rules/test_samples.py runs them through both
+engines). Placed on the default demo (2026-10-26 Mon .. 2026-11-01 Sun), the near misses fall on
+10-27, 10-28, 10-29 and 11-01, the true positives on 10-29 (two), 10-30 (three, one with two UEBA
+rows) and 10-31 (the sign-in of a run that crosses midnight).
 
 With the daily 2-day query period [D-2d, D): D = 10-30 finds the two 10-29 cases, D = 10-31
 (`DEMO_ALERT_DATE`) the four cases of 10-29/10-30 (five rows), D = 11-01 the three 10-30 cases
 again (a re-run/idempotency check), D = 11-02 the cross-midnight case, and D = 10-27, 10-28, 10-29
 and 11-03 nothing.
+
+Run as `python -m detection_tools.lakegen --out DIR [--format parquet|jsonl]` (the CLI's `demo`
+subcommand calls the same); `make demo` writes the default lake with `ensure_demo_lake`.
 """
 
 from __future__ import annotations
@@ -62,7 +50,6 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -72,8 +59,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .errors import UsageError
-from .files import atomic_path
+from include.detection.errors import UsageError
+from include.detection.files import atomic_path
+
+from . import samples
 
 DEMO_START = date(2026, 10, 26)
 DEMO_DAYS = 7
@@ -82,6 +71,7 @@ DEMO_ALERT_DATE = date(2026, 10, 31)
 TABLES = ("AzureActivity", "BehaviorAnalytics")
 DYNAMIC_COLUMNS = {"BehaviorAnalytics": ("ActivityInsights", "UsersInsights", "DevicesInsights")}
 RUN_COMMAND = "Microsoft.Compute/virtualMachines/runCommand/action"
+_RC_UPPER = RUN_COMMAND.upper()
 
 ACTIVITY_SCHEMA = pa.schema(
     [("TimeGenerated", pa.timestamp("ns", tz="UTC"))]
@@ -307,98 +297,10 @@ _WORLD = _World()
 
 # --- Planted ground truth -----------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Case:
-    name: str
-    day: int                     # day offset from the start day (of the first UEBA row)
-    expected_alert: bool
-    description: str
-    user: str                    # the UEBA user, canonical UPN
-    ueba_at: tuple[str, ...]     # time(s) of day of the uncommon Azure AD row(s)
-    run_after: str               # the run's first event, relative to the first UEBA row: "[-]H:MM:SS"
-    vm: str                      # VM name (or "vmss-build/3") the command runs on
-    upn: str | None = None       # UserPrincipalName as the UEBA row writes it (default lower-case)
-    caller: str | None = None    # the run's Caller (default: the user's canonical UPN)
-    source: str = "Azure AD"
-    insight: object = "True"     # value of ActionUncommonlyPerformedByUser
-    location: str = "Romania"
-    ip: str = "198.51.100.160"
-    family: str = "legacy"       # legacy Started/Accepted/Succeeded, new Start/Accept/Success
-    outcome: str = "success"
-    op: str = RUN_COMMAND        # OperationNameValue as written
-    scope: str | None = None     # Authorization scope override (VM key replaced)
-    action: str | None = None    # Authorization action override
-    expected_rows: int = 1       # result rows when expected_alert
-
-
-_RC_UPPER = RUN_COMMAND.upper()
-_CASES = (
-    _Case("nm_run_6h_plus_1s", 1, False, "Run Command starts 6h + 1s after the uncommon sign-in, "
-          "one second past the inclusive window end", "Ivan.Petrov@contoso.com", ("09:00:00.5000000",),
-          "6:00:01", "web-prod-02", op=_RC_UPPER, ip="198.51.100.151"),
-    _Case("nm_failed_run", 1, False, "Run Command Started/Accepted/Failed 45 min after the sign-in",
-          "grace.hall@contoso.com", ("11:20:14.2500000",), "0:45:00", "sql-prod-01", outcome="failed",
-          location="Vietnam", ip="198.51.100.152"),
-    _Case("nm_failed_run_new_family", 1, False, "Run Command Start/Accept/Failure (newer status family)",
-          "heidi.wong@fabrikam.com", ("13:05:02",), "1:10:00", "fab-app-02", family="new",
-          outcome="failed", op=_RC_UPPER, location="Brazil", ip="198.51.100.153"),
-    _Case("nm_insight_lowercase_true", 2, False, 'UEBA ActionUncommonlyPerformedByUser is "true" '
-          '(lower case), which == "True" does not match', "frank.miller@fabrikam.com",
-          ("08:15:40.1000000",), "0:45:00", "fab-app-03", insight="true", ip="198.51.100.154"),
-    _Case("nm_insight_json_true", 2, False, "UEBA ActionUncommonlyPerformedByUser is the JSON boolean "
-          'true, which converts to "true"', "heidi.wong@fabrikam.com", ("10:30:00",), "0:30:00",
-          "fab-app-01", insight=True, location="Nigeria", ip="198.51.100.155"),
-    _Case("nm_eventsource_azuread", 2, False, 'UEBA EventSource "AzureAD" instead of "Azure AD"',
-          "erin.lopez@contoso.com", ("13:10:00",), "0:20:00", "dev-app-01", source="AzureAD",
-          ip="198.51.100.156"),
-    _Case("nm_empty_location", 2, False, "UEBA SourceIPLocation is empty", "dave.kim@fabrikam.com",
-          ("16:40:00",), "1:00:00", "fab-dc-01", location="", ip="198.51.100.157"),
-    _Case("tp_plus_6h_inclusive", 3, True, "Run Command exactly 6h after the sign-in (inclusive end, "
-          "7 fractional digits); Caller Alice.Admin@contoso.com vs UPN alice.admin@Contoso.com",
-          "Alice.Admin@contoso.com", ("07:30:00.1234567",), "6:00:00", "jumpbox-prod-01",
-          upn="alice.admin@Contoso.com", op=_RC_UPPER, ip="198.51.100.160"),
-    _Case("tp_new_status_family", 3, True, "Run Command Start/Accept/Success 42 min after the sign-in",
-          "carol.nguyen@contoso.com", ("10:05:31.7654321",), "0:42:00", "dev-app-02", family="new",
-          upn="Carol.Nguyen@contoso.com", location="Vietnam", ip="198.51.100.161"),
-    _Case("nm_scope_virtualmachinesx", 3, False, 'Authorization scope is a non-VM resource type '
-          '"virtualMachinesX": `has "virtualMachines"` is a whole-term match', "bob.martin@contoso.com",
-          ("14:00:00",), "0:30:00", "web-prod-03",
-          scope="/subscriptions/{contoso-prod}/resourceGroups/rg-prod-web/providers/Microsoft.Compute/"
-                "virtualMachinesX/web-prod-03",
-          action="Microsoft.Compute/virtualMachinesX/runCommand/action", ip="198.51.100.162"),
-    _Case("nm_different_user", 3, False, "Ivan's uncommon sign-in; a succeeded run 1h later by "
-          "another user (oscar.reyes)", "Ivan.Petrov@contoso.com", ("15:00:00",), "1:00:00",
-          "web-prod-01", caller="oscar.reyes@contoso.com", ip="198.51.100.163"),
-    _Case("tp_minus_1h_inclusive", 4, True, "Run Command exactly 1h before the sign-in (inclusive "
-          "start); lower-case operation name", "dave.kim@fabrikam.com", ("12:00:00",), "-1:00:00",
-          "fab-sap-01", op=RUN_COMMAND.lower(), location="Russia", ip="198.51.100.164"),
-    _Case("tp_vmss_instance", 4, True, "Run Command on VM scale-set instance "
-          "vmss-build/virtualMachines/3 (VirtualMachineName \"3\")", "erin.lopez@contoso.com",
-          ("16:10:09.9000000",), "0:52:00", "vmss-build/3", family="new", op=_RC_UPPER,
-          location="Brazil", ip="198.51.100.165"),
-    _Case("tp_two_uncommon_signins", 4, True, "Two uncommon sign-ins (18:00, 19:30) and one run at "
-          "20:15: kind=inner gives two result rows", "frank.miller@fabrikam.com",
-          ("18:00:00", "19:30:00"), "2:15:00", "fab-mgmt-01", ip="198.51.100.166", expected_rows=2),
-    _Case("tp_cross_midnight", 5, True, "Uncommon sign-in at 22:40, run at 01:10 the next day",
-          "grace.hall@contoso.com", ("22:40:00",), "2:30:00", "sql-prod-02", family="new",
-          location="Nigeria", ip="198.51.100.167"),
-    _Case("nm_run_1h_1s_before", 6, False, "Run Command 1h + 1s before the sign-in, one second "
-          "before the inclusive window start", "Ivan.Petrov@contoso.com", ("10:00:00",), "-1:00:01",
-          "web-prod-04", ip="198.51.100.168"),
-)
-# Offsets of a planted run's Accepted and terminal events after its first event (fixed, not seeded).
-_PLANTED_EVENT_OFFSETS = (0, 412_337_800, 52_118_733_300)
-
-
-def _tod(text: str) -> int:
-    """'HH:MM:SS[.fffffff]' to nanoseconds since midnight."""
-    hms, _, frac = text.partition(".")
-    h, m, s = (int(x) for x in hms.split(":"))
-    return ((h * 60 + m) * 60 + s) * _NS_PER_S + int((frac + "0000000")[:7]) * 100
-
-
-def _span(text: str) -> int:
-    return -_tod(text[1:]) if text.startswith("-") else _tod(text)
+# The rule's sample cases (include/rules/<rule>.samples.yaml) are the planted ground truth: their
+# rows as written, the columns the rule does not read filled in from the world below.
+_STATUS_NEW = {"Start", "Accept", "Success", "Failure"}
+_STATUS_FAILED = {"Failed", "Failure"}
 
 
 def _day_ns(d: date) -> int:
@@ -410,38 +312,40 @@ def _ts(ns: int) -> pd.Timestamp:
 
 
 def planted_cases(start_day: date = DEMO_START, days: int = DEMO_DAYS) -> list[dict]:
-    """The planted cases placed from `start_day` (day offsets as in the default demo), limited to
-    those whose rows all fall in [start_day, start_day + days)."""
-    start_ns, end_ns = _day_ns(start_day), _day_ns(start_day) + days * _NS_PER_DAY
+    """The rule's sample cases placed from `start_day` (their days after the samples' anchor
+    become days after `start_day`), limited to those whose rows all fall in
+    [start_day, start_day + days)."""
+    start, end = _ts(_day_ns(start_day)), _ts(_day_ns(start_day) + days * _NS_PER_DAY)
     out = []
-    for c in _CASES:
-        ueba = [start_ns + c.day * _NS_PER_DAY + _tod(t) for t in c.ueba_at]
-        run = [ueba[0] + _span(c.run_after) + o for o in _PLANTED_EVENT_OFFSETS]
-        if min(ueba + run) < start_ns or max(ueba + run) >= end_ns:
+    for case in samples.load(anchor=start_day):
+        ueba, activity = case.rows["BehaviorAnalytics"], case.rows["AzureActivity"]
+        times = [r["TimeGenerated"] for r in ueba + activity]
+        if min(times) < start or max(times) >= end:
             continue
-        scope = _case_scope(c)
-        caller = c.caller or c.user
+        runs = {r["CorrelationId"] for r in activity}
+        if len(runs) != 1 or not ueba:
+            raise ValueError(f"sample {case.name}: the demo plants one run and its UEBA rows")
+        scope = json.loads(activity[0]["Authorization"])["scope"]
+        run_times = [r["TimeGenerated"] for r in activity]
         out.append({
-            "name": c.name, "day": start_day + timedelta(days=c.day), "expected_alert": c.expected_alert,
-            "expected_rows": c.expected_rows if c.expected_alert else 0, "description": c.description,
-            "caller": caller, "user_principal_name": c.upn or c.user.lower(),
+            "name": case.name, "day": ueba[0]["TimeGenerated"].date(),
+            "expected_alert": case.alert, "expected_rows": len(case.results) if case.alert else 0,
+            "description": case.reason, "caller": activity[0]["Caller"],
+            "user_principal_name": ueba[0]["UserPrincipalName"],
             "subscription": scope.split("/")[2], "virtual_machine": scope.split("/")[-1],
-            "correlation_id": _uid(f"planted/{c.name}"),
-            "ueba_times": tuple(_ts(t) for t in ueba), "run_start": _ts(run[0]), "run_end": _ts(run[-1]),
+            "correlation_id": activity[0]["CorrelationId"],
+            "ueba_times": tuple(r["TimeGenerated"] for r in ueba),
+            "run_start": min(run_times), "run_end": max(run_times),
+            "rows": case.rows,
         })
     return out
 
 
-def _case_scope(c: _Case) -> str:
-    if c.scope:
-        return c.scope.replace("{contoso-prod}", SUBSCRIPTION_IDS["contoso-prod"])
-    return _WORLD.scope_of[c.vm]
-
-
 PLANTED: list[dict] = planted_cases()
 """Ground truth of the default demo (DEMO_START, DEMO_DAYS): name, day, expected_alert,
-expected_rows, description, caller, user_principal_name, subscription, virtual_machine,
-correlation_id, ueba_times, run_start, run_end (pandas UTC Timestamps)."""
+expected_rows, description (the sample's reason), caller, user_principal_name, subscription,
+virtual_machine, correlation_id, ueba_times, run_start, run_end (pandas UTC Timestamps), and the
+sample's rows (table -> row dicts)."""
 
 
 def expected_alerts(start, end, cases: list[dict] | None = None) -> list[dict]:
@@ -465,16 +369,60 @@ def expected_alerts(start, end, cases: list[dict] | None = None) -> list[dict]:
 
 # --- Vectorised helpers -------------------------------------------------------------------------
 
-def _guids(rng: np.random.Generator, n: int) -> np.ndarray:
-    """n random (version 4) GUID strings, as an object array."""
+# --- Shared with the bench lakes (bench/lake.py): ids, hourly shapes, times --------------------
+# Both generators draw GUIDs and times through these, so the demo and the bench data look alike
+# and a change to how an id or a time is drawn is made once.
+
+STR = pa.large_string()     # built as large_string (no 2 GiB offset limit), written as UTF8
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def fixed_width(chars: np.ndarray) -> pa.Array:
+    """(n, w) uint8 array of ASCII -> large_string array of n strings of width w (zero copy)."""
+    n, w = chars.shape
+    offsets = np.arange(0, (n + 1) * w, w, dtype=np.int64)
+    return pa.Array.from_buffers(STR, n, [None, pa.py_buffer(offsets),
+                                          pa.py_buffer(np.ascontiguousarray(chars))])
+
+
+def hex_chars(raw: np.ndarray) -> np.ndarray:
+    """(n, k) bytes -> (n, 2k) lower-case hex characters."""
+    out = np.empty((raw.shape[0], raw.shape[1] * 2), dtype=np.uint8)
+    out[:, 0::2] = _HEX[raw >> 4]
+    out[:, 1::2] = _HEX[raw & 15]
+    return out
+
+
+def guid_bytes(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n random version-4 UUIDs as (n, 16) bytes."""
     b = rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
     b[:, 6] = (b[:, 6] & 0x0F) | 0x40
     b[:, 8] = (b[:, 8] & 0x3F) | 0x80
-    h = np.frombuffer(b.tobytes().hex().encode("ascii"), dtype="S1").reshape(n, 32)
-    dash = np.full((n, 1), b"-", dtype="S1")
-    s = np.concatenate([h[:, :8], dash, h[:, 8:12], dash, h[:, 12:16], dash, h[:, 16:20], dash, h[:, 20:]],
-                       axis=1)
-    return np.ascontiguousarray(s).view("S36").ravel().astype(str).astype(object)
+    return b
+
+
+def guids(raw: np.ndarray) -> pa.Array:
+    """(n, 16) bytes -> 'xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx' strings."""
+    h = hex_chars(raw)
+    out = np.empty((raw.shape[0], 36), dtype=np.uint8)
+    out[:, 0:8], out[:, 9:13], out[:, 14:18], out[:, 19:23], out[:, 24:36] = \
+        h[:, 0:8], h[:, 8:12], h[:, 12:16], h[:, 16:20], h[:, 20:32]
+    out[:, [8, 13, 18, 23]] = ord("-")
+    return fixed_width(out)
+
+
+def times(rng, n: int, profile: np.ndarray, day_ns, max_offset_ns: int = 0) -> np.ndarray:
+    """n times of day drawn from an hourly profile, in 100 ns ticks (Kusto's resolution), after
+    `day_ns` (midnight; one or one per time), leaving `max_offset_ns` before the next midnight
+    (so the later events of an operation stay in the day)."""
+    hour = rng.choice(24, size=n, p=profile)
+    tick = rng.integers(0, 3600 * 10**7, size=n, dtype=np.int64)
+    return day_ns + np.minimum(hour * _NS_PER_H + tick * 100, _NS_PER_DAY - max_offset_ns - 100)
+
+
+def _guids(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n random (version 4) GUID strings, as an object array."""
+    return guids(guid_bytes(rng, n)).to_numpy(zero_copy_only=False).astype(object)
 
 
 def _np(a) -> np.ndarray:
@@ -505,14 +453,6 @@ HOURLY = {
     "sp": profile([.5, .6, 1.6, 1.4, .6, .4, .4, .4, .45, .45, .45, .45,
                     .45, .45, .45, .45, .45, .45, .45, .45, .45, .4, .4, .45]),
 }
-
-
-def _times(rng, day_ns: np.ndarray, profile: np.ndarray) -> np.ndarray:
-    """A time of day drawn from the hourly profile, in 100 ns ticks (Kusto's resolution)."""
-    n = len(day_ns)
-    hour = rng.choice(24, size=n, p=profile)
-    tick = rng.integers(0, 3600 * 10**7, size=n)
-    return day_ns + hour * _NS_PER_H + tick * 100
 
 
 def _weekend(start_day: date, days: int) -> np.ndarray:
@@ -630,9 +570,9 @@ def _noise_operations(rng, start_ns: int, days: int, weekend: np.ndarray, per_da
     day_ns = start_ns + day * _NS_PER_DAY
     for t, name in enumerate(_TENANTS):
         sel = np.flatnonzero((tenant == t) & ~is_sp)
-        t0[sel] = _times(rng, day_ns[sel], HOURLY[name])
+        t0[sel] = times(rng, len(sel), HOURLY[name], day_ns[sel])
     sel = np.flatnonzero(is_sp)
-    t0[sel] = _times(rng, day_ns[sel], HOURLY["sp"])
+    t0[sel] = times(rng, len(sel), HOURLY["sp"], day_ns[sel])
 
     n_events = np.array([o[3] for o in _NOISE_OPS])[op]
     failed = (rng.random(m) < 0.03) & (n_events > 1)
@@ -673,9 +613,9 @@ def _noise_run_commands(rng, start_ns: int, days: int, weekend: np.ndarray) -> d
         sel = np.flatnonzero(tenant == t)
         vm[sel] = pool[rng.integers(0, len(pool), size=len(sel))]
         sel_user = np.flatnonzero((tenant == t) & ~is_sp)
-        t0[sel_user] = _times(rng, day_ns[sel_user], HOURLY[name])
+        t0[sel_user] = times(rng, len(sel_user), HOURLY[name], day_ns[sel_user])
     sel = np.flatnonzero(is_sp)
-    t0[sel] = _times(rng, day_ns[sel], HOURLY["sp"])
+    t0[sel] = times(rng, len(sel), HOURLY["sp"], day_ns[sel])
     failed = denied | (rng.random(m) < 0.15)
     reasons = _obj(["Conflict", "InternalServerError", "GatewayTimeout"])
     canon = np.full(m, RUN_COMMAND, dtype=object)
@@ -715,26 +655,28 @@ def _operations(rng, *, t0, n_events, failed, fail_reason, new_family, canon, op
 
 
 def _planted_operations(rng, cases: list[dict]) -> dict:
+    """Each case's run, from its sample rows: the events' times, statuses, operation name, caller,
+    address and Authorization as written; what the rule does not read from the world."""
     w = _WORLD
-    spec = {c.name: c for c in _CASES}
-    rows = []
+    ops = []
     for case in cases:
-        c = spec[case["name"]]
-        caller = int(np.flatnonzero(w.caller == case["caller"])[0])
-        scope = _case_scope(c)
-        parts = scope.split("/")
-        rows.append(dict(
-            t0=case["run_start"].value, n_events=3, failed=c.outcome == "failed",
-            fail_reason="Conflict", new_family=c.family == "new", canon=RUN_COMMAND, op_value=c.op,
-            op_name=_RUN_COMMAND_NAME, caller=caller,
-            res_sub=list(SUBSCRIPTION_IDS.values()).index(parts[2]), rg=parts[4], scope=scope,
-            action=c.action or RUN_COMMAND, evidence=True, policy=False,
-            offsets=_PLANTED_EVENT_OFFSETS, correlation_id=case["correlation_id"],
-            # the attacker's address; a colleague's run comes from the office
-            ip=c.ip if c.caller is None else w.ips[caller, 0]))
-    if not rows:
+        events = case["rows"]["AzureActivity"]
+        first, last = events[0], events[-1]
+        t0 = first["TimeGenerated"].value
+        auth = json.loads(first["Authorization"])
+        parts = auth["scope"].split("/")
+        ops.append(dict(
+            t0=t0, n_events=len(events), failed=last["ActivityStatusValue"] in _STATUS_FAILED,
+            fail_reason="Conflict", new_family=first["ActivityStatusValue"] in _STATUS_NEW,
+            canon=RUN_COMMAND, op_value=first["OperationNameValue"], op_name=_RUN_COMMAND_NAME,
+            caller=int(np.flatnonzero(w.caller == first["Caller"])[0]),
+            res_sub=list(SUBSCRIPTION_IDS.values()).index(parts[2]), rg=parts[4],
+            scope=auth["scope"], action=auth["action"], evidence=True, policy=False,
+            offsets=[e["TimeGenerated"].value - t0 for e in events],
+            correlation_id=first["CorrelationId"], ip=first["CallerIpAddress"]))
+    if not ops:
         return {}
-    return _operations(rng, **{k: [r[k] for r in rows] for k in rows[0]})
+    return _operations(rng, **{k: [r[k] for r in ops] for k in ops[0]})
 
 
 def _concat(parts: list[dict]) -> dict:
@@ -871,7 +813,7 @@ def _noise_ueba(rng, start_ns: int, days: int, weekend: np.ndarray, per_day: int
     t = np.empty(n, dtype=np.int64)
     for ti, name in enumerate(_TENANTS):
         sel = np.flatnonzero(tenant == ti)
-        t[sel] = _times(rng, start_ns + day[sel] * _NS_PER_DAY, HOURLY[name])
+        t[sel] = times(rng, len(sel), HOURLY[name], start_ns + day[sel] * _NS_PER_DAY)
     source = rng.choice(3, size=n, p=[0.55, 0.25, 0.2])
     cohort = w.cohort[user]
 
@@ -977,26 +919,19 @@ _ATTACKER_DEVICE = json.dumps({"Browser": "Chrome 130.0", "DeviceFamily": "Windo
 
 
 def _planted_ueba(cases: list[dict]) -> dict:
+    """Each case's UEBA rows as written; tenant, user name and insights of the user from the world,
+    the attacker's device."""
     w = _WORLD
-    spec = {c.name: c for c in _CASES}
     rows = []
     for case in cases:
-        c = spec[case["name"]]
-        user = int(np.flatnonzero(w.caller == c.user)[0])
-        insights = {k: "False" for k in AAD_KEYS}
-        insights.update(FirstTimeUserConnectedFromCountry="True", FirstTimeUserConnectedViaISP="True",
-                        CountryUncommonlyConnectedFromAmongPeers="True", ISPUncommonlyUsedAmongPeers="True",
-                        FirstTimeUserConnectedFromDevice="True", ActionUncommonlyPerformedByUser=c.insight)
-        for t in case["ueba_times"]:
+        for r in case["rows"]["BehaviorAnalytics"]:
+            user = int(np.flatnonzero(_lower(w.caller) == r["UserPrincipalName"].lower())[0])
             rows.append({
-                "TimeGenerated": t.value, "TenantId": TENANT_IDS[_TENANTS[w.caller_tenant[user]]],
-                "EventSource": c.source, "ActionType": "Sign-in", "ActivityType": "LogOn",
-                "UserName": w.user_name[user], "UserPrincipalName": case["user_principal_name"],
-                "SourceIPAddress": c.ip, "SourceIPLocation": c.location, "SourceDevice": "",
-                "ActivityInsights": json.dumps(insights, separators=(",", ":")),
-                "UsersInsights": w.users_insights[user],
-                "DevicesInsights": _ATTACKER_DEVICE,
-                "InvestigationPriority": 8, "Type": "BehaviorAnalytics"})
+                "TenantId": TENANT_IDS[_TENANTS[w.caller_tenant[user]]], "ActivityType": "LogOn",
+                "UserName": w.user_name[user], "SourceDevice": "",
+                "UsersInsights": w.users_insights[user], "DevicesInsights": _ATTACKER_DEVICE,
+                "InvestigationPriority": 8, "Type": "BehaviorAnalytics",
+                **r, "TimeGenerated": r["TimeGenerated"].value})
     return {k: _obj([r[k] for r in rows]) for k in UEBA_SCHEMA.names} if rows else {}
 
 
@@ -1128,3 +1063,29 @@ def ensure_demo_lake(root: Path) -> Path:
         return root
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m detection_tools.lakegen --out DIR [--format parquet|jsonl]`: the default demo
+    data set."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m detection_tools.lakegen",
+                                     description=main.__doc__)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--format", choices=("parquet", "jsonl"), default="parquet")
+    args = parser.parse_args(argv)
+    write_demo(args.out, args.format)
+    print(f"demo data ({args.format}) written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def write_demo(out: Path, fmt: str = "parquet") -> Path:
+    """The default demo tables written at `out` as a Parquet lake or JSON Lines files."""
+    tables = generate(DEMO_START, DEMO_DAYS)
+    return (write_lake if fmt == "parquet" else write_jsonl)(tables, out)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
