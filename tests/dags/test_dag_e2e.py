@@ -279,3 +279,48 @@ def test_an_empty_window_with_data_after_it_fails_it_is_not_a_skip(dag, tmp_path
     dagrun, states = run(dag)
     assert dagrun.state == "failed"
     assert states["validate_azure_activity"] == states["validate_behavior_analytics"] == "failed"
+
+
+# --- issue #12 point 3: workers share only storage ------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["memory", "file-url"], ids=["memory://", "file:// URL"])
+def test_a_run_stages_and_tickets_through_urls_only(dag, source, detection_home, monkeypatch,
+                                                    tmp_path, kind):
+    """Staging, Data Docs and the file destination on a URL (fsspec's memory:// stands in for
+    object storage): every path a task hands on is that URL, none is a host-local path, and the
+    alerts equal those of the local default."""
+    import uuid
+
+    import fsspec
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import select
+
+    from airflow.utils.session import create_session
+    from include.detection import storage
+
+    base = f"memory://dag-{uuid.uuid4().hex}" if kind == "memory" else \
+        (tmp_path / "shared").as_uri()
+    monkeypatch.setenv("DETECTION_STAGING", f"{base}/staging")
+    monkeypatch.setenv("DETECTION_TICKET_DIR", f"{base}/tickets")
+    try:
+        dagrun, states = run(dag)
+        assert dagrun.state == "success", states
+        with create_session() as session:
+            values = session.scalars(select(XComModel.value).where(
+                XComModel.run_id == dagrun.run_id)).all()
+        text = json.dumps(values, default=str)
+        assert f"{base}/staging/" in text               # paths in XCom are the staging URL's
+        assert str(detection_home) not in text          # and nothing host-local
+        assert not (detection_home / "staging").exists()
+        staged = storage.walk(f"{base}/staging")
+        assert any(p.endswith("result.parquet") for p in staged)
+        assert any(p.endswith("data_docs/AzureActivity/index.html") for p in staged)
+        with open_store() as store:
+            alerts = store.alerts()
+        assert sorted(a["correlation_id"] for a in alerts) == ["tp-1", "tp-2"]
+        tickets_there = sorted(p.rsplit("/", 1)[-1] for p in storage.walk(f"{base}/tickets"))
+        assert tickets_there == sorted(f"{a['id']}.json" for a in alerts)
+        assert tickets(detection_home) == []
+    finally:
+        if kind == "memory":
+            fsspec.filesystem("memory").rm(base.removeprefix("memory:/"), recursive=True)
