@@ -137,7 +137,8 @@ def alert_page(alert_id: str, request: Request, user: GetUserDep) -> HTMLRespons
     alert = _alert(alert_id)
     window = alert.get("window") or {}
     quality = console.run_quality(config.staging(), load_rule().id, window.get("start"),
-                                  window.get("end")) if window.get("start") else {}
+                                  window.get("end"), alert.get("workspace")) \
+        if window.get("start") else {}
     return _page(request, "alert.html", alert=alert, columns=OUTPUT_COLUMNS, quality=quality,
                  can_edit=_can_edit(user), csrf_header=CSRF_HEADER, console=console)
 

@@ -20,8 +20,10 @@ QUALITY_STATES = ("passed", "warnings", "failed")
 SEVERITIES = ("High", "Medium", "Low", "Informational")
 TEXT_FILTERS = ("user", "vm", "subscription")
 PAGE_SIZES = (25, 50, 100, 200)
-# A run folder's name (pipeline.run_folder): the only shape a Data Docs URL may name.
-RUN_FOLDER = re.compile(r"^\d{8}T\d{6}Z--\d{8}T\d{6}Z$")
+# A run folder's name (pipeline.run_folder), with `~workspace=<id>` for one workspace's folder
+# inside it (pipeline.workspace_folder): the only shapes a Data Docs URL may name. `~` and not
+# `/`, so the Data Docs' own relative links keep working under one path segment.
+RUN_FOLDER = re.compile(r"^\d{8}T\d{6}Z--\d{8}T\d{6}Z(~workspace=[A-Za-z0-9._-]+)?$")
 
 
 def parse_filters(params: dict) -> dict:
@@ -97,7 +99,7 @@ def docs_file(staging, rule_id: str, folder: str, table: str, path: str) -> Docs
     parts = (path or "index.html").split("/")
     if not all(_DOCS_SEGMENT.match(p) for p in parts):
         raise FileNotFoundError(path)
-    root = Staged(storage.join(staging, rule_id, folder), table).docs
+    root = Staged(storage.join(staging, rule_id, *folder.split("~")), table).docs
     local = storage.local_path(root)
     if local is not None:  # on this machine a symlink could still lead out of the folder
         top = local.resolve()
@@ -111,28 +113,40 @@ def docs_file(staging, rule_id: str, folder: str, table: str, path: str) -> Docs
         raise FileNotFoundError(path) from None
 
 
-def run_quality(staging, rule_id: str, start: str, end: str) -> dict:
+def run_quality(staging, rule_id: str, start: str, end: str,
+                workspace: str | None = None) -> dict:
     """Both tables' data-quality verdicts of the run for [start, end), as the validate step
-    wrote them (pipeline.Staged.verdict), and whether their Data Docs exist."""
-    from .pipeline import Staged, run_folder_name
+    wrote them (pipeline.Staged.verdict), and whether their Data Docs exist: {label: {table,
+    workspace, verdict, docs, folder}}. A run over several workspaces has a folder per workspace
+    (`workspace` picks one, e.g. an alert's; otherwise each is listed, labelled
+    `<table> (<workspace>)`)."""
+    from .pipeline import Staged, run_folder_name, workspace_folder
     from .sources import TABLES
 
     name = run_folder_name(start, end)
     folder = storage.join(staging, rule_id, name)
+    if workspace:
+        places = [workspace_folder(workspace)]
+    else:
+        places = [None] + [d for d in storage.subfolders(folder) if d.startswith("workspace=")]
     out = {}
-    for table in TABLES:
-        files = Staged(folder, table)
-        verdict = None
-        try:
-            verdict = json.loads(storage.read_text(files.verdict))["summary"]
-        except FileNotFoundError:
-            pass
-        except (ValueError, KeyError, TypeError, OSError):
-            verdict = {"status": "unreadable",
-                       "summary": f"{table}.validation.json of {name} is unreadable"}
-        out[table] = {"verdict": verdict,
-                      "docs": storage.is_file(storage.join(files.docs, "index.html")),
-                      "folder": name}
+    for place in places:
+        for table in TABLES:
+            files = Staged(storage.join(folder, place) if place else folder, table)
+            verdict = None
+            try:
+                verdict = json.loads(storage.read_text(files.verdict))["summary"]
+            except FileNotFoundError:
+                if place is None and len(places) > 1:
+                    continue  # a run over workspaces has nothing at the top
+            except (ValueError, KeyError, TypeError, OSError):
+                verdict = {"status": "unreadable",
+                           "summary": f"{table}.validation.json of {name} is unreadable"}
+            shown = place.removeprefix("workspace=") if place else None
+            out[f"{table} ({shown})" if shown else table] = {
+                "table": table, "workspace": shown, "verdict": verdict,
+                "docs": storage.is_file(storage.join(files.docs, "index.html")),
+                "folder": f"{name}~{place}" if place else name}
     return out
 
 

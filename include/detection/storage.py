@@ -220,6 +220,21 @@ def walk(url) -> list[str]:
     return sorted(f[len(root):] for f in fs.find(path) if f.startswith(root))
 
 
+def subfolders(url) -> list[str]:
+    """The names of the folders directly in the folder `url` (none if absent); symlinks on this
+    machine are not folders here."""
+    local = local_path(url)
+    if local is not None:
+        if not local.is_dir():
+            return []
+        return sorted(p.name for p in local.iterdir() if p.is_dir() and not p.is_symlink())
+    fs, path = open_dir(url)
+    if not fs.isdir(path):
+        return []
+    return sorted(e["name"].rstrip("/").rsplit("/", 1)[-1]
+                  for e in fs.ls(path, detail=True) if e.get("type") == "directory")
+
+
 def put_tree(local: Path, url) -> list[str]:
     """Copy the folder `local` to the folder `url`, each file atomically, then remove what the
     target held that `local` does not (an older rendering), so readers never see a half tree

@@ -4,6 +4,7 @@ the same behaviour on a local path, a file:// URL and fsspec's memory:// filesys
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import fsspec
@@ -203,10 +204,36 @@ def test_the_console_takes_only_a_run_folder_and_a_table_it_knows(docs_area, fol
 def test_the_console_reads_verdicts_from_the_staging_area(docs_area):
     quality = console.run_quality(docs_area, RULE_ID, START, END)
     assert quality["AzureActivity"] == {
+        "table": "AzureActivity", "workspace": None,
         "verdict": {"status": "passed", "summary": "42 rows in window"}, "docs": True,
         "folder": FOLDER}
-    assert quality["BehaviorAnalytics"] == {"verdict": None, "docs": False, "folder": FOLDER}
+    assert quality["BehaviorAnalytics"] == {"table": "BehaviorAnalytics", "workspace": None,
+                                            "verdict": None, "docs": False, "folder": FOLDER}
     storage.write_text(storage.join(docs_area, RULE_ID, FOLDER, "quality",
                                     "BehaviorAnalytics.validation.json"), "{not json")
     broken = console.run_quality(docs_area, RULE_ID, START, END)["BehaviorAnalytics"]["verdict"]
     assert broken["status"] == "unreadable"
+
+
+def test_subfolders_lists_the_folders_directly_inside_and_no_file(area):
+    assert storage.subfolders(area) == []  # absent: nothing, not an error
+    for name in ("workspace=b/x.json", "workspace=a/deep/y.json", "file.json"):
+        storage.write_text(storage.join(area, name), "{}")
+    assert storage.subfolders(area) == ["workspace=a", "workspace=b"]
+
+
+def test_the_console_lists_each_workspaces_verdicts_of_a_run(area):
+    """A run over several workspaces stages each in `workspace=<id>/` of its run folder."""
+    for workspace, status in (("w-1", "passed"), ("w-2", "failed")):
+        storage.write_text(storage.join(area, RULE_ID, FOLDER, f"workspace={workspace}", "quality",
+                                        "AzureActivity.validation.json"),
+                           json.dumps({"summary": {"status": status, "summary": status}}))
+    quality = console.run_quality(area, RULE_ID, START, END)
+    assert {k: (q["table"], q["workspace"], q["verdict"] and q["verdict"]["status"], q["folder"])
+            for k, q in quality.items()} == {
+        "AzureActivity (w-1)": ("AzureActivity", "w-1", "passed", f"{FOLDER}~workspace=w-1"),
+        "BehaviorAnalytics (w-1)": ("BehaviorAnalytics", "w-1", None, f"{FOLDER}~workspace=w-1"),
+        "AzureActivity (w-2)": ("AzureActivity", "w-2", "failed", f"{FOLDER}~workspace=w-2"),
+        "BehaviorAnalytics (w-2)": ("BehaviorAnalytics", "w-2", None, f"{FOLDER}~workspace=w-2")}
+    only = console.run_quality(area, RULE_ID, START, END, workspace="w-2")
+    assert list(only) == ["AzureActivity (w-2)", "BehaviorAnalytics (w-2)"]

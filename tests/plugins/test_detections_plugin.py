@@ -4,6 +4,8 @@ against a running `airflow api-server` are in tests/dags/test_scheduler_backfill
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 import pytest
@@ -177,6 +179,63 @@ def test_the_run_tab_shows_the_runs_alerts_and_data_quality(api, airflow_db, det
     assert other.status_code == 200 and "not a detection DAG" in other.text
     assert client.get("/detections/runs/runcommand_ueba_breach/nope",
                       headers=_as(tokens, "analyst")).status_code == 404
+
+
+def test_a_run_over_workspaces_shows_each_workspaces_quality_and_docs(api, airflow_db,
+                                                                     detection_home):
+    """Issue #10 point 6: each workspace's tables are validated in its own folder; the run tab
+    lists them all, an alert's page those of its own workspace, each with its Data Docs."""
+    import json as _json
+
+    from include.detection import config, pipeline
+    from include.detection.rule import load_rule
+
+    client, tokens = api
+    window = ("2026-10-31T00:00:00Z", "2026-11-02T00:00:00Z")
+    tenants = {"11111111-1111-1111-1111-111111111111": "passed",
+               "22222222-2222-2222-2222-222222222222": "failed"}
+    for workspace, status in tenants.items():
+        folder = pipeline.run_folder(config.staging(), load_rule(), *window, workspace)
+        for table in ("AzureActivity", "BehaviorAnalytics"):
+            staged = pipeline.Staged(folder, table)
+            Path(staged.verdict).parent.mkdir(parents=True, exist_ok=True)
+            Path(staged.verdict).write_text(_json.dumps({"summary": {
+                "status": status, "summary": f"{table} of {workspace[:2]}: {status}"}}))
+            Path(staged.docs).mkdir(parents=True)
+            (Path(staged.docs) / "index.html").write_text(f"<html>docs {workspace[:2]} {table}"
+                                                          "</html>")
+    result = correlate(activity(run_command(Caller=CALLER)),
+                       ueba([ueba_row(UserPrincipalName=CALLER)]))
+    (alert,) = build_alerts(result, RULE, *window, workspace="22222222-2222-2222-2222-222222222222")
+    with open_store() as store:
+        store.upsert([alert], run={"run_id": "manual__ws", "dag_id": "runcommand_ueba_breach",
+                                   "window_start": window[0], "window_end": window[1]})
+    _run(airflow_db, "manual__ws", end="2026-11-02T00:00:00+00:00")
+
+    page = client.get("/detections/runs/runcommand_ueba_breach/manual__ws",
+                      headers=_as(tokens, "analyst"))
+    assert page.status_code == 200
+    for workspace in tenants:
+        for table in ("AzureActivity", "BehaviorAnalytics"):
+            assert f"{table} ({workspace})" in page.text
+            assert f"{table} of {workspace[:2]}" in page.text
+    links = re.findall(r'href="(/detections/docs/[^"]+)"', page.text)
+    assert len(links) == 4
+    for link in links:
+        served = client.get(html.unescape(link), headers=_as(tokens, "analyst"))
+        assert served.status_code == 200 and "<html>docs " in served.text, link
+
+    own = client.get(f"/detections/alerts/{alert['id']}", headers=_as(tokens, "analyst"))
+    assert own.status_code == 200
+    assert "AzureActivity of 22: failed" in own.text and "of 11:" not in own.text
+    # a workspace folder name is checked as a run folder is: nothing else is reachable
+    for bad in ("20261031T000000Z--20261102T000000Z~..", "20261031T000000Z--20261102T000000Z~x",
+                "20261031T000000Z--20261102T000000Z~workspace=a~workspace=b",
+                "20261031T000000Z--20261102T000000Z~workspace=11111111-1111-1111-1111-111111111111"
+                "%2f..%2f.."):
+        resp = client.get(f"/detections/docs/{bad}/AzureActivity/index.html",
+                          headers=_as(tokens, "analyst"))
+        assert resp.status_code == 404, bad
 
 
 TRAVERSALS = ["..%2f..%2f..%2fetc%2fpasswd", "%2e%2e/%2e%2e/alerts.db", "%2fetc%2fpasswd",
