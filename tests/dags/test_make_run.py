@@ -81,7 +81,7 @@ def test_2021_data_with_the_start_date_moved_produces_its_alert(tmp_path, source
     home = tmp_path / "home"
     done = make_run("2021-04-29", home, source_2021, DETECTION_START_DATE="2021-04-28")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "DAG run succeeded: all 8 tasks ran." in done.stdout
+    assert "DAG run succeeded: all 10 tasks ran." in done.stdout
     with open_store(str(home / "alerts.db")) as store:
         alerts = store.alerts()
     assert [a["correlation_id"] for a in alerts] == ["tp-2021"]
