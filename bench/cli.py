@@ -50,6 +50,9 @@ def main(argv=None) -> int:
                    help="skip the back-fill of 14 daily windows of a 15-day lake (1M rows/day): "
                         "one `detect --from --to` vs the DuckDB query looped in one process, "
                         "and 14 processes of each")
+    p.add_argument("--no-cache-figures", action="store_true",
+                   help="skip the scan cache's figures: the daily run with the previous day "
+                        "cached at each scale, and the back-fill with the cache (bench/cache.py)")
     p.add_argument("--backfill-share", type=float, default=None,
                    help="share of Azure AD sign-ins flagged in the back-fill lake (default 1/8)")
     a = p.parse_args(argv)
@@ -60,13 +63,18 @@ def main(argv=None) -> int:
     report = harness.run_bench(a.scales, a.repeat, a.data_dir, a.out, a.dag, a.dag_scale, a.timeout,
                                not a.no_warm, a.workers, a.compression, code=code, airflow=a.airflow,
                                flagged=not a.no_flagged, backfill=not a.no_backfill,
-                               backfill_share=a.backfill_share)
+                               backfill_share=a.backfill_share, cached=not a.no_cache_figures)
     print()
     print(harness.format_table(report))
     print(f"\nreport: {a.out}")
     bad = [n for n, s in report["scales"].items() if not s["comparison"].get("agree")]
     if report.get("backfill") and not report["backfill"]["comparison"].get("agree"):
         bad.append("back-fill")
+    bad += [f"{n} (daily, cached)" for n, d in (report.get("daily_cached") or {}).items()
+            if not d["comparison"].get("agree")]
+    cached = (report.get("backfill") or {}).get("cached")
+    if cached and not cached["comparison"].get("agree"):
+        bad.append("back-fill (cached)")
     if bad:
         print(f"results differ at {', '.join(bad)}: see 'comparison' in the report", file=sys.stderr)
         return 1

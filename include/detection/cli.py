@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
         d.add_argument("--validator", choices=["native", "ge"], default="native",
                        help="evaluate the data-quality suites natively (fast, default) or with "
                             "Great Expectations (as the DAG does; ~2.5 s to import)")
+        d.add_argument("--no-cache", action="store_true",
+                       help="read every Parquet file afresh, without the scan cache "
+                            "(DETECTION_CACHE, default $DETECTION_HOME/cache)")
         if name == "detect":
             d.add_argument("--out", type=Path, required=True, help="result file, .jsonl or .parquet")
             d.add_argument("--from", dest="first", default=None,
@@ -132,7 +135,7 @@ def _source(args):
     local = sources.local_path(source)  # only a folder on this machine can be checked up front
     if local is not None and not local.is_dir():
         raise UsageError(f"--source {local} is not a folder")
-    return sources.open_source(source)
+    return sources.open_source(source, cache=False if getattr(args, "no_cache", False) else None)
 
 
 def _report(detection, args, out_dir: Path) -> None:

@@ -12,6 +12,8 @@ DETECTION_ALERT_STORE   alert store: a path, sqlite:///path, postgresql://... UR
                         (Airflow connection, or AIRFLOW_CONN_<ID>) (default: $DETECTION_HOME/alerts.db)
 DETECTION_TICKET_DIR    the `file` destination's folder, a folder or URL as DETECTION_STAGING
                         (default: $DETECTION_HOME/tickets)
+DETECTION_CACHE         the scan cache of Parquet source files (sources/cache.py): a folder
+                        (default: $DETECTION_HOME/cache, beside staging), or off
 DETECTION_DESTINATIONS  comma-separated destination names: file, webhook, jira, servicenow (default:
                         file); their settings: include/detection/destinations/
 """
@@ -50,6 +52,17 @@ def staging() -> Path | str:
     """Where runs stage their files: a folder as a Path, a URL (file://, s3://, abfs://,
     memory://: storage) as the text given, which the DAG's tasks pass to each other."""
     return _location(os.environ.get("DETECTION_STAGING"), "staging")
+
+
+_OFF = {"off", "no", "none", "false", "0"}
+
+
+def cache() -> Path | None:
+    """The scan cache's folder on this machine, or None when DETECTION_CACHE says off."""
+    value = (os.environ.get("DETECTION_CACHE") or "").strip()
+    if value.lower() in _OFF:
+        return None
+    return Path(value) if value else home() / "cache"
 
 
 def alert_store() -> str:

@@ -11,6 +11,10 @@ partition it). Only the current window's slices are held, and the next window's 
 while it is read (on a thread, beside this window's gate and correlation), so memory stays
 that of about one window however long the range.
 
+With the scan cache (sources/cache.py, on unless DETECTION_CACHE=off or --no-cache), a slice's
+Parquet files are served from the pieces earlier runs or slices left, so a file is decoded once
+across this range, the next range and the daily runs, until it changes.
+
 JSON Lines and CSV files are read whole by every scan, whatever the window: for them one scan
 without the pushed-down filters covers a chunk of windows (CHUNK_WINDOWS), and each window is cut
 from it in memory with the readers' own helpers.

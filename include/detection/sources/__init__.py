@@ -88,12 +88,14 @@ def local_path(value) -> Path | None:
     return None
 
 
-def open_source(value, credential=None, client=None) -> Source:
-    """The source `value` names (see the module doc); a Source is returned as it is."""
+def open_source(value, credential=None, client=None, cache=None) -> Source:
+    """The source `value` names (see the module doc); a Source is returned as it is. `cache`
+    (folders only; cache.py): None -> config.cache() (DETECTION_CACHE), False -> no scan cache,
+    or a folder to keep it in. Remote sources are never cached."""
     if isinstance(value, Source):
         return value
     if kind(value) == "files":
-        return FilesSource.from_url(value, credential=credential, client=client)
+        return FilesSource.from_url(value, credential=credential, client=client, cache=cache)
     from .. import remote  # the SDKs load only when a remote source is used
 
     return remote.from_url(str(value), credential=credential, client=client)

@@ -37,6 +37,7 @@ from ..connections import register_secret, register_url
 from ..correlation import PUSHDOWN
 from ..errors import SourceError, UsageError
 from . import export, parquet, records
+from .cache import from_setting
 from .scan import Scan
 from .storage import DIRECTORY, LOCAL, REGULAR, FsspecStorage
 
@@ -58,10 +59,12 @@ class FilesSource:
     name = "files"
 
     def __init__(self, root, storage=LOCAL, *, workspaces: tuple[str, ...] = (),
-                 slack: timedelta | str | None = None):
+                 slack: timedelta | str | None = None, cache=None):
         self.root, self.storage = root, storage
         self.workspaces = tuple(workspaces)   # of an export: these only (default: every one)
         self.slack = export.slack_from_env(slack)
+        # Parquet files' scan pieces (cache.py): None -> config.cache(), False -> none
+        self.cache = from_setting(cache)
 
     @classmethod
     def from_url(cls, value, credential=None, client=None, **settings) -> "FilesSource":
@@ -132,7 +135,8 @@ class FilesSource:
         rules = PUSHDOWN.get(table) if prefilter else None
         start, end = pd.Timestamp(start), pd.Timestamp(end)
         if fmt == "parquet":
-            scan = parquet.read_parquet(self.storage, path, table, start, end, columns, rules)
+            scan = parquet.read_parquet(self.storage, path, table, start, end, columns, rules,
+                                        self.cache)
         elif fmt == "csv":
             scan = records.read_csv(self.storage, path, table, start, end, columns, rules)
         elif fmt == "jsonl":
@@ -168,7 +172,7 @@ class FilesSource:
         """This source for one workspace of its data export (one mapped task per workspace, as
         LogAnalyticsSource.only); a workspace the export lacks fails the scan, naming it."""
         return FilesSource(self.root, self.storage, workspaces=(workspace.strip(),),
-                           slack=self.slack)
+                           slack=self.slack, cache=self.cache or False)
 
 
 def split_scheme(value) -> tuple[str | None, str]:

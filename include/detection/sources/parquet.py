@@ -16,6 +16,7 @@ import pandas as pd
 
 from .. import kql
 from ..errors import SourceError, UsageError
+from . import cache as cache_mod
 from .records import _SURROGATE_ESCAPE, _unicode_json_text
 from .scan import DATETIME, DYNAMIC, REPAIRED, Scan, _keep, _ticks, _typed
 
@@ -25,10 +26,12 @@ _GLOB_ESCAPE = re.compile(r"[*?\[\]]")
 _SRC = "read_parquet($files, hive_partitioning = false, union_by_name = true)"
 
 
-def read_parquet(storage, path, table: str, start, end, columns, rules) -> Scan:
+def read_parquet(storage, path, table: str, start, end, columns, rules, cache=None) -> Scan:
     """DuckDB scans the folder: the window and the pushed-down predicates are evaluated in the
     scan, so the large string columns are decoded only for candidate rows; a second, narrow pass
-    over TimeGenerated profiles every row of the window (hourly counts, newest row)."""
+    over TimeGenerated profiles every row of the window (hourly counts, newest row). With a
+    `cache` (cache.Cache), each file's candidate rows and profile at any time are kept once and
+    a window is served from them (cache.py); the Scan is the same."""
     import duckdb
 
     for column in [*columns, *(r[0] for r in rules or ())]:
@@ -41,18 +44,23 @@ def read_parquet(storage, path, table: str, start, end, columns, rules) -> Scan:
     # {the name DuckDB is given: path parts}, and how messages name each file
     files = {storage.duckdb_name(f): parts for f, parts in listed.items()}
     shown = {storage.duckdb_name(f): storage.display(f) for f in listed}
+    origin = {storage.duckdb_name(f): f for f in listed}
     con = duckdb.connect()
     try:
         storage.attach(con)
+        pieces = None
+        if cache is not None and cache_mod.servable(start, end):
+            pieces = _Pieces(cache, storage, origin)
         return _scan_parquet(con, storage.display(path), table, start, end, columns, rules,
-                             files)
+                             files, pieces)
     except duckdb.Error as exc:
         raise _duckdb_error(con, exc, table, storage.display(path), shown, columns) from None
     finally:
         con.close()
 
 
-def _scan_parquet(con, path: str, table, start, end, columns, rules, files) -> Scan:
+def _scan_parquet(con, path: str, table, start, end, columns, rules, files,
+                  pieces=None) -> Scan:
     con.execute("SET TimeZone = 'UTC'")
     # Prefetching reads whole column chunks ahead, the wide strings included, although the
     # pushed-down filters keep a few rows in 4,000: off, the scan holds one page per column and
@@ -79,7 +87,14 @@ def _scan_parquet(con, path: str, table, start, end, columns, rules, files) -> S
     window, bounds = _sql_window(types["TimeGenerated"], start, end)
     present = [c for c in columns if c in types]
     hourly, frame = [], pd.DataFrame({c: pd.Series([], dtype=object) for c in present})
-    if near:
+    served = None
+    if near and pieces is not None:
+        near_files = [f for f in files if _near_window(files[f], start, end)]
+        served = pieces.window(con, table, near_files, names, start, end, present, types,
+                               rules)
+    if served is not None:
+        hourly, frame = served
+    elif near:
         params = {"files": near, **bounds}
         # One narrow pass over TimeGenerated in the window: rows per hour and the newest row.
         hourly = con.sql(
@@ -118,6 +133,67 @@ def _scan_parquet(con, path: str, table, start, end, columns, rules, files) -> S
     newest = None if newest is None else pd.Timestamp(newest // 100 * 100, tz="UTC").isoformat()
     return Scan(table, _typed(frame, columns), path, "parquet", total, in_window, missing,
                 quarantine, counts, newest, source_types)
+
+
+class _Pieces:
+    """The window's candidate rows and hourly profile from the cached pieces of its files
+    (cache.py), building the pieces that are missing: one DuckDB pass per file over every time,
+    the same SQL predicates as the uncached scan. None when this scan cannot be served so (a
+    file whose footer pyarrow cannot read, a file whose columns differ from the folder's): the
+    caller then scans as without a cache, and reports what it finds as it always does."""
+
+    def __init__(self, cache, storage, origin: dict):
+        self.cache, self.storage, self.origin = cache, storage, origin
+
+    def window(self, con, table, files, names, start, end, present, types, rules):
+        keep, literals = _sql_predicates(rules, types)
+        query = {"columns": {c: types[c] for c in present}, "where": keep,
+                 "literals": literals, "rules": repr(rules)}
+        todo = []
+        for f in files:
+            ident = cache_mod.identity(self.storage, self.origin[f])
+            if ident is None:
+                return None
+            if ident.overlaps(start, end):
+                todo.append((f, self.cache.key(table, f, ident, query)))
+            else:
+                cache_mod.STATS["skipped"] += 1
+        pieces = []
+        for f, key in todo:
+            piece = self.cache.get(key)
+            if piece is None:
+                piece = self._build(con, names[f], present, types, keep, literals)
+                if piece is None:
+                    return None
+                self.cache.put(key, *piece)
+                cache_mod.STATS["misses"] += 1
+            else:
+                cache_mod.STATS["hits"] += 1
+            pieces.append(piece)
+        frames, hourly = cache_mod.window_of(pieces, start, end)
+        if not frames:
+            return hourly, pd.DataFrame({c: pd.Series([], dtype=object) for c in present})
+        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        return hourly, frame
+
+    @staticmethod
+    def _build(con, name, present, types, keep, literals):
+        """One file's piece: its candidate rows at any time and its hourly profile, as the
+        uncached scan's two passes compute them without the window."""
+        one = {"files": [name]}
+        own = {n: kind for n, kind, *_ in
+               con.sql(f"DESCRIBE SELECT * FROM {_SRC}", params=one).fetchall()}
+        if any(own.get(c) != types[c] for c in present):
+            return None  # the folder's union of schemas differs from this file's: no piece
+        timed = f"{_ident('TimeGenerated')} IS NOT NULL"
+        hourly = con.sql(
+            f"SELECT epoch_ns(TimeGenerated) // 3600000000000 AS h, count(*), "
+            f"max(epoch_ns(TimeGenerated)) FROM {_SRC} WHERE {timed} GROUP BY h ORDER BY h",
+            params=one).fetchall()
+        rows = con.sql(f"SELECT {', '.join(map(_ident, present))} FROM {_SRC} "
+                       f"WHERE {' AND '.join([timed, *keep])}",
+                       params={**one, **literals}).to_arrow_table()
+        return rows, hourly
 
 
 def _duckdb_path(path: str, table: str, con) -> str:

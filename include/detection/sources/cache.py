@@ -1,0 +1,239 @@
+"""The scan cache: what a scan keeps of ONE Parquet source file, stored once per file so a file
+read once is not decoded again until it changes (issue #13).
+
+A piece of a file holds the rows that pass the pushed-down predicates (correlation.PUSHDOWN) at
+ANY time, with only the rule's columns, exactly as DuckDB's scan returns them, and the file's
+hourly profile (rows and newest time per hour, every row with a time). A window whose start and
+end fall on whole hours is served from the pieces of its files: the rows cut to the window, the
+hours inside it summed, the newest of those hours taken; parquet.py then finishes the Scan with
+the same code as an uncached scan, so the frame, counts, quarantine and quality numbers are the
+same. Everything else a scan reports (rows in the files, null times, column types) comes from
+the files' footers on every scan, as without the cache.
+
+A piece is keyed by the file's identity (path, size, modification time in ns, the SHA-256 of its
+Parquet footer) and by what the scan asks (the rule's columns and their types as stored, the
+pushed-down SQL and its literals, VERSION): a file rewritten, appended to or replaced gets a new
+key, so nothing stale is served; a rule change likewise. A file that vanished is simply not
+listed any more. Entries live under `DETECTION_CACHE` (default $DETECTION_HOME/cache; `off`
+disables it) as <root>/parquet/<key[:2]>/<key>.parquet, the key repeated in the file's metadata.
+An entry that cannot be read or whose key differs (truncated, half-written, corrupt) is ignored
+and rebuilt. Entries are written to a unique temporary name, then renamed: two processes filling
+the same entry at once each rename a whole file, and a reader sees the old, the new, or none.
+
+Remote services (Log Analytics, Azure Data Explorer) and JSON/CSV sources are not cached here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+
+import pandas as pd
+
+# Bump when what a piece holds, or how it is read, changes: older entries are then never used.
+VERSION = 1
+HOUR_NS = 3600 * 10**9
+_FOOTER_TAIL = 64 << 10      # one read from the end usually holds the whole footer
+_KEY_FIELD = b"detection.cache.key"
+_HOURLY_FIELD = b"detection.cache.hourly"
+
+# How many pieces were read from the cache or built, and files decoded (tests and bench look).
+STATS = {"hits": 0, "misses": 0, "skipped": 0, "corrupt": 0}
+
+
+def servable(start: pd.Timestamp, end: pd.Timestamp) -> bool:
+    """Pieces profile whole hours: a window must start and end on one (the DAG's and the range
+    mode's windows do; any other window is scanned as without a cache). Times before 1970 are
+    left out: DuckDB's integer division rounds their hour toward zero."""
+    lo, hi = start.as_unit("ns").value, end.as_unit("ns").value
+    return lo >= HOUR_NS and lo % HOUR_NS == 0 and hi % HOUR_NS == 0
+
+
+class Identity:
+    """What names one version of a file: size, mtime (ns), its footer's hash; and the footer's
+    TimeGenerated range over all row groups (None: unknown, the file must be read)."""
+
+    def __init__(self, size: int, mtime: str, footer: str, lo, hi):
+        self.size, self.mtime, self.footer, self.lo, self.hi = size, mtime, footer, lo, hi
+
+    def overlaps(self, start: pd.Timestamp, end: pd.Timestamp) -> bool:
+        if self.lo is None or self.hi is None:
+            return True
+        return self.hi >= start and self.lo < end
+
+
+def identity(storage, path) -> Identity | None:
+    """The file's identity, from a stat and one read of its tail; None when it has no readable
+    Parquet footer (the scan is then made without the cache, which reports the file as ever)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        if getattr(storage, "fs", None) is None:   # this machine
+            st = os.stat(path)
+            size, mtime = st.st_size, str(st.st_mtime_ns)
+            with open(path, "rb") as fh:
+                tail = _tail(fh, size)
+        else:
+            info = storage.fs.info(path)
+            size = int(info.get("size") or 0)
+            stamp = next((info[k] for k in ("mtime", "last_modified", "LastModified", "etag",
+                                            "ETag", "created") if info.get(k) is not None), "")
+            mtime = str(stamp)
+            with storage.fs.open(path, "rb") as fh:
+                tail = _tail(fh, size)
+    except (OSError, ValueError):
+        return None
+    if len(tail) < 12 or tail[-4:] != b"PAR1":
+        return None
+    length = int.from_bytes(tail[-8:-4], "little")
+    if length + 8 > len(tail):
+        if length + 8 > size:
+            return None   # the footer says it is longer than the file
+        try:
+            opener = open(path, "rb") if getattr(storage, "fs", None) is None \
+                else storage.fs.open(path, "rb")
+            with opener as fh:
+                tail = _tail(fh, size, length + 8)
+        except (OSError, ValueError):
+            return None
+    footer = tail[-(length + 8):]
+    try:
+        meta = pq.read_metadata(pa.BufferReader(b"PAR1" + footer))
+        lo, hi = _time_range(meta)
+    except Exception:  # pyarrow raises several kinds for a damaged footer
+        return None
+    return Identity(size, mtime, hashlib.sha256(footer).hexdigest(), lo, hi)
+
+
+def _tail(fh, size: int, want: int = _FOOTER_TAIL) -> bytes:
+    n = min(size, want)
+    fh.seek(size - n)
+    return fh.read(n)
+
+
+def _time_range(meta):
+    """TimeGenerated's min and max over every row group, from the footer's statistics; None
+    when any row group lacks them (or holds no such column): the file is then read."""
+    names = [meta.schema.column(i).path for i in range(meta.num_columns)]
+    if "TimeGenerated" not in names:
+        return None, None
+    col = names.index("TimeGenerated")
+    lo = hi = None
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        if group.num_rows == 0:
+            continue
+        stats = group.column(col).statistics
+        if stats is None or not stats.has_min_max:
+            return None, None
+        try:
+            a, b = _utc(stats.min), _utc(stats.max)
+        except (TypeError, ValueError):
+            return None, None
+        lo = a if lo is None else min(lo, a)
+        hi = b if hi is None else max(hi, b)
+    if lo is None:  # no rows at all: nothing of it is in any window
+        return pd.Timestamp.max.tz_localize("UTC"), pd.Timestamp.min.tz_localize("UTC")
+    return lo, hi
+
+
+def _utc(value) -> pd.Timestamp:
+    if not hasattr(value, "year"):     # INT96 and other untyped statistics: unusable
+        raise TypeError("not a timestamp")
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+class Cache:
+    """Pieces under `root` (see the module doc)."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"Cache({str(self.root)!r})"
+
+    def key(self, table: str, name: str, ident: Identity, query: dict) -> str:
+        text = json.dumps({"v": VERSION, "table": table, "file": name, "size": ident.size,
+                           "mtime": ident.mtime, "footer": ident.footer, "query": query},
+                          sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.root / "parquet" / key[:2] / f"{key}.parquet"
+
+    def get(self, key: str):
+        """(arrow table, hourly [(hour, rows, newest ns)]) of an entry, or None when there is
+        none or it is not whole (truncated, half-written, another key's): then it is rebuilt."""
+        import pyarrow.parquet as pq
+
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            # ParquetFile, not read_table: read_table's dataset layer costs more than a piece
+            with pq.ParquetFile(path) as piece:
+                table = piece.read()
+            meta = table.schema.metadata or {}
+            if meta.get(_KEY_FIELD) != key.encode():
+                raise ValueError("another key")
+            hourly = [tuple(int(x) for x in row) for row in json.loads(meta[_HOURLY_FIELD])]
+        except Exception:  # any damage at all: the entry is rebuilt, never trusted
+            STATS["corrupt"] += 1
+            return None
+        return table.replace_schema_metadata(None), hourly
+
+    def put(self, key: str, table, hourly) -> None:
+        """Write the entry under a unique temporary name, then rename it into place. A cache
+        that cannot be written (read-only, disk full) only costs the next scan a re-read."""
+        import pyarrow.parquet as pq
+
+        path = self.path(key)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            meta = {_KEY_FIELD: key.encode(),
+                    _HOURLY_FIELD: json.dumps([list(h) for h in hourly]).encode()}
+            pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
+            os.replace(tmp, path)
+        except OSError:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+
+def from_setting(value) -> Cache | None:
+    """A Cache from FilesSource's `cache` argument: None -> config.cache(), False -> none, a
+    path or a Cache as it is."""
+    if value is False:
+        return None
+    if isinstance(value, Cache):
+        return value
+    if value is None:
+        from .. import config
+
+        root = config.cache()
+        return Cache(root) if root is not None else None
+    return Cache(value)
+
+
+def window_of(pieces, start: pd.Timestamp, end: pd.Timestamp):
+    """The candidate rows (pandas, in file order) and hourly rows [(hour, rows, newest ns)] of
+    [start, end) (whole hours) from pieces [(arrow table, hourly)]."""
+    lo, hi = start.as_unit("ns").value, end.as_unit("ns").value
+    frames, hourly = [], {}
+    for table, hours in pieces:
+        for h, n, newest in hours:
+            if lo <= h * HOUR_NS < hi:
+                old = hourly.get(h)
+                hourly[h] = (h, n + (old[1] if old else 0), max(newest, old[2]) if old else newest)
+        if table.num_rows:
+            frame = table.to_pandas()
+            times = pd.to_datetime(frame["TimeGenerated"], utc=True)
+            frames.append(frame[(times >= start) & (times < end)])
+    return frames, list(hourly.values())
