@@ -153,7 +153,7 @@ def test_backfill_runs_every_day_to_success(first, stack):
 def test_every_task_ran_on_a_celery_worker_and_both_workers_took_tasks(first, stack):
     ran_by = stack.celery_tasks()   # Celery task id -> worker, from the workers' own logs
     rows = stack.query(f"SELECT {WHERE} FROM task_instance")
-    assert len(rows) == 3 * 8
+    assert len(rows) == 3 * 10
     used = set()
     for task_id, try_number, state, hostname, queue, celery_id in rows:
         assert (state, hostname, queue) == ("success", stack.hostname, "default"), task_id

@@ -191,7 +191,7 @@ def test_a_run_over_workspaces_shows_each_workspaces_quality_and_docs(api, airfl
     from include.detection.rule import load_rule
 
     client, tokens = api
-    window = ("2026-10-31T00:00:00Z", "2026-11-02T00:00:00Z")
+    window = ("2026-11-18T00:00:00Z", "2026-11-20T00:00:00Z")  # no other test's run
     tenants = {"11111111-1111-1111-1111-111111111111": "passed",
                "22222222-2222-2222-2222-222222222222": "failed"}
     for workspace, status in tenants.items():
@@ -210,7 +210,7 @@ def test_a_run_over_workspaces_shows_each_workspaces_quality_and_docs(api, airfl
     with open_store() as store:
         store.upsert([alert], run={"run_id": "manual__ws", "dag_id": "runcommand_ueba_breach",
                                    "window_start": window[0], "window_end": window[1]})
-    _run(airflow_db, "manual__ws", end="2026-11-02T00:00:00+00:00")
+    _run(airflow_db, "manual__ws", end="2026-11-20T00:00:00+00:00")
 
     page = client.get("/detections/runs/runcommand_ueba_breach/manual__ws",
                       headers=_as(tokens, "analyst"))
@@ -229,9 +229,9 @@ def test_a_run_over_workspaces_shows_each_workspaces_quality_and_docs(api, airfl
     assert own.status_code == 200
     assert "AzureActivity of 22: failed" in own.text and "of 11:" not in own.text
     # a workspace folder name is checked as a run folder is: nothing else is reachable
-    for bad in ("20261031T000000Z--20261102T000000Z~..", "20261031T000000Z--20261102T000000Z~x",
-                "20261031T000000Z--20261102T000000Z~workspace=a~workspace=b",
-                "20261031T000000Z--20261102T000000Z~workspace=11111111-1111-1111-1111-111111111111"
+    for bad in ("20261118T000000Z--20261120T000000Z~..", "20261118T000000Z--20261120T000000Z~x",
+                "20261118T000000Z--20261120T000000Z~workspace=a~workspace=b",
+                "20261118T000000Z--20261120T000000Z~workspace=11111111-1111-1111-1111-111111111111"
                 "%2f..%2f.."):
         resp = client.get(f"/detections/docs/{bad}/AzureActivity/index.html",
                           headers=_as(tokens, "analyst"))
