@@ -20,6 +20,10 @@ os.environ.update(
     AIRFLOW__CORE__PARALLELISM="4",
 )
 os.environ.setdefault("PYTHONPATH", str(REPO))
+# The scan cache of tests that use no detection_home (which gives them their own) stays out of
+# the repository's .data/: one per test session (entries are keyed by file identity, so tests
+# never see each other's).
+os.environ.setdefault("DETECTION_CACHE", tempfile.mkdtemp(prefix="detection-cache-"))
 
 
 @pytest.fixture(scope="session")
