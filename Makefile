@@ -22,7 +22,7 @@ export AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD := include.detection.preload,ai
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: install run test bench demo clean env airflow
+.PHONY: install run test lint lint-fix bench demo clean env airflow
 
 install: $(VENV)/.installed
 
@@ -54,8 +54,17 @@ run: install demo $(AIRFLOW_HOME)/airflow.db
 airflow: install demo $(AIRFLOW_HOME)/airflow.db
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash deploy/airflow-local.sh
 
-test: install
+# Lint and format first (pyproject.toml): `make lint-fix` repairs what ruff can.
+test: install lint
 	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+lint-fix: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # Issue #5's measurement: detect vs one DuckDB SQL query at S/M/L, the DAG at M (one process,
 # cold and warm) and a back-fill through the real scheduler. First run generates ~12 GB of lakes.

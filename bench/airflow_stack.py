@@ -72,19 +72,31 @@ def _free_port() -> int:
 
 
 class AirflowStack:
-    def __init__(self, home: Path, source: Path, extra_env: dict | None = None,
-                 metadata_db: str | None = None):
+    def __init__(
+        self,
+        home: Path,
+        source: Path,
+        extra_env: dict | None = None,
+        metadata_db: str | None = None,
+    ):
         """`metadata_db`: a SQLAlchemy URL (PostgreSQL: `postgresql+psycopg://...`); default a
         SQLite file under `home`."""
         self.home = Path(home)
         port = self.port = _free_port()
         self.metadata_db = metadata_db
         sql = metadata_db or f"sqlite:///{self.home}/airflow/airflow.db"
-        inherited = {k: v for k, v in os.environ.items()
-                     if k not in ("DETECTION_START_DATE", "DETECTION_RUN_DEADLINE",
-                                  "DETECTION_COMPLETENESS_TIMEOUT",
-                                  "DETECTION_COMPLETENESS_RETRY_DELAY",
-                                  "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC")}
+        inherited = {
+            k: v
+            for k, v in os.environ.items()
+            if k
+            not in (
+                "DETECTION_START_DATE",
+                "DETECTION_RUN_DEADLINE",
+                "DETECTION_COMPLETENESS_TIMEOUT",
+                "DETECTION_COMPLETENESS_RETRY_DELAY",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC",
+            )
+        }
         yesterday = (datetime.now(timezone.utc).date() - timedelta(days=1)).isoformat()
         self.env = {
             **inherited,
@@ -108,8 +120,12 @@ class AirflowStack:
         }
         if metadata_db:  # the API server's async engine (psycopg 3 does both)
             self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = metadata_db
-        for var in ("DETECTION_STAGING", "DETECTION_ALERT_STORE", "DETECTION_TICKET_DIR",
-                    "DETECTION_DESTINATIONS"):  # the stack's own, under `home`, unless given
+        for var in (
+            "DETECTION_STAGING",
+            "DETECTION_ALERT_STORE",
+            "DETECTION_TICKET_DIR",
+            "DETECTION_DESTINATIONS",
+        ):  # the stack's own, under `home`, unless given
             if var not in (extra_env or {}):
                 self.env.pop(var, None)
         # what `make airflow` sets (include/detection/preload.py)
@@ -127,13 +143,22 @@ class AirflowStack:
         for component, log in zip(COMPONENTS, self.logs):
             with open(log, "wb") as out:
                 # own process group: Airflow's children outlive a plain SIGTERM to the parent
-                self.procs.append(subprocess.Popen([AIRFLOW, component, *ARGS.get(component, [])],
-                                                   env=self.env, stdout=out,
-                                                   stderr=subprocess.STDOUT, cwd=REPO,
-                                                   start_new_session=True))
+                self.procs.append(
+                    subprocess.Popen(
+                        [AIRFLOW, component, *ARGS.get(component, [])],
+                        env=self.env,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        cwd=REPO,
+                        start_new_session=True,
+                    )
+                )
         try:
-            self.wait("the DAG to be serialized",
-                      lambda: self.query("SELECT 1 FROM serialized_dag WHERE dag_id = ?", (DAG_ID,)), 120)
+            self.wait(
+                "the DAG to be serialized",
+                lambda: self.query("SELECT 1 FROM serialized_dag WHERE dag_id = ?", (DAG_ID,)),
+                120,
+            )
         except BaseException:
             self.stop()
             raise
@@ -177,11 +202,14 @@ class AirflowStack:
     # --- helpers ----------------------------------------------------------------------------------
 
     def airflow(self, *args: str) -> str:
-        done = subprocess.run([AIRFLOW, *args], env=self.env, capture_output=True, text=True,
-                              cwd=REPO)
+        done = subprocess.run(
+            [AIRFLOW, *args], env=self.env, capture_output=True, text=True, cwd=REPO
+        )
         if done.returncode:
-            raise RuntimeError(f"airflow {' '.join(args)}: exit {done.returncode}\n"
-                               + "".join((done.stdout + done.stderr).splitlines(True)[-30:]))
+            raise RuntimeError(
+                f"airflow {' '.join(args)}: exit {done.returncode}\n"
+                + "".join((done.stdout + done.stderr).splitlines(True)[-30:])
+            )
         return done.stdout
 
     def query(self, sql: str, args=()) -> list[tuple]:
@@ -204,8 +232,10 @@ class AirflowStack:
                 rows = con.execute(sql.replace("?", "%s"), args).fetchall()
         except psycopg.errors.UndefinedTable:  # not migrated yet
             return []
-        return [tuple(v.isoformat(sep=" ") if isinstance(v, (datetime, date)) else v for v in r)
-                for r in rows]
+        return [
+            tuple(v.isoformat(sep=" ") if isinstance(v, (datetime, date)) else v for v in r)
+            for r in rows
+        ]
 
     def wait(self, what: str, predicate, timeout: float):
         deadline = time.monotonic() + timeout
@@ -217,18 +247,35 @@ class AirflowStack:
         raise StackTimeout(f"timed out after {timeout:.0f}s waiting for {what}\n{self.log_tails()}")
 
     def log_tails(self, lines: int = 25) -> str:
-        return "\n".join(f"--- {p.name}\n" + "".join(p.read_text(errors="replace").splitlines(True)[-lines:])
-                         for p in self.logs if p.exists())
+        return "\n".join(
+            f"--- {p.name}\n" + "".join(p.read_text(errors="replace").splitlines(True)[-lines:])
+            for p in self.logs
+            if p.exists()
+        )
 
     # --- runs -------------------------------------------------------------------------------------
 
-    def backfill(self, from_date: str, to_date: str, max_active_runs: int | None = None,
-                 reprocess_behavior: str | None = None) -> None:
+    def backfill(
+        self,
+        from_date: str,
+        to_date: str,
+        max_active_runs: int | None = None,
+        reprocess_behavior: str | None = None,
+    ) -> None:
         """Daily intervals whose logical dates (interval starts) are from_date..to_date.
         `reprocess_behavior`: none (default), failed or completed (runs that exist re-run)."""
-        args = ["backfill", "create", "--dag-id", DAG_ID, "--from-date", from_date, "--to-date",
-                to_date, *(["--max-active-runs", str(max_active_runs)] if max_active_runs else []),
-                *(["--reprocess-behavior", reprocess_behavior] if reprocess_behavior else [])]
+        args = [
+            "backfill",
+            "create",
+            "--dag-id",
+            DAG_ID,
+            "--from-date",
+            from_date,
+            "--to-date",
+            to_date,
+            *(["--max-active-runs", str(max_active_runs)] if max_active_runs else []),
+            *(["--reprocess-behavior", reprocess_behavior] if reprocess_behavior else []),
+        ]
         for attempt in range(12):
             try:
                 self.airflow(*args)
@@ -237,46 +284,68 @@ class AirflowStack:
                 # SQLite takes one writer: the CLI's transaction (one, so nothing half-made) can
                 # lose to the scheduler's. And the scheduler closes a finished back-fill on its
                 # own clock (every ~30 s): a new one before that is refused as already running.
-                retry = ("database is locked" in str(exc) or "AlreadyRunningBackfill" in str(exc))
+                retry = "database is locked" in str(exc) or "AlreadyRunningBackfill" in str(exc)
                 if not retry or attempt == 11:
                     raise
                 time.sleep(min(2 + 2 * attempt, 10))
 
     def wait_for_backfill(self, timeout: float = 300) -> int:
         """Wait until the latest back-fill is complete (every run of it finished); its id."""
+
         def done():
             rows = self.query("SELECT id, completed_at FROM backfill ORDER BY id DESC LIMIT 1")
             return rows[0][0] if rows and rows[0][1] is not None else None
+
         return self.wait("the back-fill to complete", done, timeout)
 
     def runs(self, run_type: str | None = None) -> list[dict]:
         """DAG runs (optionally of one type: scheduled, backfill, manual), by interval."""
-        keys = ("run_id", "run_type", "state", "interval_start", "interval_end", "start_date",
-                "end_date", "queued_at")
+        keys = (
+            "run_id",
+            "run_type",
+            "state",
+            "interval_start",
+            "interval_end",
+            "start_date",
+            "end_date",
+            "queued_at",
+        )
         rows = self.query(
             "SELECT run_id, run_type, state, data_interval_start, data_interval_end, start_date, "
             "end_date, queued_at FROM dag_run"
-            + (" WHERE run_type = ?" if run_type else "") + " ORDER BY data_interval_end",
-            (run_type,) if run_type else ())
+            + (" WHERE run_type = ?" if run_type else "")
+            + " ORDER BY data_interval_end",
+            (run_type,) if run_type else (),
+        )
         return [dict(zip(keys, r)) for r in rows]
 
     def backfill_runs(self) -> list[dict]:
         keys = ("run_id", "state", "interval_start", "interval_end", "start_date", "end_date")
-        rows = self.query("SELECT run_id, state, data_interval_start, data_interval_end, start_date, "
-                          "end_date FROM dag_run WHERE run_type = 'backfill' ORDER BY data_interval_end")
+        rows = self.query(
+            "SELECT run_id, state, data_interval_start, data_interval_end, start_date, "
+            "end_date FROM dag_run WHERE run_type = 'backfill' ORDER BY data_interval_end"
+        )
         return [dict(zip(keys, r)) for r in rows]
 
     def wait_for_runs(self, count: int, timeout: float = 300) -> list[dict]:
         def finished():
             runs = self.backfill_runs()
-            return runs if len(runs) == count and all(r["state"] in ("success", "failed") for r in runs) else None
+            return (
+                runs
+                if len(runs) == count and all(r["state"] in ("success", "failed") for r in runs)
+                else None
+            )
+
         return self.wait(f"{count} back-fill run(s) to finish", finished, timeout)
 
     def task_instances(self, run_id: str) -> dict[str, dict]:
-        rows = self.query("SELECT task_id, state, start_date, end_date "
-                          "FROM task_instance WHERE run_id = ?", (run_id,))
-        return {t: {"state": s, "start": a, "end": b, "seconds": _seconds(a, b)}
-                for t, s, a, b in rows}
+        rows = self.query(
+            "SELECT task_id, state, start_date, end_date FROM task_instance WHERE run_id = ?",
+            (run_id,),
+        )
+        return {
+            t: {"state": s, "start": a, "end": b, "seconds": _seconds(a, b)} for t, s, a, b in rows
+        }
 
     def task_logs(self, pattern: str) -> list[Path]:
         return sorted((self.home / "airflow" / "logs").rglob(pattern))

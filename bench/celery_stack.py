@@ -31,8 +31,8 @@ from pathlib import Path
 from bench.airflow_stack import AIRFLOW, DAG_ID, REPO, AirflowStack, StackTimeout, _free_port
 
 ENV_FILE = REPO / "deploy" / "celery.env"
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"   # trust auth on loopback (tests and CI)
-REDIS = "redis://127.0.0.1:6379/7"                  # a Redis DB for these stacks
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"  # trust auth on loopback (tests and CI)
+REDIS = "redis://127.0.0.1:6379/7"  # a Redis DB for these stacks
 
 # What each service of docker-compose.yaml runs (`airflow <args>`). No log servers: every process
 # writes task logs to one shared folder (compose: the airflow-logs volume), which the API server
@@ -50,13 +50,23 @@ WORKERS = ("worker-a", "worker-b")
 # Variables whose value names a place: each deployment has its own (compose: container paths and
 # service names; here: temp folders and loopback ports), with the same URL scheme and driver.
 PLACES = (
-    "AIRFLOW_HOME", "PYTHONPATH", "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__PLUGINS_FOLDER",
+    "AIRFLOW_HOME",
+    "PYTHONPATH",
+    "AIRFLOW__CORE__DAGS_FOLDER",
+    "AIRFLOW__CORE__PLUGINS_FOLDER",
     "AIRFLOW__LOGGING__BASE_LOG_FOLDER",
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC",
-    "AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CELERY__RESULT_BACKEND",
-    "AIRFLOW__API__HOST", "AIRFLOW__API__PORT", "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC",
+    "AIRFLOW__CELERY__BROKER_URL",
+    "AIRFLOW__CELERY__RESULT_BACKEND",
+    "AIRFLOW__API__HOST",
+    "AIRFLOW__API__PORT",
+    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
     "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT",
-    "DETECTION_HOME", "DETECTION_SOURCE", "DETECTION_STAGING", "DETECTION_TICKET_DIR",
+    "DETECTION_HOME",
+    "DETECTION_SOURCE",
+    "DETECTION_STAGING",
+    "DETECTION_TICKET_DIR",
     "DETECTION_ALERT_STORE",
 )
 # Shared by every process, never in a file: the API server signs task logs' and sessions' tokens
@@ -81,14 +91,14 @@ TEST_ONLY = {
 TEST_START_DATE = "2099-01-01"
 # $AIRFLOW_HOME/config/airflow_local_settings.py of the test only: retries come seconds after the
 # scheduler marks a task of a killed worker failed, not the DAG's 5 min with exponential backoff.
-FAST_RETRIES = '''\
+FAST_RETRIES = """\
 from datetime import timedelta
 
 
 def task_policy(task):
     task.retry_delay = timedelta(seconds=2)
     task.retry_exponential_backoff = 0
-'''
+"""
 EXECUTING = re.compile(r"\[([0-9a-f-]{36})\] Executing workload in Celery")
 
 
@@ -109,32 +119,55 @@ def _libpq(url: str) -> str:
 
 
 class CeleryStack(AirflowStack):
-    def __init__(self, home: Path, source: Path, *, preload: bool = True,
-                 postgres: str = POSTGRES, redis: str = REDIS, extra_env: dict | None = None):
+    def __init__(
+        self,
+        home: Path,
+        source: Path,
+        *,
+        preload: bool = True,
+        postgres: str = POSTGRES,
+        redis: str = REDIS,
+        extra_env: dict | None = None,
+    ):
         super().__init__(home, source)
         self.source = Path(source)
         suffix = self.suffix = uuid.uuid4().hex[:10]
-        self.databases = {"airflow": f"celery_stack_{suffix}_airflow",
-                          "detections": f"celery_stack_{suffix}_detections"}
+        self.databases = {
+            "airflow": f"celery_stack_{suffix}_airflow",
+            "detections": f"celery_stack_{suffix}_detections",
+        }
         self.postgres, self.redis = postgres.rstrip("/"), redis
         self.hostname = _airflow_hostname()  # a task instance's hostname: the worker's
         self.health_port = _free_port()
         self.deployment_env = self._deployment_env()
         if not preload:  # measuring what the preload saves: the same settings without it
             self.deployment_env["AIRFLOW__CELERY__EXTRA_CELERY_CONFIG"] = "{}"
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("AIRFLOW_", "AIRFLOW__", "DETECTION_"))}
-        self.env.update({
-            **self.deployment_env, **{k: v.format(suffix=suffix) for k, v in TEST_ONLY.items()},
-            "DETECTION_START_DATE": TEST_START_DATE, **(extra_env or {})})
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AIRFLOW_", "AIRFLOW__", "DETECTION_"))
+        }
+        self.env.update(
+            {
+                **self.deployment_env,
+                **{k: v.format(suffix=suffix) for k, v in TEST_ONLY.items()},
+                "DETECTION_START_DATE": TEST_START_DATE,
+                **(extra_env or {}),
+            }
+        )
         self.metadata_libpq = _libpq(self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
-        self.commands = {f"airflow-{name}" if name in WORKERS else service: [
-            *args, *(["--celery-hostname", f"{name}@%h"] if name in WORKERS else [])]
-            for service, args in COMMANDS.items() if service != "airflow-init"
-            for name in (WORKERS if service == "airflow-worker" else (service,))}
+        self.commands = {
+            f"airflow-{name}" if name in WORKERS else service: [
+                *args,
+                *(["--celery-hostname", f"{name}@%h"] if name in WORKERS else []),
+            ]
+            for service, args in COMMANDS.items()
+            if service != "airflow-init"
+            for name in (WORKERS if service == "airflow-worker" else (service,))
+        }
         self.logs = [self.home / f"{name}.log" for name in self.commands]
         self.procs_by_name: dict[str, subprocess.Popen] = {}
-        self.timeline: dict[str, float] = {}   # seconds from __enter__ to each step
+        self.timeline: dict[str, float] = {}  # seconds from __enter__ to each step
 
     def _deployment_env(self) -> dict[str, str]:
         api = f"http://127.0.0.1:{self.port}"
@@ -190,9 +223,14 @@ class CeleryStack(AirflowStack):
             for name, args in self.commands.items():
                 with open(self.home / f"{name}.log", "wb") as out:
                     # own process group: Airflow's children outlive a plain SIGTERM to the parent
-                    proc = subprocess.Popen([AIRFLOW, *args], env=self.env, stdout=out,
-                                            stderr=subprocess.STDOUT, cwd=REPO,
-                                            start_new_session=True)
+                    proc = subprocess.Popen(
+                        [AIRFLOW, *args],
+                        env=self.env,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        cwd=REPO,
+                        start_new_session=True,
+                    )
                 self.procs.append(proc)
                 self.procs_by_name[name] = proc
             self.wait("the DAG to be serialized and both workers ready", self._ready, 180)
@@ -210,16 +248,18 @@ class CeleryStack(AirflowStack):
             if proc.poll() is not None:
                 raise StackTimeout(f"{name} exited with {proc.returncode}\n{self.log_tails()}")
         jobs = {j for (j,) in self.query("SELECT job_type FROM job WHERE state = 'running'")}
-        return bool(self.query("SELECT 1 FROM serialized_dag WHERE dag_id = %s", (DAG_ID,))) and \
-            jobs >= {"SchedulerJob", "DagProcessorJob", "TriggererJob"} and \
-            all(" ready." in self.worker_log(w) for w in WORKERS) and self._api_healthy()
+        return (
+            bool(self.query("SELECT 1 FROM serialized_dag WHERE dag_id = %s", (DAG_ID,)))
+            and jobs >= {"SchedulerJob", "DagProcessorJob", "TriggererJob"}
+            and all(" ready." in self.worker_log(w) for w in WORKERS)
+            and self._api_healthy()
+        )
 
     def _api_healthy(self) -> bool:
         import requests
 
         try:
-            return requests.get(f"http://127.0.0.1:{self.port}/api/v2/monitor/health",
-                                timeout=5).ok
+            return requests.get(f"http://127.0.0.1:{self.port}/api/v2/monitor/health", timeout=5).ok
         except requests.RequestException:
             return False
 
@@ -285,23 +325,37 @@ class CeleryStack(AirflowStack):
     # --- helpers ----------------------------------------------------------------------------------
 
     def airflow(self, *args: str) -> str:
-        done = subprocess.run([AIRFLOW, *args], env=self.env, capture_output=True, text=True,
-                              cwd=REPO)
+        done = subprocess.run(
+            [AIRFLOW, *args], env=self.env, capture_output=True, text=True, cwd=REPO
+        )
         if done.returncode:
-            raise RuntimeError(f"airflow {' '.join(args)} exited with {done.returncode}:\n"
-                               f"{done.stderr[-3000:]}")
+            raise RuntimeError(
+                f"airflow {' '.join(args)} exited with {done.returncode}:\n{done.stderr[-3000:]}"
+            )
         return done.stdout
 
-    def backfill(self, from_date: str, to_date: str, max_active_runs: int | None = None,
-                 *options: str) -> None:
+    def backfill(
+        self, from_date: str, to_date: str, max_active_runs: int | None = None, *options: str
+    ) -> None:
         """Daily intervals whose logical dates (interval starts) are from_date..to_date, once the
         scheduler has closed the previous back-fill (Airflow runs one at a time per DAG)."""
-        self.wait("the previous back-fill to be closed", lambda: not self.query(
-            "SELECT id FROM backfill WHERE completed_at IS NULL"), 120)
-        self.airflow("backfill", "create", "--dag-id", DAG_ID, "--from-date", from_date,
-                     "--to-date", to_date,
-                     *(["--max-active-runs", str(max_active_runs)] if max_active_runs else []),
-                     *options)
+        self.wait(
+            "the previous back-fill to be closed",
+            lambda: not self.query("SELECT id FROM backfill WHERE completed_at IS NULL"),
+            120,
+        )
+        self.airflow(
+            "backfill",
+            "create",
+            "--dag-id",
+            DAG_ID,
+            "--from-date",
+            from_date,
+            "--to-date",
+            to_date,
+            *(["--max-active-runs", str(max_active_runs)] if max_active_runs else []),
+            *options,
+        )
 
     def query(self, sql: str, args=()) -> list[tuple]:
         import psycopg
@@ -319,14 +373,26 @@ class CeleryStack(AirflowStack):
         return path.read_text(errors="replace") if path.exists() else ""
 
     def task_instances(self, run_id: str) -> dict[str, dict]:
-        rows = self.query("SELECT task_id, state, start_date, end_date, "
-                          "EXTRACT(EPOCH FROM end_date - start_date), hostname, queue, "
-                          "external_executor_id, try_number "
-                          "FROM task_instance WHERE run_id = %s", (run_id,))
-        return {t: {"state": s, "start": a, "end": b,
-                    "seconds": float(d) if d is not None else None,
-                    "hostname": h, "queue": q, "celery_task_id": c, "try_number": n}
-                for t, s, a, b, d, h, q, c, n in rows}
+        rows = self.query(
+            "SELECT task_id, state, start_date, end_date, "
+            "EXTRACT(EPOCH FROM end_date - start_date), hostname, queue, "
+            "external_executor_id, try_number "
+            "FROM task_instance WHERE run_id = %s",
+            (run_id,),
+        )
+        return {
+            t: {
+                "state": s,
+                "start": a,
+                "end": b,
+                "seconds": float(d) if d is not None else None,
+                "hostname": h,
+                "queue": q,
+                "celery_task_id": c,
+                "try_number": n,
+            }
+            for t, s, a, b, d, h, q, c, n in rows
+        }
 
     def celery_tasks(self) -> dict[str, str]:
         """Celery task id -> the worker whose log says it executed that workload."""
@@ -337,8 +403,10 @@ class CeleryStack(AirflowStack):
         running now, if any."""
         ran = self.celery_tasks()
         for task_id, celery_id in self.query(
-                "SELECT task_id, external_executor_id FROM task_instance "
-                "WHERE run_id = %s AND state = 'running'", (run_id,)):
+            "SELECT task_id, external_executor_id FROM task_instance "
+            "WHERE run_id = %s AND state = 'running'",
+            (run_id,),
+        ):
             if celery_id in ran and task_id.startswith(prefixes):
                 return task_id, ran[celery_id]
         return None
@@ -368,6 +436,7 @@ def _fernet_key() -> str:
 
 # --- measurement: validate task durations with and without the preload --------------------------
 
+
 def measure(days: tuple[str, str] = ("2026-10-29", "2026-10-31")) -> dict:
     """Back-fill `days` on a stack with the worker preload and on one without; the validate
     tasks' and the runs' durations (the stacks' folders are kept, for their logs)."""
@@ -385,10 +454,15 @@ def measure(days: tuple[str, str] = ("2026-10-29", "2026-10-31")) -> dict:
             tis = [stack.task_instances(r["run_id"]) for r in runs]
             out[f"preload={preload}"] = {
                 "runs": [r["state"] for r in runs],
-                "not succeeded": [(k, t[k]["state"]) for t in tis for k in t
-                                  if t[k]["state"] != "success"],
-                "validate_s": sorted(round(t[k]["seconds"], 2) for t in tis for k in t
-                                     if k.startswith("validate_") and t[k]["seconds"]),
+                "not succeeded": [
+                    (k, t[k]["state"]) for t in tis for k in t if t[k]["state"] != "success"
+                ],
+                "validate_s": sorted(
+                    round(t[k]["seconds"], 2)
+                    for t in tis
+                    for k in t
+                    if k.startswith("validate_") and t[k]["seconds"]
+                ),
                 "run_s": [round(_seconds(r), 1) for r in runs],
             }
     return out
@@ -397,8 +471,9 @@ def measure(days: tuple[str, str] = ("2026-10-29", "2026-10-31")) -> dict:
 def _seconds(run: dict) -> float:
     from datetime import datetime
 
-    return (datetime.fromisoformat(run["end_date"]) -
-            datetime.fromisoformat(run["start_date"])).total_seconds()
+    return (
+        datetime.fromisoformat(run["end_date"]) - datetime.fromisoformat(run["start_date"])
+    ).total_seconds()
 
 
 if __name__ == "__main__":

@@ -79,15 +79,33 @@ def fill(url: str, count: int) -> str:
         sub = f"sub-{i % 50:04d}"
         minute = i % (7 * 24 * 60)
         start = f"2026-10-{26 + minute // 1440:02d}T{minute % 1440 // 60:02d}:{minute % 60:02d}:00Z"
-        alert = {**base, "id": str(uuid.UUID(int=i + 1)), "caller": user, "start_time": start,
-                 "severity": severities[i % 4], "data_quality": quality[i % 4],
-                 "custom_details": {**base["custom_details"], "VirtualMachine": [vm],
-                                    "Subscription": [sub]},
-                 "evidence": [{**row, "Caller": user} for row in base["evidence"]]}
+        alert = {
+            **base,
+            "id": str(uuid.UUID(int=i + 1)),
+            "caller": user,
+            "start_time": start,
+            "severity": severities[i % 4],
+            "data_quality": quality[i % 4],
+            "custom_details": {
+                **base["custom_details"],
+                "VirtualMachine": [vm],
+                "Subscription": [sub],
+            },
+            "evidence": [{**row, "Caller": user} for row in base["evidence"]],
+        }
         first = first or alert["id"]
         body = json.dumps({**alert, "revision": 1}, ensure_ascii=False)
-        row = [alert["id"], alert["rule_id"], alert["severity"], alert["title"], start, start, "1",
-               alert["fingerprint"], body]
+        row = [
+            alert["id"],
+            alert["rule_id"],
+            alert["severity"],
+            alert["title"],
+            start,
+            start,
+            "1",
+            alert["fingerprint"],
+            body,
+        ]
         alerts.write("\t".join(_copy_text(v) for v in row) + "\n")
         fields = [alert["id"], "1", alert["severity"], *index_fields(alert).values()]
         index.write("\t".join(_copy_text(v) for v in fields) + "\n")
@@ -95,7 +113,9 @@ def fill(url: str, count: int) -> str:
         if state < 7:
             deliveries.write(f"{alert['id']}\tfile\t1\t{alert['id']}.json\t{start}\t0\t\\N\n")
         elif state == 9:
-            deliveries.write(f"{alert['id']}\tfile\t0\t\\N\t\\N\t3\tHTTP 503 from the destination\n")
+            deliveries.write(
+                f"{alert['id']}\tfile\t0\t\\N\t\\N\t3\tHTTP 503 from the destination\n"
+            )
     columns = "id, rule_id, severity, title, first_seen, last_seen, revision, fingerprint, body"
     index_columns = "id, revision, severity, " + ", ".join(index_fields(templates[0]))
     with psycopg.connect(url, autocommit=True) as conn:
@@ -103,8 +123,10 @@ def fill(url: str, count: int) -> str:
             copy.write(alerts.getvalue())
         with conn.cursor().copy(f"COPY alert_index ({index_columns}) FROM STDIN") as copy:
             copy.write(index.getvalue())
-        with conn.cursor().copy("COPY alert_deliveries (alert_id, destination, revision, ticket_ref, "
-                                "delivered_at, attempts, last_error) FROM STDIN") as copy:
+        with conn.cursor().copy(
+            "COPY alert_deliveries (alert_id, destination, revision, ticket_ref, "
+            "delivered_at, attempts, last_error) FROM STDIN"
+        ) as copy:
             copy.write(deliveries.getvalue())
         conn.execute("ANALYZE")
     return first
@@ -113,18 +135,26 @@ def fill(url: str, count: int) -> str:
 def _copy_text(value) -> str:
     if value is None:
         return "\\N"
-    return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n") \
+    return (
+        str(value)
+        .replace("\\", "\\\\")
+        .replace("\t", "\\t")
+        .replace("\n", "\\n")
         .replace("\r", "\\r")
+    )
 
 
 def _client(home: Path):
     """The API server's app, in-process, with a viewer's JWT (as the UI holds it)."""
-    os.environ.update(AIRFLOW_HOME=str(home), AIRFLOW__CORE__LOAD_EXAMPLES="False",
-                      AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
-                      AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
-                      AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="analyst:viewer",
-                      AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(home / "pw.json"),
-                      AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING")
+    os.environ.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="analyst:viewer",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(home / "pw.json"),
+        AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING",
+    )
     from airflow.utils import db
 
     db.initdb()
@@ -133,7 +163,9 @@ def _client(home: Path):
     from fastapi.testclient import TestClient
 
     client = TestClient(create_app())
-    token = get_auth_manager().generate_jwt(SimpleAuthManagerUser(username="analyst", role="viewer"))
+    token = get_auth_manager().generate_jwt(
+        SimpleAuthManagerUser(username="analyst", role="viewer")
+    )
     client.headers["Authorization"] = f"Bearer {token}"
     return client
 
@@ -160,14 +192,20 @@ def measure(client, alert_id: str, repeat: int) -> dict[str, dict]:
             matching = resp.text.split(" matching)")[0].rsplit("(", 1)[-1]
         else:
             raise RuntimeError(f"{path}: not the console's list page: {resp.text[:200]!r}")
-        out[name] = {"median_ms": round(statistics.median(times), 1),
-                     "max_ms": round(max(times), 1), "matching": matching}
+        out[name] = {
+            "median_ms": round(statistics.median(times), 1),
+            "max_ms": round(max(times), 1),
+            "matching": matching,
+        }
     return out
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.console", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.console",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--alerts", type=int, default=100_000)
     p.add_argument("--repeat", type=int, default=10)
     p.add_argument("--out", type=Path, default=Path("bench-out/console.json"))
@@ -180,26 +218,42 @@ def main(argv=None) -> int:
     url = PG_BASE.rsplit("/", 1)[0] + f"/{database}"
     try:
         with tempfile.TemporaryDirectory(prefix="bench-console-") as tmp:
-            os.environ["DETECTION_HOME"] = os.environ.get("DETECTION_HOME") or str(Path(tmp) / "home")
+            os.environ["DETECTION_HOME"] = os.environ.get("DETECTION_HOME") or str(
+                Path(tmp) / "home"
+            )
             t0 = time.perf_counter()
             alert_id = fill(url, a.alerts)
-            print(f"{a.alerts} alerts copied into {database} in {time.perf_counter() - t0:.1f} s",
-                  file=sys.stderr)
+            print(
+                f"{a.alerts} alerts copied into {database} in {time.perf_counter() - t0:.1f} s",
+                file=sys.stderr,
+            )
             os.environ["DETECTION_ALERT_STORE"] = url
             results = measure(_client(Path(tmp) / "airflow"), alert_id, a.repeat)
     finally:
         with psycopg.connect(PG_BASE, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
     worst = max(r["median_ms"] for r in results.values())
-    print(f"\nconsole page time, {a.alerts:,} alerts in PostgreSQL, median of {a.repeat} "
-          f"(target < {TARGET_MS:.0f} ms):")
+    print(
+        f"\nconsole page time, {a.alerts:,} alerts in PostgreSQL, median of {a.repeat} "
+        f"(target < {TARGET_MS:.0f} ms):"
+    )
     for name, r in results.items():
         print(f"  {name:28} {r['median_ms']:7.1f} ms (max {r['max_ms']:7.1f})  {r['matching']}")
     verdict = "met" if worst < TARGET_MS else "NOT met"
     print(f"slowest median {worst:.1f} ms: target {verdict}")
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps({"alerts": a.alerts, "repeat": a.repeat, "pages": results,
-                                 "target_ms": TARGET_MS, "met": worst < TARGET_MS}, indent=2))
+    a.out.write_text(
+        json.dumps(
+            {
+                "alerts": a.alerts,
+                "repeat": a.repeat,
+                "pages": results,
+                "target_ms": TARGET_MS,
+                "met": worst < TARGET_MS,
+            },
+            indent=2,
+        )
+    )
     return 0 if worst < TARGET_MS else 1
 
 

@@ -35,8 +35,16 @@ def main() -> int:
     proc.returncode = code = os.waitstatus_to_exitcode(status)
     tmp = out + ".tmp"
     with open(tmp, "w") as fh:
-        json.dump({"wall_s": wall, "user_s": usage.ru_utime, "sys_s": usage.ru_stime,
-                   "maxrss_kib": usage.ru_maxrss, "exit_code": code}, fh)
+        json.dump(
+            {
+                "wall_s": wall,
+                "user_s": usage.ru_utime,
+                "sys_s": usage.ru_stime,
+                "maxrss_kib": usage.ru_maxrss,
+                "exit_code": code,
+            },
+            fh,
+        )
     os.replace(tmp, out)
     return code if code >= 0 else 128 - code
 

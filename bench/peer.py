@@ -1,7 +1,9 @@
-"""The reference peer: the rule as ONE DuckDB SQL query over the same Parquet files.
+r"""The reference peer: the rule as ONE DuckDB SQL query over the same Parquet files.
 
-    python -m bench.peer --source LAKE --end 2026-10-30T00:00:00Z [--period-hours 48] --out result.parquet
-    python -m bench.peer --source LAKE --from 2026-10-29 --to 2026-11-11 [--every-hours 24] --out r.parquet
+    python -m bench.peer --source LAKE --end 2026-10-30T00:00:00Z [--period-hours 48] \
+        --out result.parquet
+    python -m bench.peer --source LAKE --from 2026-10-29 --to 2026-11-11 [--every-hours 24] \
+        --out r.parquet
 
 Faithful to the KQL semantics (shared/reference/rule-semantics.md) as far as DuckDB SQL allows:
 
@@ -53,6 +55,10 @@ def _glob(source: Path, table: str) -> str:
     return f"'{(Path(source) / table).as_posix()}/**/*.parquet'"
 
 
+def _scan(source: Path, table: str) -> str:
+    return f"read_parquet({_glob(source, table)}, hive_partitioning = true, union_by_name = true)"
+
+
 def query(source: Path, end: datetime, period: timedelta = timedelta(days=2)) -> str:
     start = end - period
     window = f"TimeGenerated >= {_ts(start)} AND TimeGenerated < {_ts(end)}"
@@ -65,7 +71,7 @@ activity AS (        -- AzureActivity, rule columns, query period
            coalesce(Caller, '')          AS Caller,
            coalesce(CallerIpAddress, '') AS CallerIpAddress,
            coalesce(ActivityStatusValue, '') AS ActivityStatusValue
-    FROM read_parquet({_glob(source, 'AzureActivity')}, hive_partitioning = true, union_by_name = true)
+    FROM {_scan(source, "AzureActivity")}
     WHERE {window}
       -- | where OperationNameValue =~ "MICROSOFT.COMPUTE/VIRTUALMACHINES/RUNCOMMAND/ACTION"
       AND lower(coalesce(OperationNameValue, '')) = '{RUN_COMMAND.lower()}'
@@ -80,10 +86,12 @@ runs AS (            -- | summarize ... by CorrelationId, Authorization, Caller
     FROM activity
     GROUP BY CorrelationId, "Authorization", Caller
 ),
-succeeded AS (       -- | where list_ActivityStatusValue has_any ("Success", "Succeeded") | extend ...
+succeeded AS (       -- | where list_ActivityStatusValue has_any ("Success", "Succeeded") \
+| extend ...
     SELECT *, string_split(coalesce(
                   CASE WHEN json_valid("Authorization")
-                       THEN json_extract_string("Authorization", '$.scope') END, ''), '/') AS Scope_s
+                       THEN json_extract_string("Authorization", '$.scope') END, ''), \
+'/') AS Scope_s
     FROM runs
     WHERE regexp_matches(list_ActivityStatusValue, '{has_term("Success", "Succeeded")}')
 ),
@@ -103,11 +111,12 @@ right_side AS (      -- BehaviorAnalytics: uncommon Azure AD activity with a use
            ActivityInsights AS UEBAActivityInsights,
            UsersInsights AS UEBAUsersInsights,
            lower(coalesce(UserPrincipalName, '')) AS joinkey
-    FROM read_parquet({_glob(source, 'BehaviorAnalytics')}, hive_partitioning = true, union_by_name = true)
+    FROM {_scan(source, "BehaviorAnalytics")}
     WHERE {window}
       AND EventSource = 'Azure AD'
       AND (CASE WHEN json_valid(ActivityInsights)
-                THEN json_extract_string(ActivityInsights, '$.ActionUncommonlyPerformedByUser') END) = 'True'
+                THEN json_extract_string(ActivityInsights, '$.ActionUncommonlyPerformedByUser') \
+END) = 'True'
       AND coalesce(UserPrincipalName, '') <> ''
       AND coalesce(SourceIPLocation, '') <> ''
 )
@@ -123,8 +132,14 @@ WHERE epoch_ns(l.StartTime) BETWEEN epoch_ns(r.UEBAEventTime) - {3600 * 10**9}
 """
 
 
-def run(source: Path, end: datetime, out: Path, period: timedelta = timedelta(days=2),
-        threads: int | None = None, memory_limit: str | None = None) -> int:
+def run(
+    source: Path,
+    end: datetime,
+    out: Path,
+    period: timedelta = timedelta(days=2),
+    threads: int | None = None,
+    memory_limit: str | None = None,
+) -> int:
     import duckdb
 
     con = duckdb.connect()
@@ -142,8 +157,15 @@ def run(source: Path, end: datetime, out: Path, period: timedelta = timedelta(da
     return int(rows)
 
 
-def run_range(source: Path, first: datetime, last: datetime, every: timedelta, out: Path,
-              period: timedelta = timedelta(days=2), threads: int | None = None) -> int:
+def run_range(
+    source: Path,
+    first: datetime,
+    last: datetime,
+    every: timedelta,
+    out: Path,
+    period: timedelta = timedelta(days=2),
+    threads: int | None = None,
+) -> int:
     """The same query looped over every window ending at first, first + every, ... last, on one
     connection in one process (as a back-fill script would), into one Parquet file with a leading
     WindowEnd column (ISO 8601 UTC, as `detect --from --to` writes it)."""
@@ -163,7 +185,9 @@ def run_range(source: Path, first: datetime, last: datetime, every: timedelta, o
         while end <= last:
             table = con.sql(query(source, end, period)).to_arrow_table()
             label = end.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-            table = table.add_column(0, "WindowEnd", pa.array([label] * table.num_rows, pa.string()))
+            table = table.add_column(
+                0, "WindowEnd", pa.array([label] * table.num_rows, pa.string())
+            )
             if writer is None:
                 writer = pq.ParquetWriter(tmp, table.schema)
             writer.write_table(table)
@@ -178,12 +202,19 @@ def run_range(source: Path, first: datetime, last: datetime, every: timedelta, o
 
 def parse_end(text: str) -> datetime:
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return (
+        value.replace(tzinfo=timezone.utc)
+        if value.tzinfo is None
+        else value.astimezone(timezone.utc)
+    )
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.peer", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.peer",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--source", type=Path, required=True)
     p.add_argument("--end", help="window end, ISO 8601 UTC (exclusive)")
     p.add_argument("--from", dest="first", help="a range: the first window's end")
@@ -198,8 +229,15 @@ def main(argv=None) -> int:
     period = timedelta(hours=a.period_hours)
     if a.first or a.last:
         t0 = time.perf_counter()
-        rows = run_range(a.source, parse_end(a.first), parse_end(a.last),
-                         timedelta(hours=a.every_hours), a.out, period, a.threads)
+        rows = run_range(
+            a.source,
+            parse_end(a.first),
+            parse_end(a.last),
+            timedelta(hours=a.every_hours),
+            a.out,
+            period,
+            a.threads,
+        )
         print(f"duckdb peer: {rows} rows in {time.perf_counter() - t0:.2f}s", file=sys.stderr)
         return 0
     if not a.end:

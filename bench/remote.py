@@ -44,14 +44,18 @@ KINDS = ("schema", "profile", "rows")
 
 # --- the data ---------------------------------------------------------------------------------
 
+
 def lake_for(scale: str, data_dir: Path | None = None, log=print, **spec) -> tuple[Path, dict]:
     """The bench lake of `scale` (harness.SCALES), generated only when not cached."""
     from . import harness
     from . import lake as lakes
 
     rows = harness.SCALES[scale] if scale in harness.SCALES else int(scale)
-    return lakes.ensure_lake(Path(data_dir or harness.default_data_dir()),
-                             lakes.LakeSpec(rows_per_day=rows, **spec), log=log)
+    return lakes.ensure_lake(
+        Path(data_dir or harness.default_data_dir()),
+        lakes.LakeSpec(rows_per_day=rows, **spec),
+        log=log,
+    )
 
 
 def window(lake_end: str):
@@ -69,8 +73,10 @@ def load_frames(lake: Path, start, end, margin: pd.Timedelta) -> dict[str, pd.Da
 
     inputs = load_rule().inputs
     with _env(DETECTION_CACHE="off"):  # a cold read; the scan cache is not under test here
-        return {t: sources.read_table(lake, t, start - margin, end, inputs[t],
-                                      prefilter=False).frame for t in sorted(inputs)}
+        return {
+            t: sources.read_table(lake, t, start - margin, end, inputs[t], prefilter=False).frame
+            for t in sorted(inputs)
+        }
 
 
 def _insight_true(text) -> bool:
@@ -95,13 +101,18 @@ def expected(frames: dict[str, pd.DataFrame], start, end) -> dict[str, dict]:
         if table == "AzureActivity":
             keep = inside["OperationNameValue"].str.upper().eq(RUN_COMMAND).fillna(False)
         else:
-            keep = inside["EventSource"].eq("Azure AD").fillna(False) & \
-                inside["ActivityInsights"].map(_insight_true, na_action="ignore").fillna(False)
+            keep = inside["EventSource"].eq("Azure AD").fillna(False) & inside[
+                "ActivityInsights"
+            ].map(_insight_true, na_action="ignore").fillna(False)
         keep = keep.astype(bool)
         hours = inside["TimeGenerated"].dt.floor("h")
-        out[table] = {"rows_total": len(frame), "rows_in_window": len(inside),
-                      "candidates": int(keep.sum()), "hours": int(hours.nunique()),
-                      "candidate_hours": hours[keep].value_counts().sort_index()}
+        out[table] = {
+            "rows_total": len(frame),
+            "rows_in_window": len(inside),
+            "candidates": int(keep.sum()),
+            "hours": int(hours.nunique()),
+            "candidate_hours": hours[keep].value_counts().sort_index(),
+        }
     return out
 
 
@@ -115,6 +126,7 @@ def largest_slice(candidate_hours: pd.Series, start, slice_: pd.Timedelta) -> in
 
 
 # --- measuring --------------------------------------------------------------------------------
+
 
 @contextmanager
 def _env(**values):
@@ -146,8 +158,9 @@ class _WireLog(logging.Handler):
             entry["seconds"] += float(args[8])
 
 
-def measure(fake, workspace: str, token: str, end, cap: int | None,
-            engine: str = "native") -> tuple[dict, object]:
+def measure(
+    fake, workspace: str, token: str, end, cap: int | None, engine: str = "native"
+) -> tuple[dict, object]:
     """One `pipeline.detect` over loganalytics://<workspace> served by `fake` with `cap`;
     (figures, the Detection)."""
     from include.detection import pipeline
@@ -163,8 +176,9 @@ def measure(fake, workspace: str, token: str, end, cap: int | None,
     try:
         with _env(DETECTION_LOGANALYTICS_ENDPOINT=fake.url, DETECTION_LOGANALYTICS_TOKEN=token):
             t0 = time.perf_counter()
-            detection = pipeline.detect(f"loganalytics://{workspace}", end, engine=engine,
-                                        raise_on_failure=False)
+            detection = pipeline.detect(
+                f"loganalytics://{workspace}", end, engine=engine, raise_on_failure=False
+            )
             seconds = time.perf_counter() - t0
     finally:
         logger.removeHandler(wire)
@@ -186,13 +200,21 @@ def measure(fake, workspace: str, token: str, end, cap: int | None,
                 "seconds": round(wire.seen[(table, kind)]["seconds"], 3),
             }
         scan = detection.scans[table]
-        tables[table] = {"rows_in_window": scan.rows_in_window, "frame_rows": len(scan.frame),
-                         "kinds": kinds}
-    figures = {"cap": cap, "seconds": round(seconds, 3), "queries": len(queries),
-               "data_quality": detection.data_quality,
-               "result_rows": None if detection.result is None else len(detection.result),
-               "tables": tables, "windows": [q["window"] for q in queries],
-               "other_queries": [q["query"] for q in queries if q["kind"] not in KINDS]}
+        tables[table] = {
+            "rows_in_window": scan.rows_in_window,
+            "frame_rows": len(scan.frame),
+            "kinds": kinds,
+        }
+    figures = {
+        "cap": cap,
+        "seconds": round(seconds, 3),
+        "queries": len(queries),
+        "data_quality": detection.data_quality,
+        "result_rows": None if detection.result is None else len(detection.result),
+        "tables": tables,
+        "windows": [q["window"] for q in queries],
+        "other_queries": [q["query"] for q in queries if q["kind"] not in KINDS],
+    }
     return figures, detection
 
 
@@ -205,19 +227,23 @@ def checks(figures: dict, want: dict[str, dict], start, end, same_result: bool |
         out[f"{table}: accepted rows == candidates"] = rows["rows_accepted"] == e["candidates"]
         out[f"{table}: rows in window == pandas"] = t["rows_in_window"] == e["rows_in_window"]
         if profile["truncated"] == 0:  # unsplit 1 h bins: one summary row per non-empty hour
-            out[f"{table}: profile rows == non-empty hours"] = \
+            out[f"{table}: profile rows == non-empty hours"] = (
                 profile["rows_accepted"] == e["hours"]
+            )
         if cap is not None:
             crossed = sum(k["rows_crossed"] - k["rows_accepted"] for k in t["kinds"].values())
             truncated = sum(k["truncated"] for k in t["kinds"].values())
-            out[f"{table}: a partial answer carries only the cap's rows"] = \
+            out[f"{table}: a partial answer carries only the cap's rows"] = (
                 crossed == cap * truncated
+            )
     if cap is not None:
-        out["the cap split slices"] = any(t["kinds"]["rows"]["truncated"]
-                                          for t in figures["tables"].values())
+        out["the cap split slices"] = any(
+            t["kinds"]["rows"]["truncated"] for t in figures["tables"].values()
+        )
     out["every query filters TimeGenerated to the window"] = not figures["other_queries"] and all(
         w is not None and start <= pd.Timestamp(w[0]) < pd.Timestamp(w[1]) <= end
-        for w in figures["windows"])
+        for w in figures["windows"]
+    )
     out["data quality passed"] = figures["data_quality"] != "failed"
     if same_result is not None:
         out["result equals the folder's detect"] = same_result
@@ -249,8 +275,14 @@ def auto_cap(want: dict[str, dict], start, slice_: pd.Timedelta) -> int:
     return max(7, fullest // 4)
 
 
-def run(lake: Path, lake_end: str, cap: int | None = None, margin: str = "6h",
-        engine: str = "native", log=print) -> dict:
+def run(
+    lake: Path,
+    lake_end: str,
+    cap: int | None = None,
+    margin: str = "6h",
+    engine: str = "native",
+    log=print,
+) -> dict:
     """The whole measurement over one lake (see the module doc); the report as a dict."""
     from include.detection.remote.loganalytics import LogAnalyticsSource
     from tests.fakes.loganalytics import TOKEN, WORKSPACE, FakeLogAnalytics
@@ -260,8 +292,10 @@ def run(lake: Path, lake_end: str, cap: int | None = None, margin: str = "6h",
     t0 = time.perf_counter()
     frames = load_frames(lake, start, end, margin_td)
     want = expected(frames, start, end)
-    log(f"read {sum(len(f) for f in frames.values()):,} rows from {lake.name} "
-        f"in {time.perf_counter() - t0:.1f}s")
+    log(
+        f"read {sum(len(f) for f in frames.values()):,} rows from {lake.name} "
+        f"in {time.perf_counter() - t0:.1f}s"
+    )
     t0 = time.perf_counter()
     fake = FakeLogAnalytics({WORKSPACE: frames}).start()
     del frames  # the fake holds its own copy (DuckDB)
@@ -275,36 +309,50 @@ def run(lake: Path, lake_end: str, cap: int | None = None, margin: str = "6h",
         runs = {}
         for name, c in (("no cap", None), (f"cap {capped}", capped)):
             figures, detection = measure(fake, WORKSPACE, TOKEN, end, c, engine)
-            figures["checks"] = checks(figures, want, start, end,
-                                       same_rows(detection.result, folder.result))
+            figures["checks"] = checks(
+                figures, want, start, end, same_rows(detection.result, folder.result)
+            )
             figures["pass"] = all(figures["checks"].values())
             runs[name] = figures
-            log(f"{name}: {figures['queries']} queries in {figures['seconds']:.1f}s, "
-                f"{'PASS' if figures['pass'] else 'FAIL'}")
+            log(
+                f"{name}: {figures['queries']} queries in {figures['seconds']:.1f}s, "
+                f"{'PASS' if figures['pass'] else 'FAIL'}"
+            )
     finally:
         fake.stop()
     for figures in runs.values():  # long lists: kept out of the report
         figures.pop("windows")
     return {
-        "lake": lake.name, "window": [start.isoformat(), end.isoformat()],
-        "margin": margin, "slice": str(slice_.to_pytimedelta()), "engine": engine,
+        "lake": lake.name,
+        "window": [start.isoformat(), end.isoformat()],
+        "margin": margin,
+        "slice": str(slice_.to_pytimedelta()),
+        "engine": engine,
         "loaded_seconds": round(loaded, 1),
-        "expected": {t: {k: v for k, v in w.items() if k != "candidate_hours"}
-                     for t, w in want.items()},
+        "expected": {
+            t: {k: v for k, v in w.items() if k != "candidate_hours"} for t, w in want.items()
+        },
         "folder": {"seconds": round(folder_seconds, 3), "result_rows": len(folder.result)},
-        "runs": runs, "pass": all(r["pass"] for r in runs.values()),
+        "runs": runs,
+        "pass": all(r["pass"] for r in runs.values()),
     }
 
 
 # --- the report -------------------------------------------------------------------------------
 
+
 def table_text(report: dict) -> str:
-    head = (f"{'run':<9} {'table':<17} {'in window':>10} {'candidates':>10} {'rows':>7} "
-            f"{'profile':>7} {'share %':>8} {'wasted':>7} {'wire %':>7} {'queries':>7} "
-            f"{'split':>5} {'bytes':>10} {'s':>6}")
-    lines = [f"{report['lake']}  window {report['window'][0]} .. {report['window'][1]}  "
-             f"(+{report['margin']} before it loaded too; slice {report['slice']})", head,
-             "-" * len(head)]
+    head = (
+        f"{'run':<9} {'table':<17} {'in window':>10} {'candidates':>10} {'rows':>7} "
+        f"{'profile':>7} {'share %':>8} {'wasted':>7} {'wire %':>7} {'queries':>7} "
+        f"{'split':>5} {'bytes':>10} {'s':>6}"
+    )
+    lines = [
+        f"{report['lake']}  window {report['window'][0]} .. {report['window'][1]}  "
+        f"(+{report['margin']} before it loaded too; slice {report['slice']})",
+        head,
+        "-" * len(head),
+    ]
     for name, r in report["runs"].items():
         totals = Counter()
         for table, t in r["tables"].items():
@@ -323,37 +371,56 @@ def table_text(report: dict) -> str:
                 f"{k['rows']['rows_accepted']:>7,} {k['profile']['rows_accepted']:>7,} "
                 f"{100 * pulled / max(t['rows_in_window'], 1):>8.3f} {wasted:>7,} {wire:>7.3f} "
                 f"{queries:>7} "
-                f"{split:>5} {nbytes:>10,} {seconds:>6.2f}")
+                f"{split:>5} {nbytes:>10,} {seconds:>6.2f}"
+            )
         lines.append(
             f"{name:<9} {'both':<17} {totals['window']:>10,} {'':>10} {'':>7} {'':>7} "
             f"{100 * totals['pulled'] / max(totals['window'], 1):>8.3f} {totals['wasted']:>7,} "
             f"{100 * (totals['pulled'] + totals['wasted']) / max(totals['window'], 1):>7.3f} "
             f"{r['queries']:>7} {'':>5} {'':>10} {r['seconds']:>6.2f}  (detect, s)  "
-            f"{'PASS' if r['pass'] else 'FAIL'}")
+            f"{'PASS' if r['pass'] else 'FAIL'}"
+        )
         lines += [f"    {'ok ' if ok else 'BAD'} {what}" for what, ok in r["checks"].items()]
-    lines.append("rows: rows-query rows kept (must equal candidates); profile: its summary rows; "
-                 "share: (rows + profile) / in window;\nwasted: rows of partial answers thrown "
-                 "away and asked again in halves; wire: every row that crossed / in window")
-    lines.append(f"folder detect: {report['folder']['result_rows']} rows in "
-                 f"{report['folder']['seconds']:.2f}s; overall "
-                 f"{'PASS' if report['pass'] else 'FAIL'}")
+    lines.append(
+        "rows: rows-query rows kept (must equal candidates); profile: its summary rows; "
+        "share: (rows + profile) / in window;\nwasted: rows of partial answers thrown "
+        "away and asked again in halves; wire: every row that crossed / in window"
+    )
+    lines.append(
+        f"folder detect: {report['folder']['result_rows']} rows in "
+        f"{report['folder']['seconds']:.2f}s; overall "
+        f"{'PASS' if report['pass'] else 'FAIL'}"
+    )
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.remote", description=__doc__.split("\n")[0])
     p.add_argument("--scale", default="M", help="S, M, L (bench.harness.SCALES) or rows per day")
-    p.add_argument("--cap", type=int, default=None,
-                   help="rows per answer in the capped run (default: a quarter of the fullest "
-                        "slice's candidate rows, at least 7)")
+    p.add_argument(
+        "--cap",
+        type=int,
+        default=None,
+        help="rows per answer in the capped run (default: a quarter of the fullest "
+        "slice's candidate rows, at least 7)",
+    )
     p.add_argument("--margin", default="6h", help="rows loaded from before the window (6h)")
     p.add_argument("--data", type=Path, default=None, help="the bench's lake folder")
-    p.add_argument("--out", type=Path, default=None, help="write the JSON report here "
-                   "(default: stdout, after the table)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write the JSON report here (default: stdout, after the table)",
+    )
     args = p.parse_args(argv)
     lake, manifest = lake_for(args.scale, args.data, log=lambda m: print(m, file=sys.stderr))
-    report = run(lake, manifest["end"], args.cap, args.margin,
-                 log=lambda m: print(m, file=sys.stderr, flush=True))
+    report = run(
+        lake,
+        manifest["end"],
+        args.cap,
+        args.margin,
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+    )
     report["scale"] = args.scale
     report["command"] = "python -m bench.remote " + " ".join(argv or sys.argv[1:])
     print(table_text(report))

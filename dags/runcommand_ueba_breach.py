@@ -57,8 +57,16 @@ from __future__ import annotations
 
 import logging
 
-from airflow.sdk import (Asset, CronDataIntervalTimetable, DeadlineAlert, DeadlineReference,
-                         SyncCallback, dag, task, task_group)
+from airflow.sdk import (
+    Asset,
+    CronDataIntervalTimetable,
+    DeadlineAlert,
+    DeadlineReference,
+    SyncCallback,
+    dag,
+    task,
+    task_group,
+)
 
 from include.airflow_connections import airflow_connection, alert_store_url
 from include.dag_defaults import DEFAULT_ARGS, EXTRACT_ARGS, START_DATE, run_deadline
@@ -67,15 +75,18 @@ from include.notifiers import DetectionNotifier, deadline_missed
 
 RULE = load_rule("runcommand_ueba_breach")
 log = logging.getLogger(__name__)
-ALERTS = Asset(name=f"{RULE.id}.alerts", uri="detection://runcommand_ueba_breach/alerts",
-               group="detections")
+ALERTS = Asset(
+    name=f"{RULE.id}.alerts", uri="detection://runcommand_ueba_breach/alerts", group="detections"
+)
 # Not finished 6 h after being queued (a scheduled run is queued when its interval ends): a
 # deadline from the logical date would fire at once for every back-fill of history.
 _late = run_deadline()
-LATE = _late and DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=_late,
-                               callback=SyncCallback(deadline_missed),
-                               name=f"not finished {_late.total_seconds() / 3600:g} h "
-                                    "after it was queued")
+LATE = _late and DeadlineAlert(
+    reference=DeadlineReference.DAGRUN_QUEUED_AT,
+    interval=_late,
+    callback=SyncCallback(deadline_missed),
+    name=f"not finished {_late.total_seconds() / 3600:g} h after it was queued",
+)
 
 
 def _window(context) -> tuple[str, str]:
@@ -99,8 +110,9 @@ def _skip_if_no_data_yet(context) -> None:
     from include.intervals import no_data_yet
     from include.notifiers import SKIP_REASON_KEY
 
-    reason = no_data_yet(config.source(), context["data_interval_start"],
-                         context["data_interval_end"])
+    reason = no_data_yet(
+        config.source(), context["data_interval_start"], context["data_interval_end"]
+    )
     if reason:
         log.warning(reason)
         context["ti"].xcom_push(key=SKIP_REASON_KEY, value=reason)
@@ -111,8 +123,8 @@ def _skip_if_no_data_yet(context) -> None:
     dag_id="runcommand_ueba_breach",
     description=RULE.name,
     doc_md=f"{__doc__}\n\n**Rule description:** {RULE.description}\n\n"
-           f"Severity **{RULE.severity}**; tactics {', '.join(RULE.tactics)}; "
-           f"techniques {', '.join(RULE.techniques)}.",
+    f"Severity **{RULE.severity}**; tactics {', '.join(RULE.tactics)}; "
+    f"techniques {', '.join(RULE.techniques)}.",
     schedule=CronDataIntervalTimetable(RULE.cron, timezone="UTC"),
     start_date=START_DATE,
     catchup=True,
@@ -145,9 +157,17 @@ def runcommand_ueba_breach():
         credential = azure_credential() if remote.is_remote(source) else None
         try:
             with store.open_store(alert_store_url()) as s:
-                staged = pipeline.extract_to_stage(source, table, start, end, config.staging(),
-                                                   RULE, store=s, workspace=workspace,
-                                                   credential=credential)
+                staged = pipeline.extract_to_stage(
+                    source,
+                    table,
+                    start,
+                    end,
+                    config.staging(),
+                    RULE,
+                    store=s,
+                    workspace=workspace,
+                    credential=credential,
+                )
         except IncompleteDataError:
             _skip_if_no_data_yet(context)
             raise
@@ -162,8 +182,11 @@ def runcommand_ueba_breach():
 
         from airflow.exceptions import AirflowFailException
 
-        # ~2.5 s of this task is GE's import unless the worker preloaded it (include/detection/preload.py)
-        log.info("Great Expectations preloaded by the worker: %s", "great_expectations" in sys.modules)
+        # ~2.5 s of this task is GE's import unless the worker preloaded it
+        # (include/detection/preload.py)
+        log.info(
+            "Great Expectations preloaded by the worker: %s", "great_expectations" in sys.modules
+        )
 
         from include.detection import pipeline, store
         from include.detection.errors import DataQualityError
@@ -173,8 +196,9 @@ def runcommand_ueba_breach():
                 checked = pipeline.validate_stage(extracted, s, RULE)
             except DataQualityError as exc:
                 where = extracted.get("workspace")
-                raise AirflowFailException((f"workspace {where}: " if where else "")
-                                           + str(exc)) from exc
+                raise AirflowFailException(
+                    (f"workspace {where}: " if where else "") + str(exc)
+                ) from exc
         log.info("data quality: %s", checked["summary"])
         return checked
 
@@ -200,8 +224,9 @@ def runcommand_ueba_breach():
         return pipeline.correlate_stage(activity, ueba)
 
     @task(outlets=[ALERTS])
-    def build_alerts(correlated: dict, activity: dict, ueba: dict, workspace: str | None,
-                     **context) -> dict:
+    def build_alerts(
+        correlated: dict, activity: dict, ueba: dict, workspace: str | None, **context
+    ) -> dict:
         """UPSERT one alert per Run Command execution (grouping: the rule's
         eventGroupingSettings) into the alert store, by a deterministic id (with the workspace
         in it when the source has workspaces: two tenants never merge). The alerts asset's
@@ -210,16 +235,29 @@ def runcommand_ueba_breach():
 
         start, end = _window(context)
         status = alerts.worst_quality(activity.get("status"), ueba.get("status"))
-        built = alerts.build_alerts(pipeline.load_result(correlated["path"]), RULE, start, end,
-                                    status, workspace=workspace)
+        built = alerts.build_alerts(
+            pipeline.load_result(correlated["path"]), RULE, start, end, status, workspace=workspace
+        )
         with store.open_store(alert_store_url()) as s:
-            counts = s.upsert(built, run={"run_id": context["run_id"], "dag_id": context["dag"].dag_id,
-                                          "window_start": start, "window_end": end})
+            counts = s.upsert(
+                built,
+                run={
+                    "run_id": context["run_id"],
+                    "dag_id": context["dag"].dag_id,
+                    "window_start": start,
+                    "window_end": end,
+                },
+            )
         log.info("alerts: %s", counts)
         context["outlet_events"][ALERTS].extra = {
-            "window": [start, end], "results": correlated["results"], "alerts": len(built),
-            **counts, "data_quality": status, **({"workspace": workspace} if workspace else {}),
-            "tables": {t["table"]: t["status"] for t in (activity, ueba)}}
+            "window": [start, end],
+            "results": correlated["results"],
+            "alerts": len(built),
+            **counts,
+            "data_quality": status,
+            **({"workspace": workspace} if workspace else {}),
+            "tables": {t["table"]: t["status"] for t in (activity, ueba)},
+        }
         return {**counts, "workspace": workspace, "alert_ids": [a["id"] for a in built]}
 
     @task_group(prefix_group_id=False)
@@ -228,12 +266,14 @@ def runcommand_ueba_breach():
         so each workspace runs on its own and a failing one holds back no other's alerts."""
         # One notice per skipped run: both extracts skip on the same finding.
         activity = validate.override(task_id="validate_azure_activity")(
-            extract.override(task_id="extract_azure_activity",
-                             on_skipped_callback=DetectionNotifier("run.skipped"))(
-                "AzureActivity", workspace))
+            extract.override(
+                task_id="extract_azure_activity",
+                on_skipped_callback=DetectionNotifier("run.skipped"),
+            )("AzureActivity", workspace)
+        )
         ueba = validate.override(task_id="validate_behavior_analytics")(
-            extract.override(task_id="extract_behavior_analytics")(
-                "BehaviorAnalytics", workspace))
+            extract.override(task_id="extract_behavior_analytics")("BehaviorAnalytics", workspace)
+        )
         [activity, ueba] >> data_docs(workspace)
         return build_alerts(correlate(activity, ueba), activity, ueba, workspace)
 
@@ -246,8 +286,9 @@ def runcommand_ueba_breach():
         for index, workspace in enumerate(planned):
             if ti.xcom_pull(task_ids="build_alerts", map_indexes=index) is not None:
                 kind = "examined"
-            elif ti.xcom_pull(task_ids="extract_azure_activity", key=SKIP_REASON_KEY,
-                              map_indexes=index):
+            elif ti.xcom_pull(
+                task_ids="extract_azure_activity", key=SKIP_REASON_KEY, map_indexes=index
+            ):
                 kind = "skipped"
             else:
                 kind = "failed"
@@ -267,8 +308,9 @@ def runcommand_ueba_breach():
         if not _outcomes(planned, context["ti"])["examined"]:
             raise AirflowSkipException("no partition of the source was examined in this run")
         names = config.destinations()
-        connections = {n: airflow_connection(destinations.conn_id(n))
-                       for n in names if destinations.conn_id(n)}
+        connections = {
+            n: airflow_connection(destinations.conn_id(n)) for n in names if destinations.conn_id(n)
+        }
         with store.open_store(alert_store_url()) as s:
             report = destinations.deliver_pending(s, names, connections=connections)
         log.info("deliveries: %s", report)
@@ -285,12 +327,14 @@ def runcommand_ueba_breach():
 
         outcome = _outcomes(planned, context["ti"])
         log.info("partitions: %s", outcome)
-        named = {k: [f"workspace {w}" if w else "the source" for w in v]
-                 for k, v in outcome.items()}
+        named = {
+            k: [f"workspace {w}" if w else "the source" for w in v] for k, v in outcome.items()
+        }
         if outcome["failed"]:
             raise AirflowFailException(
                 f"not examined: {', '.join(named['failed'])}; their failed tasks say why"
-                + (f" (examined: {', '.join(named['examined'])})" if outcome["examined"] else ""))
+                + (f" (examined: {', '.join(named['examined'])})" if outcome["examined"] else "")
+            )
         if not outcome["examined"]:
             raise AirflowSkipException("no data yet: no partition was examined")
         return outcome
@@ -298,5 +342,6 @@ def runcommand_ueba_breach():
     planned = partitions()
     # Both leaves: a delivery that fails fails the run, and so does a partition not examined.
     partition.expand(workspace=planned) >> [deliver(planned), examined(planned)]
+
 
 runcommand_ueba_breach()

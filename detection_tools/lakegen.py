@@ -15,8 +15,8 @@ users, 4 service principals, 3 subscriptions holding 19 VMs, a VM scale set `vms
   around the clock with a nightly pipeline peak): storage listKeys, VM start/deallocate/restart/
   write, extensions, the managed `runCommands/write` (not the rule's operation), snapshots, role
   assignments, NSG and rule writes, deployments, Key Vault, web apps, diagnostic settings and Policy
-  audits; 1-3 events per operation sharing a CorrelationId; ~3% fail. Run Commands every day, in both
-  status families (Started/Accepted/Succeeded|Failed and Start/Accept/Success|Failure) and both
+  audits; 1-3 events per operation sharing a CorrelationId; ~3% fail. Run Commands every day, in
+  both status families (Started/Accepted/Succeeded|Failed and Start/Accept/Success|Failure) and both
   letter cases of the operation name, by VM operators and service principals (~15% fail), plus
   developers without the permission (a single Failed/Forbidden event).
 * BehaviorAnalytics: ~activity_per_day/6 rows per weekday from "Azure AD" (sign-ins),
@@ -30,10 +30,11 @@ succeeds, and service principals have no UEBA rows. The users of the planted cas
 in it (`expected_alerts`).
 
 Planted cases (`PLANTED`): the rule's sample cases,
-include/rules/runcommand_ueba_breach.samples.yaml, each with its rows, expected result and reason (tests/rules/test_samples.py runs them through both
-engines). Placed on the default demo (2026-10-26 Mon .. 2026-11-01 Sun), the near misses fall on
-10-27, 10-28, 10-29 and 11-01, the true positives on 10-29 (two), 10-30 (three, one with two UEBA
-rows) and 10-31 (the sign-in of a run that crosses midnight).
+include/rules/runcommand_ueba_breach.samples.yaml, each with its rows, expected result and reason
+(tests/rules/test_samples.py runs them through both engines). Placed on the default demo (2026-10-26
+Mon .. 2026-11-01 Sun), the near misses fall on 10-27, 10-28, 10-29 and 11-01, the true positives on
+10-29 (two), 10-30 (three, one with two UEBA rows) and 10-31 (the sign-in of a run that crosses
+midnight).
 
 With the daily 2-day query period [D-2d, D): D = 10-30 finds the two 10-29 cases, D = 10-31
 (`DEMO_ALERT_DATE`) the four cases of 10-29/10-30 (five rows), D = 11-01 the three 10-30 cases
@@ -75,19 +76,56 @@ _RC_UPPER = RUN_COMMAND.upper()
 
 ACTIVITY_SCHEMA = pa.schema(
     [("TimeGenerated", pa.timestamp("ns", tz="UTC"))]
-    + [(c, pa.string()) for c in (
-        "TenantId", "SourceSystem", "CallerIpAddress", "CategoryValue", "CorrelationId",
-        "Authorization", "ResourceGroup", "SubscriptionId", "EventDataId", "Level", "OperationId",
-        "OperationNameValue", "OperationName", "ActivityStatusValue", "ActivitySubstatusValue",
-        "ResourceProviderValue", "HTTPRequest", "Properties", "Caller", "Hierarchy", "ResourceId",
-        "_ResourceId", "Type")])
+    + [
+        (c, pa.string())
+        for c in (
+            "TenantId",
+            "SourceSystem",
+            "CallerIpAddress",
+            "CategoryValue",
+            "CorrelationId",
+            "Authorization",
+            "ResourceGroup",
+            "SubscriptionId",
+            "EventDataId",
+            "Level",
+            "OperationId",
+            "OperationNameValue",
+            "OperationName",
+            "ActivityStatusValue",
+            "ActivitySubstatusValue",
+            "ResourceProviderValue",
+            "HTTPRequest",
+            "Properties",
+            "Caller",
+            "Hierarchy",
+            "ResourceId",
+            "_ResourceId",
+            "Type",
+        )
+    ]
+)
 UEBA_SCHEMA = pa.schema(
     [("TimeGenerated", pa.timestamp("ns", tz="UTC"))]
-    + [(c, pa.string()) for c in (
-        "TenantId", "EventSource", "ActionType", "ActivityType", "UserName", "UserPrincipalName",
-        "SourceIPAddress", "SourceIPLocation", "SourceDevice", "ActivityInsights", "UsersInsights",
-        "DevicesInsights")]
-    + [("InvestigationPriority", pa.int32()), ("Type", pa.string())])
+    + [
+        (c, pa.string())
+        for c in (
+            "TenantId",
+            "EventSource",
+            "ActionType",
+            "ActivityType",
+            "UserName",
+            "UserPrincipalName",
+            "SourceIPAddress",
+            "SourceIPLocation",
+            "SourceDevice",
+            "ActivityInsights",
+            "UsersInsights",
+            "DevicesInsights",
+        )
+    ]
+    + [("InvestigationPriority", pa.int32()), ("Type", pa.string())]
+)
 
 _NS_PER_S = 1_000_000_000
 _NS_PER_H = 3600 * _NS_PER_S
@@ -121,29 +159,49 @@ SUBSCRIPTION_IDS = {name: _uid(f"subscription/{name}") for name, _, _ in _SUBSCR
 
 _LAYOUT = {
     "contoso-prod": {
-        "rg-prod-web": {"vm": ["web-prod-01", "web-prod-02", "web-prod-03", "web-prod-04",
-                               "jumpbox-prod-01"],
-                        "nsg": ["nsg-prod-web"], "storage": ["stcontosoprodweb"],
-                        "site": ["app-contoso-portal"]},
-        "RG-PROD-DATA": {"vm": ["sql-prod-01", "sql-prod-02"], "nsg": ["nsg-prod-data"],
-                         "storage": ["stcontosoproddata"], "kv": ["kv-contoso-prod"]},
+        "rg-prod-web": {
+            "vm": ["web-prod-01", "web-prod-02", "web-prod-03", "web-prod-04", "jumpbox-prod-01"],
+            "nsg": ["nsg-prod-web"],
+            "storage": ["stcontosoprodweb"],
+            "site": ["app-contoso-portal"],
+        },
+        "RG-PROD-DATA": {
+            "vm": ["sql-prod-01", "sql-prod-02"],
+            "nsg": ["nsg-prod-data"],
+            "storage": ["stcontosoproddata"],
+            "kv": ["kv-contoso-prod"],
+        },
     },
     "contoso-dev": {
-        "rg-dev-app": {"vm": ["dev-app-01", "dev-app-02", "dev-app-03", "win-dev-01"],
-                       "nsg": ["nsg-dev"], "storage": ["stcontosodevtmp"]},
-        "rg-dev-build": {"vm": ["build-agent-01"], "vmss": [("vmss-build", 6)],
-                         "storage": ["stcontosobuildcache"]},
+        "rg-dev-app": {
+            "vm": ["dev-app-01", "dev-app-02", "dev-app-03", "win-dev-01"],
+            "nsg": ["nsg-dev"],
+            "storage": ["stcontosodevtmp"],
+        },
+        "rg-dev-build": {
+            "vm": ["build-agent-01"],
+            "vmss": [("vmss-build", 6)],
+            "storage": ["stcontosobuildcache"],
+        },
     },
     "fabrikam-ops": {
-        "rg-fab-ops": {"vm": ["fab-app-01", "fab-app-02", "fab-app-03", "fab-dc-01", "fab-mgmt-01"],
-                       "nsg": ["nsg-fab-ops"], "storage": ["stfabrikamops"],
-                       "kv": ["kv-fabrikam-ops"], "site": ["app-fab-intranet"]},
+        "rg-fab-ops": {
+            "vm": ["fab-app-01", "fab-app-02", "fab-app-03", "fab-dc-01", "fab-mgmt-01"],
+            "nsg": ["nsg-fab-ops"],
+            "storage": ["stfabrikamops"],
+            "kv": ["kv-fabrikam-ops"],
+            "site": ["app-fab-intranet"],
+        },
         "rg-fab-sap": {"vm": ["fab-sap-01", "fab-sap-02"], "storage": ["stfabrikambackup"]},
     },
 }
-_PROVIDER = {"vm": "Microsoft.Compute/virtualMachines", "nsg": "Microsoft.Network/networkSecurityGroups",
-             "storage": "Microsoft.Storage/storageAccounts", "kv": "Microsoft.KeyVault/vaults",
-             "site": "Microsoft.Web/sites"}
+_PROVIDER = {
+    "vm": "Microsoft.Compute/virtualMachines",
+    "nsg": "Microsoft.Network/networkSecurityGroups",
+    "storage": "Microsoft.Storage/storageAccounts",
+    "kv": "Microsoft.KeyVault/vaults",
+    "site": "Microsoft.Web/sites",
+}
 
 # Canonical UPN (as the activity log shows the caller), display name, tenant, cohort, RBAC role.
 # Cohorts: "planted" users appear in the planted cases and have no risky noise; "runner" users run
@@ -152,7 +210,13 @@ _PROVIDER = {"vm": "Microsoft.Compute/virtualMachines", "nsg": "Microsoft.Networ
 _USERS = (
     ("Alice.Admin@contoso.com", "Alice Admin", "contoso", "planted", "Owner"),
     ("bob.martin@contoso.com", "Bob Martin", "contoso", "planted", "Contributor"),
-    ("carol.nguyen@contoso.com", "Carol Nguyen", "contoso", "planted", "Virtual Machine Contributor"),
+    (
+        "carol.nguyen@contoso.com",
+        "Carol Nguyen",
+        "contoso",
+        "planted",
+        "Virtual Machine Contributor",
+    ),
     ("erin.lopez@contoso.com", "Erin Lopez", "contoso", "planted", "Contributor"),
     ("grace.hall@contoso.com", "Grace Hall", "contoso", "planted", "Owner"),
     ("Ivan.Petrov@contoso.com", "Ivan Petrov", "contoso", "planted", "Contributor"),
@@ -163,7 +227,13 @@ _USERS = (
     ("Peggy.Chen@contoso.com", "Peggy Chen", "contoso", "runner", "Contributor"),
     ("victor.tran@contoso.com", "Victor Tran", "contoso", "runner", "Owner"),
     ("trent.becker@fabrikam.com", "Trent Becker", "fabrikam", "runner", "Contributor"),
-    ("walter.fischer@fabrikam.com", "Walter Fischer", "fabrikam", "runner", "Virtual Machine Contributor"),
+    (
+        "walter.fischer@fabrikam.com",
+        "Walter Fischer",
+        "fabrikam",
+        "runner",
+        "Virtual Machine Contributor",
+    ),
     ("olivia.schmidt@fabrikam.com", "Olivia Schmidt", "fabrikam", "runner", "Owner"),
     ("judy.park@contoso.com", "Judy Park", "contoso", "other", "Contributor"),
     ("Mallory.Jones@contoso.com", "Mallory Jones", "contoso", "other", "Contributor"),
@@ -174,7 +244,13 @@ _USERS = (
     ("lena.wagner@fabrikam.com", "Lena Wagner", "fabrikam", "other", "Contributor"),
     ("jonas.weber@fabrikam.com", "Jonas Weber", "fabrikam", "other", "Network Contributor"),
     ("mia.koch@fabrikam.com", "Mia Koch", "fabrikam", "other", "Contributor"),
-    ("paul.richter@fabrikam.com", "Paul Richter", "fabrikam", "other", "Storage Account Contributor"),
+    (
+        "paul.richter@fabrikam.com",
+        "Paul Richter",
+        "fabrikam",
+        "other",
+        "Storage Account Contributor",
+    ),
 )
 _SERVICE_PRINCIPALS = (
     ("sp-contoso-devops-pipeline", "contoso", "Contributor"),
@@ -191,18 +267,24 @@ _ROLE_DEFINITIONS = {  # Azure built-in role definition ids
 }
 # Per tenant: usual country, ISP and corporate egress IPs (documentation address ranges only).
 _HOME = {
-    "contoso": ("United States", "Contoso Corp Network", ("203.0.113.10", "203.0.113.11", "203.0.113.12")),
+    "contoso": (
+        "United States",
+        "Contoso Corp Network",
+        ("203.0.113.10", "203.0.113.11", "203.0.113.12"),
+    ),
     "fabrikam": ("Germany", "Fabrikam GmbH", ("192.0.2.40", "192.0.2.41", "192.0.2.42")),
 }
-_UNCOMMON_COUNTRIES = np.array(["Netherlands", "Brazil", "India", "Singapore", "Mexico", "Poland"],
-                               dtype=object)
+_UNCOMMON_COUNTRIES = np.array(
+    ["Netherlands", "Brazil", "India", "Singapore", "Mexico", "Poland"], dtype=object
+)
 
 
 class _World:
     """Users, service principals and resources as parallel numpy arrays (built once)."""
 
     def __init__(self):
-        # Resources: VMs (vm), VM scale-set instances (vmss), storage, nsg, kv, site, resource groups (rg).
+        # Resources: VMs (vm), VM scale-set instances (vmss), storage, nsg, kv, site, resource
+        # groups (rg).
         res = []
         for sub, groups in _LAYOUT.items():
             sub_i = [s[0] for s in _SUBSCRIPTIONS].index(sub)
@@ -214,35 +296,80 @@ class _World:
                     for name in names:
                         if kind == "vmss":
                             ss, count = name
-                            ss_scope = f"{rg_scope}/providers/Microsoft.Compute/virtualMachineScaleSets/{ss}"
-                            res += [("vmss", sub_i, tenant_i, rg, f"{ss}/{i}",
-                                     f"{ss_scope}/virtualMachines/{i}") for i in range(count)]
+                            ss_scope = (
+                                f"{rg_scope}/providers/Microsoft.Compute/"
+                                f"virtualMachineScaleSets/{ss}"
+                            )
+                            res += [
+                                (
+                                    "vmss",
+                                    sub_i,
+                                    tenant_i,
+                                    rg,
+                                    f"{ss}/{i}",
+                                    f"{ss_scope}/virtualMachines/{i}",
+                                )
+                                for i in range(count)
+                            ]
                         else:
-                            res.append((kind, sub_i, tenant_i, rg, name,
-                                        f"{rg_scope}/providers/{_PROVIDER[kind]}/{name}"))
+                            res.append(
+                                (
+                                    kind,
+                                    sub_i,
+                                    tenant_i,
+                                    rg,
+                                    name,
+                                    f"{rg_scope}/providers/{_PROVIDER[kind]}/{name}",
+                                )
+                            )
         self.res_kind = np.array([r[0] for r in res], dtype=object)
         self.res_sub = np.array([r[1] for r in res])
         self.res_tenant = np.array([r[2] for r in res])
         self.res_rg = np.array([r[3] for r in res], dtype=object)
         self.res_name = np.array([r[4] for r in res], dtype=object)
         self.res_scope = np.array([r[5] for r in res], dtype=object)
-        self.pool = {k: np.flatnonzero(self.res_kind == k)
-                     for k in ("rg", "vm", "vmss", "storage", "nsg", "kv", "site")}
+        self.pool = {
+            k: np.flatnonzero(self.res_kind == k)
+            for k in ("rg", "vm", "vmss", "storage", "nsg", "kv", "site")
+        }
         self.pool["vm_rc"] = np.concatenate([self.pool["vm"], self.pool["vmss"]])
         self.pool["diag"] = np.concatenate([self.pool["vm"], self.pool["storage"], self.pool["kv"]])
-        self.pool["policy"] = np.concatenate([self.pool["vm"], self.pool["storage"], self.pool["nsg"]])
+        self.pool["policy"] = np.concatenate(
+            [self.pool["vm"], self.pool["storage"], self.pool["nsg"]]
+        )
         self.scope_of = {r[4]: r[5] for r in res if r[0] in ("vm", "vmss")}
 
         sub_ids = np.array([SUBSCRIPTION_IDS[s[0]] for s in _SUBSCRIPTIONS], dtype=object)
         self.sub_id = sub_ids
-        self.hierarchy = _obj([f"{TENANT_IDS[t]}/{mg}/{SUBSCRIPTION_IDS[s]}" for s, t, mg in _SUBSCRIPTIONS])
+        self.hierarchy = _obj(
+            [f"{TENANT_IDS[t]}/{mg}/{SUBSCRIPTION_IDS[s]}" for s, t, mg in _SUBSCRIPTIONS]
+        )
 
         # Callers: the 25 users, then the service principals.
-        users = [dict(upn=u[0], display=u[1], tenant=_TENANTS.index(u[2]), cohort=u[3], role=u[4],
-                      oid=_uid(f"user/{u[0].lower()}"), ptype="User") for u in _USERS]
-        sps = [dict(upn=_uid(f"sp/{s[0]}"), display=s[0], tenant=_TENANTS.index(s[1]), cohort="sp",
-                    role=s[2], oid=_uid(f"sp-object/{s[0]}"), ptype="ServicePrincipal")
-               for s in _SERVICE_PRINCIPALS]
+        users = [
+            dict(
+                upn=u[0],
+                display=u[1],
+                tenant=_TENANTS.index(u[2]),
+                cohort=u[3],
+                role=u[4],
+                oid=_uid(f"user/{u[0].lower()}"),
+                ptype="User",
+            )
+            for u in _USERS
+        ]
+        sps = [
+            dict(
+                upn=_uid(f"sp/{s[0]}"),
+                display=s[0],
+                tenant=_TENANTS.index(s[1]),
+                cohort="sp",
+                role=s[2],
+                oid=_uid(f"sp-object/{s[0]}"),
+                ptype="ServicePrincipal",
+            )
+            for s in _SERVICE_PRINCIPALS
+        ]
         callers = users + sps
         self.n_users = len(users)
         self.caller = np.array([c["upn"] for c in callers], dtype=object)
@@ -252,8 +379,9 @@ class _World:
         self.role_def = np.array([_ROLE_DEFINITIONS[c["role"]] for c in callers], dtype=object)
         self.principal_id = np.array([c["oid"].replace("-", "") for c in callers], dtype=object)
         self.ptype = np.array([c["ptype"] for c in callers], dtype=object)
-        self.role_assignment = np.array([[_hex(f"ra/{c['upn']}/{s}") for s in sub_ids] for c in callers],
-                                        dtype=object)
+        self.role_assignment = np.array(
+            [[_hex(f"ra/{c['upn']}/{s}") for s in sub_ids] for c in callers], dtype=object
+        )
         # Where each caller calls from: three corporate egress IPs and a home/VPN address.
         ips = []
         for i, c in enumerate(callers):
@@ -277,16 +405,27 @@ class _World:
         self.home_country = np.array([_HOME[_TENANTS[c["tenant"]]][0] for c in users], dtype=object)
         self.home_isp = np.array([_HOME[_TENANTS[c["tenant"]]][1] for c in users], dtype=object)
         self.internal_ip = _obj([f"10.{20 + c['tenant']}.8.{10 + i}" for i, c in enumerate(users)])
-        self.workstation = np.array([f"{'CONTOSO-LT' if c['tenant'] == 0 else 'FAB-NB'}-{4100 + 37 * i}"
-                                     for i, c in enumerate(users)], dtype=object)
-        self.users_insights = np.array([_users_insights(c, i) for i, c in enumerate(users)], dtype=object)
+        self.workstation = np.array(
+            [
+                f"{'CONTOSO-LT' if c['tenant'] == 0 else 'FAB-NB'}-{4100 + 37 * i}"
+                for i, c in enumerate(users)
+            ],
+            dtype=object,
+        )
+        self.users_insights = np.array(
+            [_users_insights(c, i) for i, c in enumerate(users)], dtype=object
+        )
 
 
 def _users_insights(user: dict, i: int) -> str:
-    insights = {"AccountDisplayName": user["display"], "AccountDomain": user["upn"].split("@")[1].lower(),
-                "AccountObjectID": user["oid"],
-                "BlastRadius": "High" if user["role"] == "Owner" else "Low",
-                "IsDormantAccount": "False", "IsNewAccount": "False"}
+    insights = {
+        "AccountDisplayName": user["display"],
+        "AccountDomain": user["upn"].split("@")[1].lower(),
+        "AccountObjectID": user["oid"],
+        "BlastRadius": "High" if user["role"] == "Owner" else "Low",
+        "IsDormantAccount": "False",
+        "IsNewAccount": "False",
+    }
     if _TENANTS[user["tenant"]] == "contoso":  # hybrid identities synced from on-premises AD
         insights["OnPremisesSID"] = f"S-1-5-21-3623811015-3361044348-30300820-{1104 + i}"
     return json.dumps(insights, separators=(",", ":"))
@@ -327,17 +466,24 @@ def planted_cases(start_day: date = DEMO_START, days: int = DEMO_DAYS) -> list[d
             raise ValueError(f"sample {case.name}: the demo plants one run and its UEBA rows")
         scope = json.loads(activity[0]["Authorization"])["scope"]
         run_times = [r["TimeGenerated"] for r in activity]
-        out.append({
-            "name": case.name, "day": ueba[0]["TimeGenerated"].date(),
-            "expected_alert": case.alert, "expected_rows": len(case.results) if case.alert else 0,
-            "description": case.reason, "caller": activity[0]["Caller"],
-            "user_principal_name": ueba[0]["UserPrincipalName"],
-            "subscription": scope.split("/")[2], "virtual_machine": scope.split("/")[-1],
-            "correlation_id": activity[0]["CorrelationId"],
-            "ueba_times": tuple(r["TimeGenerated"] for r in ueba),
-            "run_start": min(run_times), "run_end": max(run_times),
-            "rows": case.rows,
-        })
+        out.append(
+            {
+                "name": case.name,
+                "day": ueba[0]["TimeGenerated"].date(),
+                "expected_alert": case.alert,
+                "expected_rows": len(case.results) if case.alert else 0,
+                "description": case.reason,
+                "caller": activity[0]["Caller"],
+                "user_principal_name": ueba[0]["UserPrincipalName"],
+                "subscription": scope.split("/")[2],
+                "virtual_machine": scope.split("/")[-1],
+                "correlation_id": activity[0]["CorrelationId"],
+                "ueba_times": tuple(r["TimeGenerated"] for r in ueba),
+                "run_start": min(run_times),
+                "run_end": max(run_times),
+                "rows": case.rows,
+            }
+        )
     return out
 
 
@@ -360,10 +506,17 @@ def expected_alerts(start, end, cases: list[dict] | None = None) -> list[dict]:
             continue
         for t in c["ueba_times"]:
             if start <= t < end:
-                rows.append({"name": c["name"], "caller": c["caller"],
-                             "virtual_machine": c["virtual_machine"], "subscription": c["subscription"],
-                             "correlation_id": c["correlation_id"], "run_start": c["run_start"],
-                             "ueba_time": t})
+                rows.append(
+                    {
+                        "name": c["name"],
+                        "caller": c["caller"],
+                        "virtual_machine": c["virtual_machine"],
+                        "subscription": c["subscription"],
+                        "correlation_id": c["correlation_id"],
+                        "run_start": c["run_start"],
+                        "ueba_time": t,
+                    }
+                )
     return rows
 
 
@@ -373,7 +526,7 @@ def expected_alerts(start, end, cases: list[dict] | None = None) -> list[dict]:
 # Both generators draw GUIDs and times through these, so the demo and the bench data look alike
 # and a change to how an id or a time is drawn is made once.
 
-STR = pa.large_string()     # built as large_string (no 2 GiB offset limit), written as UTF8
+STR = pa.large_string()  # built as large_string (no 2 GiB offset limit), written as UTF8
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
@@ -381,8 +534,9 @@ def fixed_width(chars: np.ndarray) -> pa.Array:
     """(n, w) uint8 array of ASCII -> large_string array of n strings of width w (zero copy)."""
     n, w = chars.shape
     offsets = np.arange(0, (n + 1) * w, w, dtype=np.int64)
-    return pa.Array.from_buffers(STR, n, [None, pa.py_buffer(offsets),
-                                          pa.py_buffer(np.ascontiguousarray(chars))])
+    return pa.Array.from_buffers(
+        STR, n, [None, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(chars))]
+    )
 
 
 def hex_chars(raw: np.ndarray) -> np.ndarray:
@@ -405,8 +559,13 @@ def guids(raw: np.ndarray) -> pa.Array:
     """(n, 16) bytes -> 'xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx' strings."""
     h = hex_chars(raw)
     out = np.empty((raw.shape[0], 36), dtype=np.uint8)
-    out[:, 0:8], out[:, 9:13], out[:, 14:18], out[:, 19:23], out[:, 24:36] = \
-        h[:, 0:8], h[:, 8:12], h[:, 12:16], h[:, 16:20], h[:, 20:32]
+    out[:, 0:8], out[:, 9:13], out[:, 14:18], out[:, 19:23], out[:, 24:36] = (
+        h[:, 0:8],
+        h[:, 8:12],
+        h[:, 12:16],
+        h[:, 16:20],
+        h[:, 20:32],
+    )
     out[:, [8, 13, 18, 23]] = ord("-")
     return fixed_width(out)
 
@@ -446,12 +605,90 @@ def profile(weights) -> np.ndarray:
 # Hourly (UTC) activity shapes: contoso works US hours, fabrikam European hours, service principals
 # run all day with nightly pipelines.
 HOURLY = {
-    "contoso": profile([.25, .2, .15, .1, .08, .08, .08, .1, .12, .15, .2, .35,
-                         .6, .9, 1, 1, 1, .95, 1, .95, .85, .65, .45, .3]),
-    "fabrikam": profile([.06, .05, .05, .05, .08, .2, .5, .85, 1, 1, .95, .9,
-                          1, 1, .95, .8, .55, .35, .2, .15, .12, .1, .08, .07]),
-    "sp": profile([.5, .6, 1.6, 1.4, .6, .4, .4, .4, .45, .45, .45, .45,
-                    .45, .45, .45, .45, .45, .45, .45, .45, .45, .4, .4, .45]),
+    "contoso": profile(
+        [
+            0.25,
+            0.2,
+            0.15,
+            0.1,
+            0.08,
+            0.08,
+            0.08,
+            0.1,
+            0.12,
+            0.15,
+            0.2,
+            0.35,
+            0.6,
+            0.9,
+            1,
+            1,
+            1,
+            0.95,
+            1,
+            0.95,
+            0.85,
+            0.65,
+            0.45,
+            0.3,
+        ]
+    ),
+    "fabrikam": profile(
+        [
+            0.06,
+            0.05,
+            0.05,
+            0.05,
+            0.08,
+            0.2,
+            0.5,
+            0.85,
+            1,
+            1,
+            0.95,
+            0.9,
+            1,
+            1,
+            0.95,
+            0.8,
+            0.55,
+            0.35,
+            0.2,
+            0.15,
+            0.12,
+            0.1,
+            0.08,
+            0.07,
+        ]
+    ),
+    "sp": profile(
+        [
+            0.5,
+            0.6,
+            1.6,
+            1.4,
+            0.6,
+            0.4,
+            0.4,
+            0.4,
+            0.45,
+            0.45,
+            0.45,
+            0.45,
+            0.45,
+            0.45,
+            0.45,
+            0.45,
+            0.45,
+            0.45,
+            0.45,
+            0.45,
+            0.45,
+            0.4,
+            0.4,
+            0.45,
+        ]
+    ),
 }
 
 
@@ -463,44 +700,119 @@ def _weekend(start_day: date, days: int) -> np.ndarray:
 
 # OperationNameValue, OperationName, target, events per operation, weight.
 _NOISE_OPS = (
-    ("Microsoft.Storage/storageAccounts/listKeys/action", "List Storage Account Keys", "storage", 2, 14),
+    (
+        "Microsoft.Storage/storageAccounts/listKeys/action",
+        "List Storage Account Keys",
+        "storage",
+        2,
+        14,
+    ),
     ("Microsoft.Compute/virtualMachines/start/action", "Start Virtual Machine", "vm", 3, 9),
-    ("Microsoft.Compute/virtualMachines/deallocate/action", "Deallocate Virtual Machine", "vm", 3, 9),
+    (
+        "Microsoft.Compute/virtualMachines/deallocate/action",
+        "Deallocate Virtual Machine",
+        "vm",
+        3,
+        9,
+    ),
     ("Microsoft.Compute/virtualMachines/restart/action", "Restart Virtual Machine", "vm", 3, 4),
     ("Microsoft.Compute/virtualMachines/write", "Create or Update Virtual Machine", "vm", 3, 4),
-    ("Microsoft.Compute/virtualMachines/extensions/write", "Create or Update Virtual Machine Extension",
-     "vmext", 3, 4),
-    ("Microsoft.Compute/virtualMachines/runCommands/write", "Create or Update Virtual Machine Run Command",
-     "vmruncmd", 3, 1),
+    (
+        "Microsoft.Compute/virtualMachines/extensions/write",
+        "Create or Update Virtual Machine Extension",
+        "vmext",
+        3,
+        4,
+    ),
+    (
+        "Microsoft.Compute/virtualMachines/runCommands/write",
+        "Create or Update Virtual Machine Run Command",
+        "vmruncmd",
+        3,
+        1,
+    ),
     ("Microsoft.Compute/snapshots/write", "Create or Update Snapshot", "snapshot", 3, 2),
     ("Microsoft.Storage/storageAccounts/write", "Create/Update Storage Account", "storage", 2, 3),
     ("Microsoft.Authorization/roleAssignments/write", "Create role assignment", "roleassign", 2, 2),
-    ("Microsoft.Authorization/roleAssignments/delete", "Delete role assignment", "roleassign", 2, 1),
-    ("Microsoft.Network/networkSecurityGroups/write", "Create or Update Network Security Group",
-     "nsg", 3, 2),
-    ("Microsoft.Network/networkSecurityGroups/securityRules/write", "Create or Update Security Rule",
-     "nsgrule", 3, 4),
+    (
+        "Microsoft.Authorization/roleAssignments/delete",
+        "Delete role assignment",
+        "roleassign",
+        2,
+        1,
+    ),
+    (
+        "Microsoft.Network/networkSecurityGroups/write",
+        "Create or Update Network Security Group",
+        "nsg",
+        3,
+        2,
+    ),
+    (
+        "Microsoft.Network/networkSecurityGroups/securityRules/write",
+        "Create or Update Security Rule",
+        "nsgrule",
+        3,
+        4,
+    ),
     ("Microsoft.Resources/deployments/write", "Create Deployment", "deployment", 3, 6),
     ("Microsoft.KeyVault/vaults/write", "Update Key Vault", "kv", 2, 2),
     ("Microsoft.Web/sites/restart/action", "Restart Web App", "site", 2, 2),
-    ("Microsoft.Insights/diagnosticSettings/write", "Create or update resource diagnostic setting",
-     "diag", 2, 1),
+    (
+        "Microsoft.Insights/diagnosticSettings/write",
+        "Create or update resource diagnostic setting",
+        "diag",
+        2,
+        1,
+    ),
     ("Microsoft.Authorization/policies/audit/action", "'audit' Policy action.", "policy", 1, 8),
 )
 _RUN_COMMAND_NAME = "Run Command on Virtual Machine"
 _SUFFIXES = {
-    "vmext": ("/extensions/", ["CustomScriptExtension", "AzureMonitorWindowsAgent",
-                               "AzureMonitorLinuxAgent", "MDE.Windows", "DependencyAgentWindows"]),
+    "vmext": (
+        "/extensions/",
+        [
+            "CustomScriptExtension",
+            "AzureMonitorWindowsAgent",
+            "AzureMonitorLinuxAgent",
+            "MDE.Windows",
+            "DependencyAgentWindows",
+        ],
+    ),
     "vmruncmd": ("/runCommands/", ["patch-check", "collect-logs", "rotate-certs"]),
-    "nsgrule": ("/securityRules/", ["allow-https-inbound", "allow-rdp-from-bastion", "deny-all-inbound",
-                                    "allow-ssh-from-jumpbox"]),
-    "deployment": ("/providers/Microsoft.Resources/deployments/", ["main", "vm-baseline", "network-hub",
-                                                                   "pipeline-release", "monitoring"]),
-    "diag": ("/providers/microsoft.insights/diagnosticSettings/", ["send-to-law", "archive-to-storage"]),
+    "nsgrule": (
+        "/securityRules/",
+        [
+            "allow-https-inbound",
+            "allow-rdp-from-bastion",
+            "deny-all-inbound",
+            "allow-ssh-from-jumpbox",
+        ],
+    ),
+    "deployment": (
+        "/providers/Microsoft.Resources/deployments/",
+        ["main", "vm-baseline", "network-hub", "pipeline-release", "monitoring"],
+    ),
+    "diag": (
+        "/providers/microsoft.insights/diagnosticSettings/",
+        ["send-to-law", "archive-to-storage"],
+    ),
 }
-_TARGET_POOL = {"vm": "vm", "vmext": "vm", "vmruncmd": "vm", "snapshot": "vm", "storage": "storage",
-                "roleassign": "rg", "nsg": "nsg", "nsgrule": "nsg", "deployment": "rg", "kv": "kv",
-                "site": "site", "diag": "diag", "policy": "policy"}
+_TARGET_POOL = {
+    "vm": "vm",
+    "vmext": "vm",
+    "vmruncmd": "vm",
+    "snapshot": "vm",
+    "storage": "storage",
+    "roleassign": "rg",
+    "nsg": "nsg",
+    "nsgrule": "nsg",
+    "deployment": "rg",
+    "kv": "kv",
+    "site": "site",
+    "diag": "diag",
+    "policy": "policy",
+}
 _FAIL_REASONS = _obj(["Conflict", "BadRequest", "InternalServerError", "NotFound"])
 # Event kinds: 0 start, 1 accept, 2 success, 3 failure; kinds of an operation of n events.
 _KINDS = np.array([[2, 2, 2], [2, 2, 2], [0, 2, 2], [0, 1, 2]])
@@ -552,10 +864,19 @@ def _noise_operations(rng, start_ns: int, days: int, weekend: np.ndarray, per_da
             sep, names = _SUFFIXES[target]
             base = base + sep + _obj(names)[rng.integers(0, len(names), size=len(sel))]
         elif target == "snapshot":
-            base = ("/subscriptions/" + w.sub_id[w.res_sub[r]] + "/resourceGroups/" + w.res_rg[r]
-                    + "/providers/Microsoft.Compute/snapshots/" + w.res_name[r] + "-osdisk-snap")
+            base = (
+                "/subscriptions/"
+                + w.sub_id[w.res_sub[r]]
+                + "/resourceGroups/"
+                + w.res_rg[r]
+                + "/providers/Microsoft.Compute/snapshots/"
+                + w.res_name[r]
+                + "-osdisk-snap"
+            )
         elif target == "roleassign":
-            base = base + "/providers/Microsoft.Authorization/roleAssignments/" + _guids(rng, len(sel))
+            base = (
+                base + "/providers/Microsoft.Authorization/roleAssignments/" + _guids(rng, len(sel))
+            )
         scope[sel] = base
     tenant = w.res_tenant[res]
 
@@ -578,13 +899,23 @@ def _noise_operations(rng, start_ns: int, days: int, weekend: np.ndarray, per_da
     failed = (rng.random(m) < 0.03) & (n_events > 1)
     canon = _obj([o[0] for o in _NOISE_OPS])[op]
     return _operations(
-        rng, t0=t0, n_events=n_events, failed=failed,
+        rng,
+        t0=t0,
+        n_events=n_events,
+        failed=failed,
         fail_reason=_FAIL_REASONS[rng.integers(0, len(_FAIL_REASONS), size=m)],
-        new_family=rng.random(m) < 0.35, canon=canon,
+        new_family=rng.random(m) < 0.35,
+        canon=canon,
         op_value=np.where(rng.random(m) < 0.5, _upper(canon), canon),
-        op_name=_obj([o[1] for o in _NOISE_OPS])[op], caller=caller, res_sub=w.res_sub[res],
-        rg=w.res_rg[res], scope=scope, action=canon,
-        evidence=n_events > 1, policy=n_events == 1)
+        op_name=_obj([o[1] for o in _NOISE_OPS])[op],
+        caller=caller,
+        res_sub=w.res_sub[res],
+        rg=w.res_rg[res],
+        scope=scope,
+        action=canon,
+        evidence=n_events > 1,
+        policy=n_events == 1,
+    )
 
 
 def _noise_run_commands(rng, start_ns: int, days: int, weekend: np.ndarray) -> dict:
@@ -620,19 +951,49 @@ def _noise_run_commands(rng, start_ns: int, days: int, weekend: np.ndarray) -> d
     reasons = _obj(["Conflict", "InternalServerError", "GatewayTimeout"])
     canon = np.full(m, RUN_COMMAND, dtype=object)
     return _operations(
-        rng, t0=t0, n_events=np.where(denied, 1, 3), failed=failed,
+        rng,
+        t0=t0,
+        n_events=np.where(denied, 1, 3),
+        failed=failed,
         fail_reason=np.where(denied, "Forbidden", reasons[rng.integers(0, len(reasons), size=m)]),
-        new_family=rng.random(m) < 0.4, canon=canon,
+        new_family=rng.random(m) < 0.4,
+        canon=canon,
         op_value=np.where(rng.random(m) < 0.5, _RC_UPPER, RUN_COMMAND),
-        op_name=np.full(m, _RUN_COMMAND_NAME, dtype=object), caller=caller, res_sub=w.res_sub[vm],
-        rg=w.res_rg[vm], scope=w.res_scope[vm], action=canon, evidence=~denied,
-        policy=np.zeros(m, bool))
+        op_name=np.full(m, _RUN_COMMAND_NAME, dtype=object),
+        caller=caller,
+        res_sub=w.res_sub[vm],
+        rg=w.res_rg[vm],
+        scope=w.res_scope[vm],
+        action=canon,
+        evidence=~denied,
+        policy=np.zeros(m, bool),
+    )
 
 
-def _operations(rng, *, t0, n_events, failed, fail_reason, new_family, canon, op_value, op_name, caller,
-                res_sub, rg, scope, action, evidence, policy, offsets=None, correlation_id=None,
-                ip=None) -> dict:
-    """Per-operation arrays, with what the seed decides (times of later events, IPs, ids) filled in."""
+def _operations(
+    rng,
+    *,
+    t0,
+    n_events,
+    failed,
+    fail_reason,
+    new_family,
+    canon,
+    op_value,
+    op_name,
+    caller,
+    res_sub,
+    rg,
+    scope,
+    action,
+    evidence,
+    policy,
+    offsets=None,
+    correlation_id=None,
+    ip=None,
+) -> dict:
+    """Per-operation arrays, with what the seed decides (times of later events, IPs, ids) filled
+    in."""
     m = len(t0)
     w = _WORLD
     if offsets is None:
@@ -645,13 +1006,27 @@ def _operations(rng, *, t0, n_events, failed, fail_reason, new_family, canon, op
         ip = w.ips[caller, rng.choice(4, size=m, p=[0.3, 0.3, 0.25, 0.15])]
     if correlation_id is None:
         correlation_id = _guids(rng, m)
-    return dict(t0=np.asarray(t0, np.int64), n_events=np.asarray(n_events),
-                failed=np.asarray(failed, bool), fail_reason=_obj(fail_reason),
-                new_family=np.asarray(new_family, bool), canon=_obj(canon), op_value=_obj(op_value),
-                op_name=_obj(op_name), caller=np.asarray(caller, np.int64), res_sub=np.asarray(res_sub),
-                rg=_obj(rg), scope=_obj(scope), action=_obj(action), evidence=np.asarray(evidence, bool),
-                policy=np.asarray(policy, bool), offsets=np.asarray(offsets, np.int64),
-                correlation_id=_obj(correlation_id), ip=_obj(ip), operation_id=_guids(rng, m))
+    return dict(
+        t0=np.asarray(t0, np.int64),
+        n_events=np.asarray(n_events),
+        failed=np.asarray(failed, bool),
+        fail_reason=_obj(fail_reason),
+        new_family=np.asarray(new_family, bool),
+        canon=_obj(canon),
+        op_value=_obj(op_value),
+        op_name=_obj(op_name),
+        caller=np.asarray(caller, np.int64),
+        res_sub=np.asarray(res_sub),
+        rg=_obj(rg),
+        scope=_obj(scope),
+        action=_obj(action),
+        evidence=np.asarray(evidence, bool),
+        policy=np.asarray(policy, bool),
+        offsets=np.asarray(offsets, np.int64),
+        correlation_id=_obj(correlation_id),
+        ip=_obj(ip),
+        operation_id=_guids(rng, m),
+    )
 
 
 def _planted_operations(rng, cases: list[dict]) -> dict:
@@ -665,15 +1040,28 @@ def _planted_operations(rng, cases: list[dict]) -> dict:
         t0 = first["TimeGenerated"].value
         auth = json.loads(first["Authorization"])
         parts = auth["scope"].split("/")
-        ops.append(dict(
-            t0=t0, n_events=len(events), failed=last["ActivityStatusValue"] in _STATUS_FAILED,
-            fail_reason="Conflict", new_family=first["ActivityStatusValue"] in _STATUS_NEW,
-            canon=RUN_COMMAND, op_value=first["OperationNameValue"], op_name=_RUN_COMMAND_NAME,
-            caller=int(np.flatnonzero(w.caller == first["Caller"])[0]),
-            res_sub=list(SUBSCRIPTION_IDS.values()).index(parts[2]), rg=parts[4],
-            scope=auth["scope"], action=auth["action"], evidence=True, policy=False,
-            offsets=[e["TimeGenerated"].value - t0 for e in events],
-            correlation_id=first["CorrelationId"], ip=first["CallerIpAddress"]))
+        ops.append(
+            dict(
+                t0=t0,
+                n_events=len(events),
+                failed=last["ActivityStatusValue"] in _STATUS_FAILED,
+                fail_reason="Conflict",
+                new_family=first["ActivityStatusValue"] in _STATUS_NEW,
+                canon=RUN_COMMAND,
+                op_value=first["OperationNameValue"],
+                op_name=_RUN_COMMAND_NAME,
+                caller=int(np.flatnonzero(w.caller == first["Caller"])[0]),
+                res_sub=list(SUBSCRIPTION_IDS.values()).index(parts[2]),
+                rg=parts[4],
+                scope=auth["scope"],
+                action=auth["action"],
+                evidence=True,
+                policy=False,
+                offsets=[e["TimeGenerated"].value - t0 for e in events],
+                correlation_id=first["CorrelationId"],
+                ip=first["CallerIpAddress"],
+            )
+        )
     if not ops:
         return {}
     return _operations(rng, **{k: [r[k] for r in ops] for k in ops[0]})
@@ -707,42 +1095,89 @@ def _activity_table(rng, ops: dict) -> pa.Table:
     c = ops["caller"]
     sub = ops["res_sub"]
     sub_id = w.sub_id[sub]
-    evidence = (',"evidence":{"role":"' + w.role[c] + '","roleAssignmentScope":"/subscriptions/' + sub_id
-                + '","roleAssignmentId":"' + w.role_assignment[c, sub] + '","roleDefinitionId":"'
-                + w.role_def[c] + '","principalId":"' + w.principal_id[c] + '","principalType":"'
-                + w.ptype[c] + '"}')
+    evidence = (
+        ',"evidence":{"role":"'
+        + w.role[c]
+        + '","roleAssignmentScope":"/subscriptions/'
+        + sub_id
+        + '","roleAssignmentId":"'
+        + w.role_assignment[c, sub]
+        + '","roleDefinitionId":"'
+        + w.role_def[c]
+        + '","principalId":"'
+        + w.principal_id[c]
+        + '","principalType":"'
+        + w.ptype[c]
+        + '"}'
+    )
     evidence = np.where(ops["evidence"], evidence, "")
-    authorization = '{"action":"' + ops["action"] + '","scope":"' + ops["scope"] + '"' + evidence + "}"
+    authorization = (
+        '{"action":"' + ops["action"] + '","scope":"' + ops["scope"] + '"' + evidence + "}"
+    )
     tenant_id = _obj([TENANT_IDS[s[1]] for s in _SUBSCRIPTIONS])[sub]
     hierarchy = w.hierarchy[sub]
     canon = pa.array(ops["canon"], pa.string())
-    method = np.where(_np(pc.ends_with(canon, "/delete")), "DELETE",
-                      np.where(_np(pc.ends_with(canon, "/write")), "PUT", "POST"))
+    method = np.where(
+        _np(pc.ends_with(canon, "/delete")),
+        "DELETE",
+        np.where(_np(pc.ends_with(canon, "/write")), "PUT", "POST"),
+    )
     scope = ops["scope"]
 
     # Per event.
     ip = ops["ip"][rep]
-    http = '{"clientRequestId":"' + _guids(rng, n) + '","clientIpAddress":"' + ip + '","method":"' \
-        + _obj(method)[rep] + '"}'
+    http = (
+        '{"clientRequestId":"'
+        + _guids(rng, n)
+        + '","clientIpAddress":"'
+        + ip
+        + '","method":"'
+        + _obj(method)[rep]
+        + '"}'
+    )
     http = np.where((idx == 0) & ~policy, http, "")
-    properties = (np.where(kind == 0, "{", '{"statusCode":"' + outcome + '",').astype(object)
-                  + '"serviceRequestId":"' + _guids(rng, n) + '","eventCategory":"' + category
-                  + '","entity":"' + scope[rep] + '","message":"' + ops["canon"][rep] + '","hierarchy":"'
-                  + hierarchy[rep] + '"}')
+    properties = (
+        np.where(kind == 0, "{", '{"statusCode":"' + outcome + '",').astype(object)
+        + '"serviceRequestId":"'
+        + _guids(rng, n)
+        + '","eventCategory":"'
+        + category
+        + '","entity":"'
+        + scope[rep]
+        + '","message":"'
+        + ops["canon"][rep]
+        + '","hierarchy":"'
+        + hierarchy[rep]
+        + '"}'
+    )
     provider = _upper(_np(pc.list_element(pc.split_pattern(canon, "/", max_splits=1), 0)))
     resource_id = _upper(scope)
 
     order = np.argsort(time, kind="stable")
     columns = {
-        "TimeGenerated": time, "TenantId": tenant_id[rep], "SourceSystem": np.full(n, "Azure", object),
-        "CallerIpAddress": ip, "CategoryValue": category, "CorrelationId": ops["correlation_id"][rep],
-        "Authorization": authorization[rep], "ResourceGroup": _upper(ops["rg"])[rep],
-        "SubscriptionId": sub_id[rep], "EventDataId": _guids(rng, n), "Level": level,
-        "OperationId": ops["operation_id"][rep], "OperationNameValue": ops["op_value"][rep],
-        "OperationName": ops["op_name"][rep], "ActivityStatusValue": status,
-        "ActivitySubstatusValue": substatus, "ResourceProviderValue": provider[rep], "HTTPRequest": http,
-        "Properties": properties, "Caller": w.caller[c][rep], "Hierarchy": hierarchy[rep],
-        "ResourceId": resource_id[rep], "_ResourceId": _lower(scope)[rep],
+        "TimeGenerated": time,
+        "TenantId": tenant_id[rep],
+        "SourceSystem": np.full(n, "Azure", object),
+        "CallerIpAddress": ip,
+        "CategoryValue": category,
+        "CorrelationId": ops["correlation_id"][rep],
+        "Authorization": authorization[rep],
+        "ResourceGroup": _upper(ops["rg"])[rep],
+        "SubscriptionId": sub_id[rep],
+        "EventDataId": _guids(rng, n),
+        "Level": level,
+        "OperationId": ops["operation_id"][rep],
+        "OperationNameValue": ops["op_value"][rep],
+        "OperationName": ops["op_name"][rep],
+        "ActivityStatusValue": status,
+        "ActivitySubstatusValue": substatus,
+        "ResourceProviderValue": provider[rep],
+        "HTTPRequest": http,
+        "Properties": properties,
+        "Caller": w.caller[c][rep],
+        "Hierarchy": hierarchy[rep],
+        "ResourceId": resource_id[rep],
+        "_ResourceId": _lower(scope)[rep],
         "Type": np.full(n, "AzureActivity", dtype=object),
     }
     return _table(columns, order, ACTIVITY_SCHEMA)
@@ -761,23 +1196,44 @@ def _table(columns: dict, order: np.ndarray, schema: pa.Schema) -> pa.Table:
 
 # --- BehaviorAnalytics --------------------------------------------------------------------------
 
-AAD_KEYS = ("FirstTimeUserConnectedFromCountry", "CountryUncommonlyConnectedFromAmongPeers",
-             "FirstTimeUserConnectedViaISP", "ISPUncommonlyUsedAmongPeers",
-             "FirstTimeConnectionViaISPInTenant", "FirstTimeUserConnectedFromDevice",
-             "FirstTimeUserUsedApp", "AppUncommonlyUsedAmongPeers", "FirstTimeUserPerformedAction",
-             "ActionUncommonlyPerformedByUser", "ActionUncommonlyPerformedAmongPeers")
-ACTIVITY_KEYS = ("FirstTimeUserPerformedAction", "ActionUncommonlyPerformedByUser",
-                  "ActionUncommonlyPerformedAmongPeers", "FirstTimeActionPerformedInTenant",
-                  "FirstTimeUserAccessedResource", "ResourceUncommonlyAccessedAmongPeers",
-                  "FirstTimeUserConnectedFromCountry", "CountryUncommonlyConnectedFromAmongPeers")
-DEVICE_KEYS = ("FirstTimeUserLoggedOnToDevice", "FirstTimeUserConnectedFromDevice",
-                "DeviceUncommonlyUsedAmongPeers", "FirstTimeUserPerformedAction",
-                "ActionUncommonlyPerformedByUser", "ActionUncommonlyPerformedAmongPeers")
+AAD_KEYS = (
+    "FirstTimeUserConnectedFromCountry",
+    "CountryUncommonlyConnectedFromAmongPeers",
+    "FirstTimeUserConnectedViaISP",
+    "ISPUncommonlyUsedAmongPeers",
+    "FirstTimeConnectionViaISPInTenant",
+    "FirstTimeUserConnectedFromDevice",
+    "FirstTimeUserUsedApp",
+    "AppUncommonlyUsedAmongPeers",
+    "FirstTimeUserPerformedAction",
+    "ActionUncommonlyPerformedByUser",
+    "ActionUncommonlyPerformedAmongPeers",
+)
+ACTIVITY_KEYS = (
+    "FirstTimeUserPerformedAction",
+    "ActionUncommonlyPerformedByUser",
+    "ActionUncommonlyPerformedAmongPeers",
+    "FirstTimeActionPerformedInTenant",
+    "FirstTimeUserAccessedResource",
+    "ResourceUncommonlyAccessedAmongPeers",
+    "FirstTimeUserConnectedFromCountry",
+    "CountryUncommonlyConnectedFromAmongPeers",
+)
+DEVICE_KEYS = (
+    "FirstTimeUserLoggedOnToDevice",
+    "FirstTimeUserConnectedFromDevice",
+    "DeviceUncommonlyUsedAmongPeers",
+    "FirstTimeUserPerformedAction",
+    "ActionUncommonlyPerformedByUser",
+    "ActionUncommonlyPerformedAmongPeers",
+)
 _SOURCES = ("Azure AD", "AzureActivity", "Device logons")
-_BROWSERS = (("Edge 131.0", "Windows", "Desktop", "Windows 11", "Edge"),
-             ("Chrome 131.0", "Windows", "Desktop", "Windows 10", "Chrome"),
-             ("Safari 18.1", "Apple", "Desktop", "macOS 15", "Safari"),
-             ("Mobile Safari 18.1", "Apple", "Mobile", "iOS 18", "Mobile Safari"))
+_BROWSERS = (
+    ("Edge 131.0", "Windows", "Desktop", "Windows 11", "Edge"),
+    ("Chrome 131.0", "Windows", "Desktop", "Windows 10", "Chrome"),
+    ("Safari 18.1", "Apple", "Desktop", "macOS 15", "Safari"),
+    ("Mobile Safari 18.1", "Apple", "Mobile", "iOS 18", "Mobile Safari"),
+)
 
 
 def _insights(keys, flags: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -793,9 +1249,21 @@ def _insights(keys, flags: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _devices_insights(rng, n: int, isp: np.ndarray) -> np.ndarray:
     b = _obj(_BROWSERS)[rng.choice(len(_BROWSERS), size=n, p=[0.45, 0.3, 0.1, 0.15])]
-    return ('{"Browser":"' + b[:, 0] + '","DeviceFamily":"' + b[:, 1] + '","DeviceType":"' + b[:, 2]
-            + '","ISP":"' + isp + '","OperatingSystem":"' + b[:, 3] + '","UserAgentFamily":"' + b[:, 4]
-            + '"}')
+    return (
+        '{"Browser":"'
+        + b[:, 0]
+        + '","DeviceFamily":"'
+        + b[:, 1]
+        + '","DeviceType":"'
+        + b[:, 2]
+        + '","ISP":"'
+        + isp
+        + '","OperatingSystem":"'
+        + b[:, 3]
+        + '","UserAgentFamily":"'
+        + b[:, 4]
+        + '"}'
+    )
 
 
 def _chance(rng, k: int):
@@ -817,9 +1285,22 @@ def _noise_ueba(rng, start_ns: int, days: int, weekend: np.ndarray, per_day: int
     source = rng.choice(3, size=n, p=[0.55, 0.25, 0.2])
     cohort = w.cohort[user]
 
-    cols = {k: np.empty(n, dtype=object) for k in (
-        "EventSource", "ActionType", "ActivityType", "UserPrincipalName", "UserName", "SourceIPAddress",
-        "SourceIPLocation", "SourceDevice", "ActivityInsights", "DevicesInsights", "UsersInsights")}
+    cols = {
+        k: np.empty(n, dtype=object)
+        for k in (
+            "EventSource",
+            "ActionType",
+            "ActivityType",
+            "UserPrincipalName",
+            "UserName",
+            "SourceIPAddress",
+            "SourceIPLocation",
+            "SourceDevice",
+            "ActivityInsights",
+            "DevicesInsights",
+            "UsersInsights",
+        )
+    }
     priority = np.zeros(n, dtype=np.int64)
     upn = w.upn_variants[user, rng.choice(3, size=n, p=[0.75, 0.15, 0.10])]
     cols["EventSource"] = _obj(_SOURCES)[source]
@@ -850,28 +1331,32 @@ def _noise_ueba(rng, start_ns: int, days: int, weekend: np.ndarray, per_day: int
     cols["ActionType"][s] = "Sign-in"
     cols["ActivityType"][s] = "LogOn"
     away_ip = "198.51.100." + rng.integers(100, 150, size=k).astype(str).astype(object)
-    cols["SourceIPAddress"][s] = np.where(new_country, away_ip,
-                                          w.ips[user[s], rng.choice(4, size=k, p=[0.3, 0.3, 0.2, 0.2])])
+    cols["SourceIPAddress"][s] = np.where(
+        new_country, away_ip, w.ips[user[s], rng.choice(4, size=k, p=[0.3, 0.3, 0.2, 0.2])]
+    )
     away = _UNCOMMON_COUNTRIES[rng.integers(0, len(_UNCOMMON_COUNTRIES), size=k)]
     location = np.where(new_country, away, w.home_country[user[s]])
     cols["SourceIPLocation"][s] = np.where(r(0.02), "", location)  # geo lookup sometimes fails
     cols["SourceDevice"][s] = ""
     cols["DevicesInsights"][s] = _devices_insights(
-        rng, k, np.where(new_country, "Example Hosting Ltd", w.home_isp[user[s]]))
+        rng, k, np.where(new_country, "Example Hosting Ltd", w.home_isp[user[s]])
+    )
 
     # Azure activity as UEBA sees it.
     s = np.flatnonzero(source == 1)
     k = len(s)
     r = _chance(rng, k)
     uncommon = r(0.05)
-    flags = {"FirstTimeUserPerformedAction": (uncommon & r(0.5)) | r(0.02),
-             "ActionUncommonlyPerformedByUser": uncommon,
-             "ActionUncommonlyPerformedAmongPeers": uncommon & r(0.4),
-             "FirstTimeActionPerformedInTenant": r(0.005),
-             "FirstTimeUserAccessedResource": r(0.05),
-             "ResourceUncommonlyAccessedAmongPeers": r(0.03),
-             "FirstTimeUserConnectedFromCountry": r(0.005),
-             "CountryUncommonlyConnectedFromAmongPeers": r(0.005)}
+    flags = {
+        "FirstTimeUserPerformedAction": (uncommon & r(0.5)) | r(0.02),
+        "ActionUncommonlyPerformedByUser": uncommon,
+        "ActionUncommonlyPerformedAmongPeers": uncommon & r(0.4),
+        "FirstTimeActionPerformedInTenant": r(0.005),
+        "FirstTimeUserAccessedResource": r(0.05),
+        "ResourceUncommonlyAccessedAmongPeers": r(0.03),
+        "FirstTimeUserConnectedFromCountry": r(0.005),
+        "CountryUncommonlyConnectedFromAmongPeers": r(0.005),
+    }
     cols["ActivityInsights"][s], priority[s] = _insights(ACTIVITY_KEYS, flags, k)
     names = _obj([o[1] for o in _NOISE_OPS[:-1]] + [_RUN_COMMAND_NAME])
     cols["ActionType"][s] = names[rng.integers(0, len(names), size=k)]
@@ -886,36 +1371,56 @@ def _noise_ueba(rng, start_ns: int, days: int, weekend: np.ndarray, per_day: int
     k = len(s)
     r = _chance(rng, k)
     uncommon = r(0.04)
-    flags = {"FirstTimeUserLoggedOnToDevice": r(0.04), "FirstTimeUserConnectedFromDevice": r(0.03),
-             "DeviceUncommonlyUsedAmongPeers": r(0.03), "FirstTimeUserPerformedAction": uncommon & r(0.5),
-             "ActionUncommonlyPerformedByUser": uncommon,
-             "ActionUncommonlyPerformedAmongPeers": uncommon & r(0.3)}
+    flags = {
+        "FirstTimeUserLoggedOnToDevice": r(0.04),
+        "FirstTimeUserConnectedFromDevice": r(0.03),
+        "DeviceUncommonlyUsedAmongPeers": r(0.03),
+        "FirstTimeUserPerformedAction": uncommon & r(0.5),
+        "ActionUncommonlyPerformedByUser": uncommon,
+        "ActionUncommonlyPerformedAmongPeers": uncommon & r(0.3),
+    }
     cols["ActivityInsights"][s], priority[s] = _insights(DEVICE_KEYS, flags, k)
     cols["ActionType"][s] = _obj(["RemoteInteractive", "Network", "Interactive"])[
-        rng.choice(3, size=k, p=[0.5, 0.35, 0.15])]
+        rng.choice(3, size=k, p=[0.5, 0.35, 0.15])
+    ]
     cols["ActivityType"][s] = "LogOn"
     cols["SourceIPAddress"][s] = w.internal_ip[user[s]]
     cols["SourceIPLocation"][s] = ""
     cols["SourceDevice"][s] = w.workstation[user[s]]
-    os_name = np.where(w.caller_tenant[user[s]] == 0, "Windows 11 Enterprise", "Windows 10 Enterprise")
-    cols["DevicesInsights"][s] = ('{"DeviceFamily":"Windows","OperatingSystem":"' + os_name.astype(object)
-                                  + '"}')
+    os_name = np.where(
+        w.caller_tenant[user[s]] == 0, "Windows 11 Enterprise", "Windows 10 Enterprise"
+    )
+    cols["DevicesInsights"][s] = (
+        '{"DeviceFamily":"Windows","OperatingSystem":"' + os_name.astype(object) + '"}'
+    )
     local = r(0.08)
     cols["UserPrincipalName"][s] = np.where(local, "", cols["UserPrincipalName"][s])
     cols["UserName"][s] = np.where(local, "localadmin", cols["UserName"][s])
-    cols["UsersInsights"][s] = np.where(local, '{"IsDormantAccount":"False","IsNewAccount":"False"}',
-                                        cols["UsersInsights"][s])
+    cols["UsersInsights"][s] = np.where(
+        local, '{"IsDormantAccount":"False","IsNewAccount":"False"}', cols["UsersInsights"][s]
+    )
 
     priority = np.clip(priority * 2 + rng.integers(0, 2, size=n), 0, 10)
-    cols.update(TimeGenerated=t, InvestigationPriority=priority,
-                TenantId=_obj(list(TENANT_IDS.values()))[tenant],
-                Type=np.full(n, "BehaviorAnalytics", object))
+    cols.update(
+        TimeGenerated=t,
+        InvestigationPriority=priority,
+        TenantId=_obj(list(TENANT_IDS.values()))[tenant],
+        Type=np.full(n, "BehaviorAnalytics", object),
+    )
     return cols
 
 
-_ATTACKER_DEVICE = json.dumps({"Browser": "Chrome 130.0", "DeviceFamily": "Windows", "DeviceType": "Desktop",
-                               "ISP": "Example Hosting Ltd", "OperatingSystem": "Windows 10",
-                               "UserAgentFamily": "Chrome"}, separators=(",", ":"))
+_ATTACKER_DEVICE = json.dumps(
+    {
+        "Browser": "Chrome 130.0",
+        "DeviceFamily": "Windows",
+        "DeviceType": "Desktop",
+        "ISP": "Example Hosting Ltd",
+        "OperatingSystem": "Windows 10",
+        "UserAgentFamily": "Chrome",
+    },
+    separators=(",", ":"),
+)
 
 
 def _planted_ueba(cases: list[dict]) -> dict:
@@ -926,19 +1431,32 @@ def _planted_ueba(cases: list[dict]) -> dict:
     for case in cases:
         for r in case["rows"]["BehaviorAnalytics"]:
             user = int(np.flatnonzero(_lower(w.caller) == r["UserPrincipalName"].lower())[0])
-            rows.append({
-                "TenantId": TENANT_IDS[_TENANTS[w.caller_tenant[user]]], "ActivityType": "LogOn",
-                "UserName": w.user_name[user], "SourceDevice": "",
-                "UsersInsights": w.users_insights[user], "DevicesInsights": _ATTACKER_DEVICE,
-                "InvestigationPriority": 8, "Type": "BehaviorAnalytics",
-                **r, "TimeGenerated": r["TimeGenerated"].value})
+            rows.append(
+                {
+                    "TenantId": TENANT_IDS[_TENANTS[w.caller_tenant[user]]],
+                    "ActivityType": "LogOn",
+                    "UserName": w.user_name[user],
+                    "SourceDevice": "",
+                    "UsersInsights": w.users_insights[user],
+                    "DevicesInsights": _ATTACKER_DEVICE,
+                    "InvestigationPriority": 8,
+                    "Type": "BehaviorAnalytics",
+                    **r,
+                    "TimeGenerated": r["TimeGenerated"].value,
+                }
+            )
     return {k: _obj([r[k] for r in rows]) for k in UEBA_SCHEMA.names} if rows else {}
 
 
 # --- Public API ---------------------------------------------------------------------------------
 
-def generate(start_day: date = DEMO_START, days: int = DEMO_DAYS, seed: int = DEMO_SEED,
-             activity_per_day: int = 3000) -> dict[str, pa.Table]:
+
+def generate(
+    start_day: date = DEMO_START,
+    days: int = DEMO_DAYS,
+    seed: int = DEMO_SEED,
+    activity_per_day: int = 3000,
+) -> dict[str, pa.Table]:
     """The demo tables for [start_day, start_day + days): {"AzureActivity", "BehaviorAnalytics"}.
 
     Same arguments, same tables (bit for bit). The planted cases (`planted_cases(start_day, days)`)
@@ -951,12 +1469,18 @@ def generate(start_day: date = DEMO_START, days: int = DEMO_DAYS, seed: int = DE
     weekend = _weekend(start_day, days)
     cases = planted_cases(start_day, days)
 
-    ops = _concat([_noise_operations(rng, start_ns, days, weekend, activity_per_day),
-                   _noise_run_commands(rng, start_ns, days, weekend),
-                   _planted_operations(rng, cases)])
+    ops = _concat(
+        [
+            _noise_operations(rng, start_ns, days, weekend, activity_per_day),
+            _noise_run_commands(rng, start_ns, days, weekend),
+            _planted_operations(rng, cases),
+        ]
+    )
     activity = _activity_table(rng, ops)
 
-    ueba = _concat([_noise_ueba(rng, start_ns, days, weekend, activity_per_day), _planted_ueba(cases)])
+    ueba = _concat(
+        [_noise_ueba(rng, start_ns, days, weekend, activity_per_day), _planted_ueba(cases)]
+    )
     ueba = {k: np.asarray(v) for k, v in ueba.items()}
     order = np.argsort(ueba["TimeGenerated"].astype(np.int64), kind="stable")
     ueba_table = _table(ueba, order, UEBA_SCHEMA)
@@ -992,13 +1516,17 @@ def write_jsonl(tables: dict[str, pa.Table], root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():
         data = {c: table.column(c).to_pylist() for c in table.column_names if c != "TimeGenerated"}
-        data["TimeGenerated"] = list(_iso(table.column("TimeGenerated").cast(pa.int64()).to_numpy()))
+        data["TimeGenerated"] = list(
+            _iso(table.column("TimeGenerated").cast(pa.int64()).to_numpy())
+        )
         for c in DYNAMIC_COLUMNS.get(name, ()):
             data[c] = [_parse_dynamic(v) for v in data[c]]
         names = table.column_names
         with atomic_path(root / f"{name}.jsonl") as tmp, open(tmp, "w", encoding="utf-8") as fh:
             for values in zip(*(data[c] for c in names)):
-                fh.write(json.dumps(dict(zip(names, values)), ensure_ascii=False, separators=(",", ":")))
+                fh.write(
+                    json.dumps(dict(zip(names, values)), ensure_ascii=False, separators=(",", ":"))
+                )
                 fh.write("\n")
     return root
 
@@ -1071,8 +1599,9 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m detection_tools.lakegen",
-                                     description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m detection_tools.lakegen", description=main.__doc__
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--format", choices=("parquet", "jsonl"), default="parquet")
     args = parser.parse_args(argv)

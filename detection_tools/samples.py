@@ -31,9 +31,9 @@ class Case:
     name: str
     alert: bool
     reason: str
-    rejected_by: str | None           # the correlation step that empties it (near misses)
-    results: tuple[tuple[str, pd.Timestamp], ...]   # (CorrelationId, UEBAEventTime) per row
-    rows: dict                         # table -> list of row dicts, times as UTC Timestamps
+    rejected_by: str | None  # the correlation step that empties it (near misses)
+    results: tuple[tuple[str, pd.Timestamp], ...]  # (CorrelationId, UEBAEventTime) per row
+    rows: dict  # table -> list of row dicts, times as UTC Timestamps
 
 
 def path_of(rule: str = DEFAULT_RULE) -> Path:
@@ -67,12 +67,19 @@ def load(rule: str = DEFAULT_RULE, anchor: date | None = None) -> list[Case]:
     cases = []
     for c in raw["cases"]:
         expect = c["expect"]
-        cases.append(Case(
-            name=c["name"], alert=bool(expect["alert"]), reason=" ".join(c["reason"].split()),
-            rejected_by=expect.get("rejected_by"),
-            results=tuple((r["CorrelationId"], resolve(r["UEBAEventTime"], anchor))
-                          for r in expect.get("results", ())),
-            rows={t: [_row(r, anchor) for r in c["rows"].get(t, ())] for t in TABLES}))
+        cases.append(
+            Case(
+                name=c["name"],
+                alert=bool(expect["alert"]),
+                reason=" ".join(c["reason"].split()),
+                rejected_by=expect.get("rejected_by"),
+                results=tuple(
+                    (r["CorrelationId"], resolve(r["UEBAEventTime"], anchor))
+                    for r in expect.get("results", ())
+                ),
+                rows={t: [_row(r, anchor) for r in c["rows"].get(t, ())] for t in TABLES},
+            )
+        )
     return cases
 
 

@@ -48,8 +48,10 @@ def azure_credential(conn_id: str | None = None):
     if conn is None:
         return None
     if conn.conn_type != "azure":
-        raise UsageError(f"Airflow connection {conn_id!r} is of type {conn.conn_type!r}, "
-                         f"not 'azure' (DETECTION_AZURE_CONN_ID)")
+        raise UsageError(
+            f"Airflow connection {conn_id!r} is of type {conn.conn_type!r}, "
+            f"not 'azure' (DETECTION_AZURE_CONN_ID)"
+        )
     from airflow.providers.microsoft.azure.hooks.base_azure import AzureBaseHook
 
     extra = {**conn.extra_dejson, "use_azure_identity_object": True}

@@ -46,8 +46,9 @@ def start_date(value: str | None = None) -> datetime:
     try:
         day = date.fromisoformat(text.strip())
     except ValueError:
-        raise UsageError(f"{var}={text!r} is not an ISO date (YYYY-MM-DD, e.g. 2021-01-01)") \
-            from None
+        raise UsageError(
+            f"{var}={text!r} is not an ISO date (YYYY-MM-DD, e.g. 2021-01-01)"
+        ) from None
     if day.year < 1970:  # the scans hold times as nanoseconds since 1970 (pipeline.EARLIEST)
         raise UsageError(f"{var}={text!r} is before 1970-01-01")
     return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
@@ -67,8 +68,11 @@ def extract_args() -> dict:
     """The extract tasks' retries: wait for an incomplete window up to the timeout."""
     wait = _span("DETECTION_COMPLETENESS_TIMEOUT", "6h", zero_ok=True)
     delay = _span("DETECTION_COMPLETENESS_RETRY_DELAY", "30m", zero_ok=False)
-    return {"retries": math.ceil(wait / delay), "retry_delay": delay,
-            "retry_exponential_backoff": False}
+    return {
+        "retries": math.ceil(wait / delay),
+        "retry_delay": delay,
+        "retry_exponential_backoff": False,
+    }
 
 
 def run_deadline() -> timedelta | None:

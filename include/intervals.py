@@ -13,7 +13,6 @@ as always (incomplete: wait and fail; empty: fail), so an outage inside a window
 from __future__ import annotations
 
 
-
 def no_data_yet(source, interval_start, interval_end) -> str | None:
     """The reason to skip, or None when either table has a row at or after `interval_start`.
     `source`: anything sources.open_source takes (a folder, a URL, an opened source)."""
@@ -29,9 +28,11 @@ def no_data_yet(source, interval_start, interval_end) -> str | None:
         scan = opened.scan(table, start, until, {"TimeGenerated": "datetime"}, prefilter=False)
         if scan.rows_in_window:
             return None
-    return (f"no data yet for the interval [{start.isoformat()}, {end.isoformat()}): neither "
-            f"{' nor '.join(sources.TABLES)} in {opened.url} has a row at or after "
-            f"{start.isoformat()}. Nothing was examined: clear this run once the data is there")
+    return (
+        f"no data yet for the interval [{start.isoformat()}, {end.isoformat()}): neither "
+        f"{' nor '.join(sources.TABLES)} in {opened.url} has a row at or after "
+        f"{start.isoformat()}. Nothing was examined: clear this run once the data is there"
+    )
 
 
 def _utc(ts):

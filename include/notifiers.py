@@ -71,12 +71,19 @@ def task_message(context: dict, event: str) -> dict:
         "event": event,
         "delivery_id": f"{run_id}:{task_id}:{try_number}:{event}",
         "reason": _redacted(f"{task_id}: {reason}"),
-        "run": {"dag_id": _get(ti, "dag_id") or _get(run, "dag_id"), "run_id": run_id,
-                "run_type": str(_get(run, "run_type") or "") or None,
-                "logical_date": _iso(_get(run, "logical_date")),
-                "data_interval": [_iso(_get(run, "data_interval_start")),
-                                  _iso(_get(run, "data_interval_end"))],
-                "task_id": task_id, "try_number": try_number, "log_url": _get(ti, "log_url")},
+        "run": {
+            "dag_id": _get(ti, "dag_id") or _get(run, "dag_id"),
+            "run_id": run_id,
+            "run_type": str(_get(run, "run_type") or "") or None,
+            "logical_date": _iso(_get(run, "logical_date")),
+            "data_interval": [
+                _iso(_get(run, "data_interval_start")),
+                _iso(_get(run, "data_interval_end")),
+            ],
+            "task_id": task_id,
+            "try_number": try_number,
+            "log_url": _get(ti, "log_url"),
+        },
         "rule": _rule(),
     }
 
@@ -98,12 +105,20 @@ def deadline_message(context: dict) -> dict:
     return {
         "event": "run.deadline_missed",
         "delivery_id": f"{run_id}:deadline:{deadline.get('id')}",
-        "reason": _redacted(f"the run has not finished by its deadline {when} (state: "
-                            f"{run.get('state')}): the interval it examines is not examined yet"),
-        "run": {"dag_id": run.get("dag_id"), "run_id": run_id, "run_type": run.get("run_type"),
-                "logical_date": run.get("logical_date"),
-                "data_interval": [run.get("data_interval_start"), run.get("data_interval_end")],
-                "task_id": None, "try_number": None, "log_url": None},
+        "reason": _redacted(
+            f"the run has not finished by its deadline {when} (state: "
+            f"{run.get('state')}): the interval it examines is not examined yet"
+        ),
+        "run": {
+            "dag_id": run.get("dag_id"),
+            "run_id": run_id,
+            "run_type": run.get("run_type"),
+            "logical_date": run.get("logical_date"),
+            "data_interval": [run.get("data_interval_start"), run.get("data_interval_end")],
+            "task_id": None,
+            "try_number": None,
+            "log_url": None,
+        },
         "rule": _rule(),
     }
 
@@ -111,8 +126,10 @@ def deadline_message(context: dict) -> dict:
 def _text(message: dict) -> str:
     run = message["run"]
     interval = " to ".join(str(x) for x in run["data_interval"])
-    return (f"{message['rule']['name']} ({run['dag_id']}): {message['event']} for the interval "
-            f"{interval}, run {run['run_id']}\n{message['reason']}")
+    return (
+        f"{message['rule']['name']} ({run['dag_id']}): {message['event']} for the interval "
+        f"{interval}, run {run['run_id']}\n{message['reason']}"
+    )
 
 
 def _webhook():
@@ -128,20 +145,34 @@ def _webhook():
 
 def _run_events_class():
     """Built on first use: the destinations import requests, which parsing must not."""
-    from include.detection.destinations.webhook import (SIGNATURE_HEADER, TIMESTAMP_HEADER,
-                                                        Delivery, Webhook, sign)
+    from include.detection.destinations.webhook import (
+        SIGNATURE_HEADER,
+        TIMESTAMP_HEADER,
+        Delivery,
+        Webhook,
+        sign,
+    )
 
     class RunEvents(Webhook):
         """The webhook destination's settings, retries and signature, for run events."""
 
         def deliver_once(self, message: dict, ticket_ref: str | None) -> Delivery:
-            body = json.dumps(message, sort_keys=True, separators=(",", ":"),
-                              ensure_ascii=False).encode()
+            body = json.dumps(
+                message, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            ).encode()
             timestamp = str(int(time.time()))
-            self.request("POST", self.settings["url"], data=body, headers={
-                "Content-Type": "application/json", TIMESTAMP_HEADER: timestamp,
-                SIGNATURE_HEADER: sign(self.settings["secret"], timestamp, body),
-                "Idempotency-Key": message["delivery_id"], "X-Detection-Event": message["event"]})
+            self.request(
+                "POST",
+                self.settings["url"],
+                data=body,
+                headers={
+                    "Content-Type": "application/json",
+                    TIMESTAMP_HEADER: timestamp,
+                    SIGNATURE_HEADER: sign(self.settings["secret"], timestamp, body),
+                    "Idempotency-Key": message["delivery_id"],
+                    "X-Detection-Event": message["event"],
+                },
+            )
             return Delivery(message["delivery_id"], "created")
 
     return RunEvents
@@ -154,9 +185,12 @@ def _email(recipients: list[str], message: dict, text: str) -> None:
     subject = f"[detection] {message['event']}: {run['dag_id']} {run['run_id']}"
     body = "<pre>" + html.escape(text + "\n\n" + json.dumps(message, indent=2)) + "</pre>"
     notifier = SmtpNotifier(
-        to=recipients, subject=subject, html_content=body,
+        to=recipients,
+        subject=subject,
+        html_content=body,
         from_email=os.environ.get("DETECTION_NOTIFY_EMAIL_FROM") or None,
-        smtp_conn_id=os.environ.get("DETECTION_NOTIFY_SMTP_CONN_ID") or "smtp_default")
+        smtp_conn_id=os.environ.get("DETECTION_NOTIFY_SMTP_CONN_ID") or "smtp_default",
+    )
     # notify() directly, not the notifier's __call__: that would render the fields as Jinja
     # templates, and a value from the data (a caller's name) must stay text.
     notifier.notify({})
@@ -172,8 +206,9 @@ def send(message: dict) -> list[str]:
             sent.append("webhook")
     except Exception as exc:  # noqa: BLE001 - one channel failing must not stop the other
         log.error("notification by webhook failed: %s", _redacted(exc))
-    recipients = [r.strip() for r in os.environ.get("DETECTION_NOTIFY_EMAIL", "").split(",")
-                  if r.strip()]
+    recipients = [
+        r.strip() for r in os.environ.get("DETECTION_NOTIFY_EMAIL", "").split(",") if r.strip()
+    ]
     if recipients:
         try:
             _email(recipients, message, text)
@@ -183,8 +218,11 @@ def send(message: dict) -> list[str]:
     if sent:
         log.info("notified (%s): %s", ", ".join(sent), text)
     else:
-        log.warning("no notification channel configured (DETECTION_WEBHOOK_URL, "
-                    "DETECTION_NOTIFY_EMAIL); not sent: %s", text)
+        log.warning(
+            "no notification channel configured (DETECTION_WEBHOOK_URL, "
+            "DETECTION_NOTIFY_EMAIL); not sent: %s",
+            text,
+        )
     return sent
 
 

@@ -36,8 +36,11 @@ def _logical_date(text: str) -> datetime | None:
         parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else \
-        parsed.astimezone(timezone.utc)
+    return (
+        parsed.replace(tzinfo=timezone.utc)
+        if parsed.tzinfo is None
+        else parsed.astimezone(timezone.utc)
+    )
 
 
 def _say(text: str = "") -> None:
@@ -65,15 +68,19 @@ class LogWatch:
         _say(f"  {task}: {self.errors.get(task, 'failed')}")
         if task.startswith("extract_"):
             at = datetime.now(timezone.utc) + self.extract["retry_delay"]
-            _say(f"  waiting for the data: attempt {n + 1} of {self.extract['retries'] + 1} at "
-                 f"about {_when(at)}; gives up at about {_when(self.give_up)} "
-                 "(DETECTION_COMPLETENESS_TIMEOUT=0 fails at once)")
+            _say(
+                f"  waiting for the data: attempt {n + 1} of {self.extract['retries'] + 1} at "
+                f"about {_when(at)}; gives up at about {_when(self.give_up)} "
+                "(DETECTION_COMPLETENESS_TIMEOUT=0 fails at once)"
+            )
             return
         args = self.default
         wait = args["retry_delay"] * (2 ** (n - 1) if args.get("retry_exponential_backoff") else 1)
         wait = min(wait, args.get("max_retry_delay") or wait)
-        _say(f"  Airflow tries it again (attempt {n + 1} of {args['retries'] + 1}) at about "
-             f"{_when(datetime.now(timezone.utc) + wait)}; Ctrl-C stops the run")
+        _say(
+            f"  Airflow tries it again (attempt {n + 1} of {args['retries'] + 1}) at about "
+            f"{_when(datetime.now(timezone.utc) + wait)}; Ctrl-C stops the run"
+        )
 
     def feed(self, line: str) -> None:
         line = line.rstrip("\n")
@@ -100,29 +107,38 @@ class LogWatch:
 
 
 def _run_states(logical: datetime) -> tuple[str | None, dict[str, str]]:
-    from sqlalchemy import select
-
     from airflow.models import DagRun
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
-        run = session.scalars(select(DagRun).where(DagRun.dag_id == DAG_ID,
-                                                   DagRun.logical_date == logical)
-                              .order_by(DagRun.id.desc()).limit(1)).first()
+        run = session.scalars(
+            select(DagRun)
+            .where(DagRun.dag_id == DAG_ID, DagRun.logical_date == logical)
+            .order_by(DagRun.id.desc())
+            .limit(1)
+        ).first()
         if run is None:
             return None, {}
         # a mapped task's instances past the first (a second workspace) by index
-        return str(run.state), {ti.task_id if ti.map_index <= 0 else
-                                f"{ti.task_id}[{ti.map_index}]": str(ti.state)
-                                for ti in run.get_task_instances(session=session)}
+        return str(run.state), {
+            ti.task_id if ti.map_index <= 0 else f"{ti.task_id}[{ti.map_index}]": str(ti.state)
+            for ti in run.get_task_instances(session=session)
+        }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m include.run_once", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m include.run_once",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("date", help="the interval's end (its logical date), e.g. 2026-10-31")
-    parser.add_argument("--log", type=Path, help="where the `dags test` output goes "
-                                                 "(default: $AIRFLOW_HOME/last-run.log)")
+    parser.add_argument(
+        "--log",
+        type=Path,
+        help="where the `dags test` output goes (default: $AIRFLOW_HOME/last-run.log)",
+    )
     args = parser.parse_args(argv)
     logical = _logical_date(args.date)
     if logical is None:
@@ -152,30 +168,40 @@ def main(argv: list[str] | None = None) -> int:
     shown = f"[{interval[0]:%Y-%m-%d %H:%M}, {interval[1]:%Y-%m-%d %H:%M}) UTC"
     if logical < start:
         day = interval[0].date().isoformat()
-        _say(f"make run DATE={args.date}: the interval {shown} is before DETECTION_START_DATE="
-             f"{start.date().isoformat()}, so Airflow would create its run without any task and "
-             "call it a success. Nothing was run. To examine it:\n"
-             f"  DETECTION_START_DATE={day} make run DATE={args.date}\n"
-             "or back-fill it with the scheduler running (`make airflow`; back-fills are not "
-             "limited by the start date):\n"
-             f"  airflow backfill create --dag-id {DAG_ID} --from-date {day} --to-date {day}")
+        _say(
+            f"make run DATE={args.date}: the interval {shown} is before DETECTION_START_DATE="
+            f"{start.date().isoformat()}, so Airflow would create its run without any task and "
+            "call it a success. Nothing was run. To examine it:\n"
+            f"  DETECTION_START_DATE={day} make run DATE={args.date}\n"
+            "or back-fill it with the scheduler running (`make airflow`; back-fills are not "
+            "limited by the start date):\n"
+            f"  airflow backfill create --dag-id {DAG_ID} --from-date {day} --to-date {day}"
+        )
         return 2
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # runs the child's clean-up
     retries, delay = extract["retries"], extract["retry_delay"]
     give_up = datetime.now(timezone.utc) + retries * delay
-    _say(f"Running {DAG_ID} for the interval {shown} (its 2-day window ends "
-         f"{interval[1]:%Y-%m-%d %H:%M} UTC); log: {log_path}")
+    _say(
+        f"Running {DAG_ID} for the interval {shown} (its 2-day window ends "
+        f"{interval[1]:%Y-%m-%d %H:%M} UTC); log: {log_path}"
+    )
     if retries:
-        _say(f"An incomplete window is waited for: extract tries again every {delay} up to "
-             f"{retries} times, until about {_when(give_up)} "
-             f"(DETECTION_COMPLETENESS_TIMEOUT={env['DETECTION_COMPLETENESS_TIMEOUT']}).")
+        _say(
+            f"An incomplete window is waited for: extract tries again every {delay} up to "
+            f"{retries} times, until about {_when(give_up)} "
+            f"(DETECTION_COMPLETENESS_TIMEOUT={env['DETECTION_COMPLETENESS_TIMEOUT']})."
+        )
     log_path.parent.mkdir(parents=True, exist_ok=True)
     airflow = str(Path(sys.executable).with_name("airflow"))
     watch = LogWatch(log_path, extract, dag_defaults.DEFAULT_ARGS, give_up)
     with open(log_path, "w") as out:
-        child = subprocess.Popen([airflow, "dags", "test", DAG_ID, logical.isoformat()],
-                                 stdout=out, stderr=subprocess.STDOUT, env=env)
+        child = subprocess.Popen(
+            [airflow, "dags", "test", DAG_ID, logical.isoformat()],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         follower = threading.Thread(target=watch.follow, daemon=True)
         follower.start()
         try:
@@ -193,8 +219,10 @@ def _report(logical: datetime, code: int, watch: LogWatch, log_path: Path) -> in
     state, tasks = _run_states(logical)
     if state is None or not tasks:
         tail = "".join(log_path.read_text(errors="replace").splitlines(True)[-40:])
-        _say(f"{tail}\nmake run: the DAG run {'ran no task' if state else 'was not created'} "
-             f"(`airflow dags test` exit status {code}); nothing was examined. Log: {log_path}")
+        _say(
+            f"{tail}\nmake run: the DAG run {'ran no task' if state else 'was not created'} "
+            f"(`airflow dags test` exit status {code}); nothing was examined. Log: {log_path}"
+        )
         return 1
     failed = {t: s for t, s in tasks.items() if s in ("failed", "upstream_failed")}
     if failed or state == "failed" or code != 0:
@@ -213,8 +241,10 @@ def _report(logical: datetime, code: int, watch: LogWatch, log_path: Path) -> in
         return 3
     not_done = sorted(t for t, s in tasks.items() if s != "success")
     if not_done:
-        _say(f"DAG run {state}, but these tasks did not succeed: {', '.join(not_done)}. "
-             f"Full log: {log_path}")
+        _say(
+            f"DAG run {state}, but these tasks did not succeed: {', '.join(not_done)}. "
+            f"Full log: {log_path}"
+        )
         return 1
     _say(f"DAG run succeeded: all {len(tasks)} tasks ran.")
     return 0

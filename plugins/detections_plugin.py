@@ -37,8 +37,9 @@ CAN_EDIT = Depends(requires_access_dag("PUT", param_dag_id=DAG_ID))
 CSRF_HEADER = "X-Detections-Request"
 PREFIX = "/detections"
 
-app = FastAPI(title="Detections", docs_url=None, redoc_url=None, openapi_url=None,
-              dependencies=[CAN_READ])
+app = FastAPI(
+    title="Detections", docs_url=None, redoc_url=None, openapi_url=None, dependencies=[CAN_READ]
+)
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates") / "detections")
 
 
@@ -60,13 +61,15 @@ def _can_edit(user) -> bool:
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
 
-    return get_auth_manager().is_authorized_dag(method="PUT", details=DagDetails(id=DAG_ID),
-                                                user=user)
+    return get_auth_manager().is_authorized_dag(
+        method="PUT", details=DagDetails(id=DAG_ID), user=user
+    )
 
 
 def _page(request: Request, name: str, **context) -> HTMLResponse:
-    return templates.TemplateResponse(request, name, {"prefix": PREFIX, "ui": _ui_base(),
-                                                      "dag_id": DAG_ID, **context})
+    return templates.TemplateResponse(
+        request, name, {"prefix": PREFIX, "ui": _ui_base(), "dag_id": DAG_ID, **context}
+    )
 
 
 def _usage(exc) -> HTTPException:
@@ -97,9 +100,18 @@ def index(request: Request, page: int = 1, per_page: int = 50) -> HTMLResponse:
     total, alerts, limit = _search(request, page, per_page)
     kept = {k: v for k, v in request.query_params.items() if k not in ("page",) and v}
     pages = max(1, -(-total // limit))
-    return _page(request, "index.html", alerts=alerts, total=total, page=page, pages=pages,
-                 per_page=limit, params=dict(request.query_params), console=console,
-                 link=lambda p: "?" + urlencode({**kept, "page": p}))
+    return _page(
+        request,
+        "index.html",
+        alerts=alerts,
+        total=total,
+        page=page,
+        pages=pages,
+        per_page=limit,
+        params=dict(request.query_params),
+        console=console,
+        link=lambda p: "?" + urlencode({**kept, "page": p}),
+    )
 
 
 @app.get("/api/alerts")
@@ -136,11 +148,27 @@ def alert_page(alert_id: str, request: Request, user: GetUserDep) -> HTMLRespons
 
     alert = _alert(alert_id)
     window = alert.get("window") or {}
-    quality = console.run_quality(config.staging(), load_rule().id, window.get("start"),
-                                  window.get("end"), alert.get("workspace")) \
-        if window.get("start") else {}
-    return _page(request, "alert.html", alert=alert, columns=OUTPUT_COLUMNS, quality=quality,
-                 can_edit=_can_edit(user), csrf_header=CSRF_HEADER, console=console)
+    quality = (
+        console.run_quality(
+            config.staging(),
+            load_rule().id,
+            window.get("start"),
+            window.get("end"),
+            alert.get("workspace"),
+        )
+        if window.get("start")
+        else {}
+    )
+    return _page(
+        request,
+        "alert.html",
+        alert=alert,
+        columns=OUTPUT_COLUMNS,
+        quality=quality,
+        can_edit=_can_edit(user),
+        csrf_header=CSRF_HEADER,
+        console=console,
+    )
 
 
 @app.post("/alerts/{alert_id}/redeliver", dependencies=[CAN_EDIT])
@@ -158,8 +186,10 @@ def redeliver(alert_id: str, request: Request) -> JSONResponse:
         except UsageError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from None
         except DeliveryError as exc:  # still pending: the page says so; the next run retries
-            return JSONResponse({"delivered": False, "error": str(exc),
-                                 "report": getattr(exc, "report", {})}, status_code=502)
+            return JSONResponse(
+                {"delivered": False, "error": str(exc), "report": getattr(exc, "report", {})},
+                status_code=502,
+            )
     return JSONResponse({"delivered": True, "report": report})
 
 
@@ -170,8 +200,7 @@ def _interval(dag_id: str, run_id: str):
     from sqlalchemy import select
 
     with create_session() as session:
-        run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id,
-                                                  DagRun.run_id == run_id))
+        run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
         if run is None or run.data_interval_end is None:
             return None
         return run.data_interval_start, run.data_interval_end, run.state
@@ -194,10 +223,18 @@ def run_tab(dag_id: str, run_id: str, request: Request) -> HTMLResponse:
     start = end - rule.query_period  # the rule looks back its query period, not one interval
     with _store() as store:
         total, alerts = store.search({"run_id": run_id}, 200, 0, config.destinations())
-    return _page(request, "run.html", run_id=run_id, other_dag=None, alerts=alerts, total=total,
-                 state=state, start=start.isoformat(), end=end.isoformat(),
-                 quality=console.run_quality(config.staging(), rule.id, start.isoformat(),
-                                             end.isoformat()))
+    return _page(
+        request,
+        "run.html",
+        run_id=run_id,
+        other_dag=None,
+        alerts=alerts,
+        total=total,
+        state=state,
+        start=start.isoformat(),
+        end=end.isoformat(),
+        quality=console.run_quality(config.staging(), rule.id, start.isoformat(), end.isoformat()),
+    )
 
 
 @app.get("/docs/{folder}/{table}/{path:path}")
@@ -217,8 +254,17 @@ class DetectionsPlugin(AirflowPlugin):
     name = "detections"
     fastapi_apps = [{"app": app, "url_prefix": PREFIX, "name": "Detections"}]
     external_views = [
-        {"name": "Detections", "href": f"{PREFIX}/", "destination": "nav", "category": "browse",
-         "url_route": "detections"},
-        {"name": "Detections", "href": f"{PREFIX}/runs/{{DAG_ID}}/{{RUN_ID}}",
-         "destination": "dag_run", "url_route": "detections_run"},
+        {
+            "name": "Detections",
+            "href": f"{PREFIX}/",
+            "destination": "nav",
+            "category": "browse",
+            "url_route": "detections",
+        },
+        {
+            "name": "Detections",
+            "href": f"{PREFIX}/runs/{{DAG_ID}}/{{RUN_ID}}",
+            "destination": "dag_run",
+            "url_route": "detections_run",
+        },
     ]

@@ -40,8 +40,13 @@ def detection_home(tmp_path, monkeypatch):
     """Isolated local state for the library: alert store, tickets, staging."""
     home = tmp_path / "home"
     monkeypatch.setenv("DETECTION_HOME", str(home))
-    for var in ("DETECTION_SOURCE", "DETECTION_STAGING", "DETECTION_ALERT_STORE",
-                "DETECTION_TICKET_DIR", "DETECTION_DESTINATIONS"):
+    for var in (
+        "DETECTION_SOURCE",
+        "DETECTION_STAGING",
+        "DETECTION_ALERT_STORE",
+        "DETECTION_TICKET_DIR",
+        "DETECTION_DESTINATIONS",
+    ):
         monkeypatch.delenv(var, raising=False)
     return home
 

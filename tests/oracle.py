@@ -60,7 +60,9 @@ import yaml
 
 from include.detection.correlation import OUTPUT_COLUMNS
 
-RULE_PATH = Path(__file__).resolve().parents[1] / "include" / "rules" / "runcommand_ueba_breach.yaml"
+RULE_PATH = (
+    Path(__file__).resolve().parents[1] / "include" / "rules" / "runcommand_ueba_breach.yaml"
+)
 
 DATETIME_COLUMNS = ("StartTime", "EndTime", "UEBAEventTime")
 DYNAMIC_COLUMNS = ("UEBAActivityInsights", "UEBAUsersInsights")
@@ -73,19 +75,28 @@ HAS_ANY_REWRITE = '| where tostring(list_ActivityStatusValue) has_any ("Success"
 # (datetime -> TIMESTAMP, string -> VARCHAR, dynamic -> JSON). "Authorization" is a DuckDB
 # keyword, hence the quoting everywhere.
 ACTIVITY_SCHEMA = {
-    "TimeGenerated": "datetime", "OperationNameValue": "string", "Authorization": "string",
-    "CorrelationId": "string", "Caller": "string", "CallerIpAddress": "string",
+    "TimeGenerated": "datetime",
+    "OperationNameValue": "string",
+    "Authorization": "string",
+    "CorrelationId": "string",
+    "Caller": "string",
+    "CallerIpAddress": "string",
     "ActivityStatusValue": "string",
 }
 UEBA_SCHEMA = {
-    "TimeGenerated": "datetime", "EventSource": "string", "ActivityInsights": "dynamic",
-    "ActionType": "string", "UserPrincipalName": "string", "SourceIPLocation": "string",
+    "TimeGenerated": "datetime",
+    "EventSource": "string",
+    "ActivityInsights": "dynamic",
+    "ActionType": "string",
+    "UserPrincipalName": "string",
+    "SourceIPLocation": "string",
     "UsersInsights": "dynamic",
 }
 _SQL_TYPE = {"datetime": "TIMESTAMP", "string": "VARCHAR", "dynamic": "JSON"}
 
 
 # --- the query ---------------------------------------------------------------------------------
+
 
 def rule_query() -> str:
     """The rule's KQL, verbatim from its YAML."""
@@ -135,6 +146,7 @@ def translated_sql() -> str:
 
 # --- loading the frames -----------------------------------------------------------------------
 
+
 def _is_null(v: Any) -> bool:
     return v is None or (not isinstance(v, (str, dict, list)) and bool(pd.isna(v)))
 
@@ -150,7 +162,8 @@ def _times_us(series: pd.Series) -> pa.Array:
         ns = t.value
         if ns % 1000:
             raise ValueError(
-                f"oracle: {t} has sub-microsecond precision; DuckDB TIMESTAMP is microsecond-only")
+                f"oracle: {t} has sub-microsecond precision; DuckDB TIMESTAMP is microsecond-only"
+            )
         out.append(ns // 1000)
     return pa.array(out, pa.int64()).cast(pa.timestamp("us"))
 
@@ -176,11 +189,14 @@ def _arrow_table(frame: pd.DataFrame, schema: dict[str, str]) -> pa.Table:
         elif kind == "string":
             cols[col] = _strings(series)
         else:  # dynamic, as JSON text
-            values = [None if _is_null(v) else (v if isinstance(v, str) else json.dumps(v))
-                      for v in series]
+            values = [
+                None if _is_null(v) else (v if isinstance(v, str) else json.dumps(v))
+                for v in series
+            ]
             cols[col] = pa.array(values, pa.string())
             cols[f"{col}__valid"] = pa.array(
-                [None if v is None else _is_strict_json(v) for v in values], pa.bool_())
+                [None if v is None else _is_strict_json(v) for v in values], pa.bool_()
+            )
     return pa.table(cols)
 
 
@@ -191,8 +207,10 @@ def _insert(con, table: str, schema: dict[str, str], source: str) -> None:
         if kind == "string":
             exprs.append(f"coalesce({q}, '')")  # Kusto strings are never null
         elif kind == "dynamic":
-            exprs.append(f'CASE WHEN {q} IS NULL THEN NULL WHEN "{col}__valid" '
-                         f"THEN CAST({q} AS JSON) ELSE to_json({q}) END")
+            exprs.append(
+                f'CASE WHEN {q} IS NULL THEN NULL WHEN "{col}__valid" '
+                f"THEN CAST({q} AS JSON) ELSE to_json({q}) END"
+            )
         else:
             exprs.append(q)
     con.execute(f'INSERT INTO "{table}" SELECT {", ".join(exprs)} FROM {source}')
@@ -200,8 +218,10 @@ def _insert(con, table: str, schema: dict[str, str], source: str) -> None:
 
 def load(con, activity: pd.DataFrame, ueba: pd.DataFrame) -> None:
     """Fill AzureActivity and BehaviorAnalytics on *con* (tables created by `_create_tables`)."""
-    for table, frame, schema in (("AzureActivity", activity, ACTIVITY_SCHEMA),
-                                 ("BehaviorAnalytics", ueba, UEBA_SCHEMA)):
+    for table, frame, schema in (
+        ("AzureActivity", activity, ACTIVITY_SCHEMA),
+        ("BehaviorAnalytics", ueba, UEBA_SCHEMA),
+    ):
         con.execute(f'DELETE FROM "{table}"')
         src = f"__src_{table}"
         con.register(src, _arrow_table(frame, schema))
@@ -226,6 +246,7 @@ def _connection():
 
 
 # --- running and normalizing ----------------------------------------------------------------
+
 
 def _iso_ns(ns: int) -> str:
     return pd.Timestamp(ns, unit="ns", tz="UTC").isoformat(timespec="nanoseconds")
@@ -295,8 +316,11 @@ def normalize_ours(df: pd.DataFrame) -> list[dict]:
                     norm[c] = None
                 else:
                     ts = pd.Timestamp(v)
-                    norm[c] = (ts.isoformat(timespec="nanoseconds") if ts.tzinfo is None
-                               else _iso_ns(ts.tz_convert("UTC").value))
+                    norm[c] = (
+                        ts.isoformat(timespec="nanoseconds")
+                        if ts.tzinfo is None
+                        else _iso_ns(ts.tz_convert("UTC").value)
+                    )
             elif c in DYNAMIC_COLUMNS:
                 norm[c] = _canonical_json(v)
             else:
@@ -306,6 +330,7 @@ def normalize_ours(df: pd.DataFrame) -> list[dict]:
 
 
 # --- comparing --------------------------------------------------------------------------------
+
 
 def row_key(row: dict) -> tuple:
     return tuple(row[c] for c in OUTPUT_COLUMNS)
@@ -319,7 +344,10 @@ def describe_diff(ours: list[dict], oracle: list[dict]) -> str:
     """Readable multiset difference: rows only on one side, with their multiplicities."""
     a, b = as_counter(ours), as_counter(oracle)
     lines = [f"ours: {sum(a.values())} rows, oracle: {sum(b.values())} rows"]
-    for title, diff in (("only in ours (correlate)", a - b), ("only in oracle (duckdb-kql)", b - a)):
+    for title, diff in (
+        ("only in ours (correlate)", a - b),
+        ("only in oracle (duckdb-kql)", b - a),
+    ):
         if diff:
             lines.append(f"--- {title}:")
             for key, n in sorted(diff.items(), key=lambda kv: repr(kv[0])):

@@ -17,15 +17,18 @@ TINY = 20_000
 
 
 def test_daily_run_with_the_previous_day_cached(tmp_path):
-    d = cached_bench.bench_daily_cached("T", TINY, tmp_path / "data", tmp_path / "out",
-                                        warm=False, log=lambda *a: None)
+    d = cached_bench.bench_daily_cached(
+        "T", TINY, tmp_path / "data", tmp_path / "out", warm=False, log=lambda *a: None
+    )
     assert d["comparison"]["agree"], json.dumps(d["comparison"], indent=2, default=str)
     assert d["comparison"]["rows_ours"] > 0
     for mode in ("ours_fill", "ours_cached", "duckdb"):
         run = d["runs"][mode][0]
         assert run["exit_code"] == 0 and d[mode]["wall_s"] > 0, run.get("log_tail")
-    assert (d["window"]["end"], d["previous_run_end"]) == ("2026-10-30T00:00:00Z",
-                                                          "2026-10-29T00:00:00Z")
+    assert (d["window"]["end"], d["previous_run_end"]) == (
+        "2026-10-30T00:00:00Z",
+        "2026-10-29T00:00:00Z",
+    )
     # the pieces of the lake's three days: small, but there
     assert 0 < d["cache"]["bytes_on_disk"] < d["lake"]["bytes_on_disk"]
     assert 0 < d["cache"]["share_of_lake"] < 1
@@ -35,8 +38,14 @@ def test_daily_run_with_the_previous_day_cached(tmp_path):
 
 
 def test_backfill_with_the_cache_agrees_window_by_window(tmp_path):
-    b = harness.bench_backfill(tmp_path / "data", tmp_path / "out", rows_per_day=TINY, days=5,
-                               warm=False, log=lambda *a: None)
+    b = harness.bench_backfill(
+        tmp_path / "data",
+        tmp_path / "out",
+        rows_per_day=TINY,
+        days=5,
+        warm=False,
+        log=lambda *a: None,
+    )
     c = cached_bench.bench_backfill_cached(b, tmp_path / "out", log=lambda *a: None)
     assert c["comparison"]["agree"], json.dumps(c["comparison"], indent=2, default=str)
     for mode in cached_bench.CACHED_BACKFILL_MODES:

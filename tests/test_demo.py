@@ -45,24 +45,35 @@ def in_window(frame: pd.DataFrame, start, end) -> pd.DataFrame:
 
 
 def detect(frames, start, end) -> pd.DataFrame:
-    return correlate(in_window(frames["AzureActivity"], start, end),
-                     in_window(frames["BehaviorAnalytics"], start, end))
+    return correlate(
+        in_window(frames["AzureActivity"], start, end),
+        in_window(frames["BehaviorAnalytics"], start, end),
+    )
 
 
 def found(result: pd.DataFrame) -> Counter:
-    return Counter(zip(result["CorrelationId"], result["Caller"], result["VirtualMachineName"],
-                       result["UEBAEventTime"]))
+    return Counter(
+        zip(
+            result["CorrelationId"],
+            result["Caller"],
+            result["VirtualMachineName"],
+            result["UEBAEventTime"],
+        )
+    )
 
 
 def expected(start, end, cases=None) -> Counter:
-    return Counter((r["correlation_id"], r["caller"], r["virtual_machine"], r["ueba_time"])
-                   for r in lakegen.expected_alerts(start, end, cases))
+    return Counter(
+        (r["correlation_id"], r["caller"], r["virtual_machine"], r["ueba_time"])
+        for r in lakegen.expected_alerts(start, end, cases)
+    )
 
 
 DAILY_RUNS = [lakegen.DEMO_START + i * DAY for i in range(1, lakegen.DEMO_DAYS + 3)]
 
 
 # --- Determinism, speed, types -------------------------------------------------------------------
+
 
 def test_same_seed_same_tables(tables):
     again = lakegen.generate(lakegen.DEMO_START, lakegen.DEMO_DAYS, seed=lakegen.DEMO_SEED)
@@ -71,8 +82,10 @@ def test_same_seed_same_tables(tables):
 
 
 def test_other_seed_changes_the_noise_not_the_ground_truth(frames):
-    other = {n: t.to_pandas()
-             for n, t in lakegen.generate(lakegen.DEMO_START, lakegen.DEMO_DAYS, seed=8).items()}
+    other = {
+        n: t.to_pandas()
+        for n, t in lakegen.generate(lakegen.DEMO_START, lakegen.DEMO_DAYS, seed=8).items()
+    }
     assert not other["AzureActivity"]["EventDataId"].equals(frames["AzureActivity"]["EventDataId"])
     start, end = utc(lakegen.DEMO_START), utc(lakegen.DEMO_START + lakegen.DEMO_DAYS * DAY)
     assert found(detect(other, start, end)) == expected(start, end)
@@ -84,9 +97,11 @@ def test_default_demo_generates_in_under_3_seconds():
     assert time.perf_counter() - t0 < 3.0
 
 
-@pytest.mark.parametrize("name,schema", [("AzureActivity", lakegen.ACTIVITY_SCHEMA),
-                                         ("BehaviorAnalytics", lakegen.UEBA_SCHEMA)],
-                         ids=["activity", "ueba"])
+@pytest.mark.parametrize(
+    "name,schema",
+    [("AzureActivity", lakegen.ACTIVITY_SCHEMA), ("BehaviorAnalytics", lakegen.UEBA_SCHEMA)],
+    ids=["activity", "ueba"],
+)
 def test_column_types(tables, name, schema):
     table = tables[name]
     assert table.schema.equals(schema)
@@ -104,11 +119,29 @@ def test_column_types(tables, name, schema):
 
 def test_activity_columns_are_realistic(frames):
     a = frames["AzureActivity"]
-    assert {"TimeGenerated", "OperationNameValue", "OperationName", "Authorization", "CorrelationId",
-            "Caller", "CallerIpAddress", "ActivityStatusValue", "ActivitySubstatusValue",
-            "CategoryValue", "Level", "ResourceGroup", "ResourceProviderValue", "SubscriptionId",
-            "ResourceId", "_ResourceId", "TenantId", "Properties", "HTTPRequest", "EventDataId",
-            "Type"} <= set(a.columns)
+    assert {
+        "TimeGenerated",
+        "OperationNameValue",
+        "OperationName",
+        "Authorization",
+        "CorrelationId",
+        "Caller",
+        "CallerIpAddress",
+        "ActivityStatusValue",
+        "ActivitySubstatusValue",
+        "CategoryValue",
+        "Level",
+        "ResourceGroup",
+        "ResourceProviderValue",
+        "SubscriptionId",
+        "ResourceId",
+        "_ResourceId",
+        "TenantId",
+        "Properties",
+        "HTTPRequest",
+        "EventDataId",
+        "Type",
+    } <= set(a.columns)
     guid = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
     assert a["CorrelationId"].str.match(guid).all() and a["EventDataId"].is_unique
     auth = a["Authorization"].map(json.loads)
@@ -130,8 +163,16 @@ def test_activity_columns_are_realistic(frames):
 def test_run_commands_in_both_families_and_cases(frames):
     a = frames["AzureActivity"]
     rc = a[a["OperationNameValue"].str.lower() == lakegen.RUN_COMMAND.lower()]
-    assert {"Started", "Accepted", "Succeeded", "Failed", "Start", "Accept", "Success", "Failure"} <= \
-        set(rc["ActivityStatusValue"])
+    assert {
+        "Started",
+        "Accepted",
+        "Succeeded",
+        "Failed",
+        "Start",
+        "Accept",
+        "Success",
+        "Failure",
+    } <= set(rc["ActivityStatusValue"])
     assert {lakegen.RUN_COMMAND, lakegen.RUN_COMMAND.upper()} <= set(rc["OperationNameValue"])
     vmss = "/virtualMachineScaleSets/vmss-build/virtualMachines/"
     assert rc["Authorization"].str.contains(vmss).any()
@@ -159,6 +200,7 @@ def test_ueba_rows_are_realistic(frames):
 
 
 # --- Planted ground truth ------------------------------------------------------------------------
+
 
 def test_the_planted_cases_are_the_rule_samples():
     cases = {c.name: c for c in samples.load()}
@@ -235,8 +277,12 @@ def test_alert_date_window_finds_exactly_the_planted_true_positives(frames):
     assert len({k[0] for k in want}) >= 2  # at least two planted true positives
     found_ids = set(result["CorrelationId"])
     assert {c["name"] for c in lakegen.PLANTED if c["correlation_id"] in found_ids} == {
-        "tp_plus_6h_inclusive", "tp_new_status_family", "tp_minus_1h_inclusive", "tp_vmss_instance",
-        "tp_two_uncommon_signins"}
+        "tp_plus_6h_inclusive",
+        "tp_new_status_family",
+        "tp_minus_1h_inclusive",
+        "tp_vmss_instance",
+        "tp_two_uncommon_signins",
+    }
     vmss = result[result["Caller"] == "erin.lopez@contoso.com"]
     assert list(vmss["VirtualMachineName"]) == ["3"]
 
@@ -250,6 +296,7 @@ def test_every_daily_window_finds_exactly_its_planted_true_positives(frames, run
 def test_windows_with_zero_alerts_and_overlapping_reruns(frames):
     counts = {d: len(detect(frames, utc(d) - PERIOD, utc(d))) for d in DAILY_RUNS}
     assert [d for d, n in counts.items() if n == 0]  # some days alert on nothing
+
     def run(d):
         return set(detect(frames, utc(d) - PERIOD, utc(d))["CorrelationId"])
 
@@ -262,9 +309,16 @@ def test_near_misses_never_alert(frames):
     result = detect(frames, start, end)
     assert found(result) == expected(start, end)
     misses = [c for c in lakegen.PLANTED if not c["expected_alert"]]
-    assert {"nm_run_6h_plus_1s", "nm_failed_run", "nm_insight_lowercase_true", "nm_insight_json_true",
-            "nm_eventsource_azuread", "nm_empty_location", "nm_scope_virtualmachinesx",
-            "nm_different_user"} <= {c["name"] for c in misses}
+    assert {
+        "nm_run_6h_plus_1s",
+        "nm_failed_run",
+        "nm_insight_lowercase_true",
+        "nm_insight_json_true",
+        "nm_eventsource_azuread",
+        "nm_empty_location",
+        "nm_scope_virtualmachinesx",
+        "nm_different_user",
+    } <= {c["name"] for c in misses}
     assert not {c["correlation_id"] for c in misses} & set(result["CorrelationId"])
     # Neither does the noise: every result row is a planted true positive.
     planted = {c["correlation_id"] for c in lakegen.PLANTED if c["expected_alert"]}
@@ -282,6 +336,7 @@ def test_other_start_and_length_keep_ground_truth_consistent():
 
 
 # --- Files: Hive-partitioned Parquet, JSON Lines, the demo lake ----------------------------------
+
 
 def test_write_lake_hive_layout(tables, tmp_path):
     root = lakegen.write_lake(tables, tmp_path / "lake")
@@ -301,9 +356,12 @@ def test_write_lake_hive_layout(tables, tmp_path):
 
 
 def _read_window(root, start, end):
-    return {name: sources.read_table(root, name, start.to_pydatetime(), end.to_pydatetime(),
-                                     INPUTS[name]).frame
-            for name in lakegen.TABLES}
+    return {
+        name: sources.read_table(
+            root, name, start.to_pydatetime(), end.to_pydatetime(), INPUTS[name]
+        ).frame
+        for name in lakegen.TABLES
+    }
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
@@ -318,7 +376,9 @@ def test_files_read_back_to_the_same_alerts(tables, tmp_path, fmt):
 def test_jsonl_format(tables, tmp_path):
     root = lakegen.write_jsonl(tables, tmp_path / "jsonl")
     assert sorted(p.name for p in root.iterdir()) == [
-        "AzureActivity.jsonl", "BehaviorAnalytics.jsonl"]
+        "AzureActivity.jsonl",
+        "BehaviorAnalytics.jsonl",
+    ]
     iso = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z$")
     for name, table in tables.items():
         lines = (root / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
@@ -326,8 +386,9 @@ def test_jsonl_format(tables, tmp_path):
         records = [json.loads(line) for line in lines[:200]]
         assert all(iso.match(r["TimeGenerated"]) for r in records)
         assert list(records[0]) == table.column_names
-    ueba = [json.loads(line)
-            for line in (root / "BehaviorAnalytics.jsonl").read_text().splitlines()]
+    ueba = [
+        json.loads(line) for line in (root / "BehaviorAnalytics.jsonl").read_text().splitlines()
+    ]
     for col in ("ActivityInsights", "UsersInsights", "DevicesInsights"):
         assert all(isinstance(r[col], dict) for r in ueba), col
     assert all(isinstance(r["InvestigationPriority"], int) for r in ueba)

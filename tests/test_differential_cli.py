@@ -49,15 +49,19 @@ def _ours(path) -> list[dict]:
     records = results.read(path)
     # object columns built directly: a DataFrame from records would infer `str` for a column of
     # strings and None, and turn the None into NaN
-    frame = pd.DataFrame({c: pd.Series([r[c] for r in records], dtype=object)
-                          for c in OUTPUT_COLUMNS})
+    frame = pd.DataFrame(
+        {c: pd.Series([r[c] for r in records], dtype=object) for c in OUTPUT_COLUMNS}
+    )
     for col in DATETIME_COLUMNS:
         frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
     return normalize_ours(frame)
 
 
-@settings(max_examples=15, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(scenarios())
 def test_detect_on_jsonl_and_parquet_equals_the_kql_oracle(tmp_path_factory, tables):
     activity, ueba = tables

@@ -9,8 +9,12 @@ import pytest
 from include.detection.rule import load_rule, parse_timespan
 from tests.conftest import REPO
 
-PINS = {"apache-airflow": "3.3.2", "great-expectations": "1.24.1", "pandas": "3.1.1",
-        "pyarrow": "26.0.1"}
+PINS = {
+    "apache-airflow": "3.3.2",
+    "great-expectations": "1.24.1",
+    "pandas": "3.1.1",
+    "pyarrow": "26.0.1",
+}
 
 
 def requirements() -> dict:
@@ -56,7 +60,7 @@ def test_ci_runs_make_test():
     assert "make test" in text
 
 
-# --- the rule as data (Elastic-style: schema, MITRE, query) ----------------------------------------
+# --- the rule as data (Elastic-style: schema, MITRE, query) ---------------------------------------
 
 SEED_QUERY_SHA256 = "db9851bae166a7f71de77abeea71ceb4c53830e2df672ba787a51601b92a7e53"
 
@@ -65,11 +69,15 @@ def test_rule_yaml_has_the_metadata_the_dag_uses():
     rule = load_rule()
     assert rule.id == "11bda520-a965-4654-9a45-d09f372f71aa"
     assert rule.severity == "High"
-    assert rule.query_frequency == parse_timespan("1d") and rule.query_period == parse_timespan("2d")
+    assert rule.query_frequency == parse_timespan("1d") and rule.query_period == parse_timespan(
+        "2d"
+    )
     assert rule.tactics == ("LateralMovement", "CredentialAccess")
     assert all(re.fullmatch(r"T\d{4}(\.\d{3})?", t) for t in rule.techniques)
-    types = {m["entityType"]: {f["identifier"]: f["columnName"] for f in m["fieldMappings"]}
-             for m in rule.entity_mappings}
+    types = {
+        m["entityType"]: {f["identifier"]: f["columnName"] for f in m["fieldMappings"]}
+        for m in rule.entity_mappings
+    }
     assert types["Account"] == {"Name": "AccountName", "UPNSuffix": "AccountUPNSuffix"}
     assert types["IP"] == {"Address": "CallerIpAddress"}
     assert types["AzureResource"]["SubscriptionId"] == "Subscription"
@@ -86,14 +94,18 @@ def test_rule_query_is_the_seed_query_verbatim():
     assert digest == SEED_QUERY_SHA256, digest
 
 
-@pytest.mark.parametrize("text, hours", [("1d", 24), ("2d", 48), ("36h", 36), ("90m", 1.5),
-                                         ("1.5h", 1.5)], ids=["1d", "2d", "36h", "90m", "1.5h"])
+@pytest.mark.parametrize(
+    "text, hours",
+    [("1d", 24), ("2d", 48), ("36h", 36), ("90m", 1.5), ("1.5h", 1.5)],
+    ids=["1d", "2d", "36h", "90m", "1.5h"],
+)
 def test_parse_timespan_kusto_literals(text, hours):
     assert parse_timespan(text).total_seconds() == hours * 3600
 
 
-@pytest.mark.parametrize("text", ["2", "2w", "-1d", "0h", ""], ids=["no-unit", "weeks", "negative",
-                                                                    "zero", "empty"])
+@pytest.mark.parametrize(
+    "text", ["2", "2w", "-1d", "0h", ""], ids=["no-unit", "weeks", "negative", "zero", "empty"]
+)
 def test_parse_timespan_rejects_other_text(text):
     from include.detection.errors import UsageError
 

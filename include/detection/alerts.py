@@ -41,8 +41,10 @@ DEFAULT_GROUPING = PER_EXECUTION
 
 # Custom details the alert always carries besides the rule's `customDetails` (the UEBA insights
 # behind the alert); a rule that maps the same key wins.
-INSIGHT_DETAILS = {"UEBAActivityInsights": "UEBAActivityInsights",
-                   "UEBAUsersInsights": "UEBAUsersInsights"}
+INSIGHT_DETAILS = {
+    "UEBAActivityInsights": "UEBAActivityInsights",
+    "UEBAUsersInsights": "UEBAUsersInsights",
+}
 
 QUALITY_ORDER = ("passed", "warnings", "failed")
 
@@ -51,19 +53,32 @@ def _canonical(value) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
-def alert_id(rule: Rule, correlation_id: str, caller: str, resource_id: str, start_time: str) -> str:
+def alert_id(
+    rule: Rule, correlation_id: str, caller: str, resource_id: str, start_time: str
+) -> str:
     """AlertPerExecution: the execution's identity. Without a CorrelationId, executions are told
     apart by their start."""
-    parts = [rule.id, correlation_id, caller, resource_id] + ([] if correlation_id else [start_time])
+    parts = [rule.id, correlation_id, caller, resource_id] + (
+        [] if correlation_id else [start_time]
+    )
     return str(uuid.uuid5(ALERT_NAMESPACE, "|".join(parts)))
 
 
 def result_alert_id(rule: Rule, row: dict) -> str:
     """AlertPerResult: the execution plus the UEBA event. StartTime/EndTime/CallerIpAddress are
     left out: they are aggregates that an overlapping window can see differently."""
-    parts = [rule.id, PER_RESULT, row["CorrelationId"], row["Caller"], row["ResourceId"],
-             row["UEBAEventTime"], row["UEBAActionType"], row["UEBASourceIPLocation"],
-             _canonical(row["UEBAActivityInsights"]), _canonical(row["UEBAUsersInsights"])]
+    parts = [
+        rule.id,
+        PER_RESULT,
+        row["CorrelationId"],
+        row["Caller"],
+        row["ResourceId"],
+        row["UEBAEventTime"],
+        row["UEBAActionType"],
+        row["UEBASourceIPLocation"],
+        _canonical(row["UEBAActivityInsights"]),
+        _canonical(row["UEBAUsersInsights"]),
+    ]
     if not row["CorrelationId"]:
         parts.append(row["StartTime"])
     return str(uuid.uuid5(ALERT_NAMESPACE, "|".join(str(p) for p in parts)))
@@ -71,7 +86,9 @@ def result_alert_id(rule: Rule, row: dict) -> str:
 
 def single_alert_id(rule: Rule, window: dict) -> str:
     """SingleAlert: one alert per run, so the run's window is its identity."""
-    return str(uuid.uuid5(ALERT_NAMESPACE, "|".join([rule.id, SINGLE, window["start"], window["end"]])))
+    return str(
+        uuid.uuid5(ALERT_NAMESPACE, "|".join([rule.id, SINGLE, window["start"], window["end"]]))
+    )
 
 
 def fingerprint(evidence: list[dict]) -> str:
@@ -83,11 +100,15 @@ def fingerprint(evidence: list[dict]) -> str:
 
 
 def grouping_of(rule: Rule, grouping: str | None = None) -> str:
-    kind = grouping or (rule.raw.get("eventGroupingSettings") or {}).get("aggregationKind") \
+    kind = (
+        grouping
+        or (rule.raw.get("eventGroupingSettings") or {}).get("aggregationKind")
         or DEFAULT_GROUPING
+    )
     if kind not in GROUPINGS:
-        raise UsageError(f"rule {rule.id}: unknown event grouping {kind!r} "
-                         f"(use one of {', '.join(GROUPINGS)})")
+        raise UsageError(
+            f"rule {rule.id}: unknown event grouping {kind!r} (use one of {', '.join(GROUPINGS)})"
+        )
     return kind
 
 
@@ -96,7 +117,9 @@ def worst_quality(*statuses: str | None) -> str:
     known = [s for s in statuses if s]
     if not known:
         return "passed"
-    return max(known, key=lambda s: QUALITY_ORDER.index(s) if s in QUALITY_ORDER else len(QUALITY_ORDER))
+    return max(
+        known, key=lambda s: QUALITY_ORDER.index(s) if s in QUALITY_ORDER else len(QUALITY_ORDER)
+    )
 
 
 def _utc(value) -> pd.Timestamp:
@@ -125,8 +148,10 @@ def entities(rule: Rule, rows: list[dict] | dict) -> list[dict]:
     out: dict[str, dict] = {}
     for row in rows:
         for mapping in rule.entity_mappings:
-            fields = {f["identifier"]: row.get(f["columnName"], "") or ""
-                      for f in mapping["fieldMappings"]}
+            fields = {
+                f["identifier"]: row.get(f["columnName"], "") or ""
+                for f in mapping["fieldMappings"]
+            }
             if any(fields.values()):
                 entity = {"type": mapping["entityType"], **fields}
                 out.setdefault(_canonical(entity), entity)
@@ -143,8 +168,9 @@ def _sort_key(row: dict) -> tuple:
     return (row["UEBAEventTime"], row["StartTime"], _canonical(row))
 
 
-def _alert(rule: Rule, grouping: str, alert_id_: str, rows: list[dict], window: dict,
-           data_quality: str) -> dict:
+def _alert(
+    rule: Rule, grouping: str, alert_id_: str, rows: list[dict], window: dict, data_quality: str
+) -> dict:
     """One alert from its rows (OUTPUT_COLUMNS + CONTEXT_COLUMNS, as JSON-ready records)."""
     rows = sorted(rows, key=_sort_key)
     evidence = [{c: r[c] for c in OUTPUT_COLUMNS} for r in rows]
@@ -158,8 +184,9 @@ def _alert(rule: Rule, grouping: str, alert_id_: str, rows: list[dict], window: 
         "rule_version": rule.version,
         "grouping": grouping,
         "title": _render(rule.details_override.get("alertDisplayNameFormat", rule.name), first),
-        "description": _render(rule.details_override.get("alertDescriptionFormat",
-                                                          rule.description), first),
+        "description": _render(
+            rule.details_override.get("alertDescriptionFormat", rule.description), first
+        ),
         "severity": rule.severity,
         "tactics": list(rule.tactics),
         "techniques": list(rule.techniques),
@@ -178,8 +205,15 @@ def _alert(rule: Rule, grouping: str, alert_id_: str, rows: list[dict], window: 
     }
 
 
-def build_alerts(result: pd.DataFrame, rule: Rule, start, end, data_quality: str = "passed",
-                 grouping: str | None = None, workspace: str | None = None) -> list[dict]:
+def build_alerts(
+    result: pd.DataFrame,
+    rule: Rule,
+    start,
+    end,
+    data_quality: str = "passed",
+    grouping: str | None = None,
+    workspace: str | None = None,
+) -> list[dict]:
     """Alerts from correlate()'s output (13 columns + context) for the window [start, end).
 
     `workspace` (an MSSP's several tenants): the workspace the rows came from. It is part of
@@ -189,8 +223,10 @@ def build_alerts(result: pd.DataFrame, rule: Rule, start, end, data_quality: str
     if result.empty:
         return []
     if workspace:
-        return [_in_workspace(a, workspace)
-                for a in build_alerts(result, rule, start, end, data_quality, grouping)]
+        return [
+            _in_workspace(a, workspace)
+            for a in build_alerts(result, rule, start, end, data_quality, grouping)
+        ]
     window = {"start": format_datetime(_utc(start)), "end": format_datetime(_utc(end))}
     rows = to_records(result, OUTPUT_COLUMNS + CONTEXT_COLUMNS)
     groups: dict[str, list[dict]] = {}
@@ -205,19 +241,24 @@ def build_alerts(result: pd.DataFrame, rule: Rule, start, end, data_quality: str
             by_execution.setdefault(tuple(row[k] for k in EXECUTION_KEY), []).append(row)
         for (correlation_id, caller, resource_id), members in by_execution.items():
             start_time = min(r["StartTime"] for r in members)
-            groups.setdefault(alert_id(rule, correlation_id, caller, resource_id, start_time),
-                              []).extend(members)
-    alerts = [_alert(rule, grouping, i, members, window, data_quality)
-              for i, members in groups.items()]
+            groups.setdefault(
+                alert_id(rule, correlation_id, caller, resource_id, start_time), []
+            ).extend(members)
+    alerts = [
+        _alert(rule, grouping, i, members, window, data_quality) for i, members in groups.items()
+    ]
     return sorted(alerts, key=lambda a: (a["start_time"], a["id"]))
 
 
 def _in_workspace(alert: dict, workspace: str) -> dict:
     """The alert as seen in `workspace`: its id derived from the single-source id and the
     workspace (stable, and distinct per workspace), the workspace among its custom details."""
-    return {**alert, "id": str(uuid.uuid5(ALERT_NAMESPACE, f"{alert['id']}|{workspace}")),
-            "workspace": workspace,
-            "custom_details": {**alert["custom_details"], "Workspace": [workspace]}}
+    return {
+        **alert,
+        "id": str(uuid.uuid5(ALERT_NAMESPACE, f"{alert['id']}|{workspace}")),
+        "workspace": workspace,
+        "custom_details": {**alert["custom_details"], "Workspace": [workspace]},
+    }
 
 
 def merge_evidence(old: list[dict], new: list[dict]) -> list[dict]:
@@ -253,10 +294,13 @@ def merge_alert(old: dict, new: dict) -> tuple[dict, bool]:
         "end_time": max(old.get("end_time") or new["end_time"], new["end_time"]),
         "executions": _merge_lists(old.get("executions", []), new.get("executions", [])),
         "entities": _merge_lists(old.get("entities", []), new.get("entities", [])),
-        "custom_details": {k: _merge_lists(old.get("custom_details", {}).get(k),
-                                           new.get("custom_details", {}).get(k))
-                           for k in {**old.get("custom_details", {}), **new.get("custom_details", {})}},
-        "window": new["window"],          # the window of the run that brought the new evidence
+        "custom_details": {
+            k: _merge_lists(
+                old.get("custom_details", {}).get(k), new.get("custom_details", {}).get(k)
+            )
+            for k in {**old.get("custom_details", {}), **new.get("custom_details", {})}
+        },
+        "window": new["window"],  # the window of the run that brought the new evidence
         "rule_version": new.get("rule_version", old.get("rule_version")),
         "data_quality": worst_quality(old.get("data_quality"), new.get("data_quality")),
     }

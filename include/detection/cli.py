@@ -26,59 +26,118 @@ from .text import json_text, printable, printable_lines
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m include.detection", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m include.detection",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     for name in ("detect", "run"):
-        d = sub.add_parser(name, help="run the rule over a folder of exports" if name == "detect"
-                           else "detect, then store alerts and deliver tickets")
-        d.add_argument("--source", default=None,
-                       help="where AzureActivity/BehaviorAnalytics are (default "
-                            "DETECTION_SOURCE): a folder (.jsonl, Parquet folder, .csv, or the "
-                            "am-* containers of Azure Monitor's data export), a file://, "
-                            "memory://, abfs://, az://, s3:// URL of one, loganalytics://<id>, "
-                            "or kusto://<host>/<database>")
-        d.add_argument("--end", required=name == "run",
-                       help="window end, ISO 8601 UTC (exclusive)"
-                       + ("; or a range of windows: --from/--to" if name == "detect" else ""))
-        d.add_argument("--period", default=None, help="Kusto timespan, e.g. 2d or 36h (default: rule's)")
+        d = sub.add_parser(
+            name,
+            help="run the rule over a folder of exports"
+            if name == "detect"
+            else "detect, then store alerts and deliver tickets",
+        )
+        d.add_argument(
+            "--source",
+            default=None,
+            help="where AzureActivity/BehaviorAnalytics are (default "
+            "DETECTION_SOURCE): a folder (.jsonl, Parquet folder, .csv, or the "
+            "am-* containers of Azure Monitor's data export), a file://, "
+            "memory://, abfs://, az://, s3:// URL of one, loganalytics://<id>, "
+            "or kusto://<host>/<database>",
+        )
+        d.add_argument(
+            "--end",
+            required=name == "run",
+            help="window end, ISO 8601 UTC (exclusive)"
+            + ("; or a range of windows: --from/--to" if name == "detect" else ""),
+        )
+        d.add_argument(
+            "--period", default=None, help="Kusto timespan, e.g. 2d or 36h (default: rule's)"
+        )
         d.add_argument("--rule", default="runcommand_ueba_breach", help="rule name or YAML path")
-        d.add_argument("--quarantine", type=Path, default=None,
-                       help="folder for unreadable records (default: beside --out, or the home)")
-        d.add_argument("--docs", type=Path, default=None,
-                       help="build Great Expectations Data Docs for this run into this folder "
-                            "(implies --validator ge)")
-        d.add_argument("--validator", choices=["native", "ge"], default="native",
-                       help="evaluate the data-quality suites natively (fast, default) or with "
-                            "Great Expectations (as the DAG does; ~2.5 s to import)")
-        d.add_argument("--no-cache", action="store_true",
-                       help="read every Parquet file afresh, without the scan cache "
-                            "(DETECTION_CACHE, default $DETECTION_HOME/cache)")
+        d.add_argument(
+            "--quarantine",
+            type=Path,
+            default=None,
+            help="folder for unreadable records (default: beside --out, or the home)",
+        )
+        d.add_argument(
+            "--docs",
+            type=Path,
+            default=None,
+            help="build Great Expectations Data Docs for this run into this folder "
+            "(implies --validator ge)",
+        )
+        d.add_argument(
+            "--validator",
+            choices=["native", "ge"],
+            default="native",
+            help="evaluate the data-quality suites natively (fast, default) or with "
+            "Great Expectations (as the DAG does; ~2.5 s to import)",
+        )
+        d.add_argument(
+            "--no-cache",
+            action="store_true",
+            help="read every Parquet file afresh, without the scan cache "
+            "(DETECTION_CACHE, default $DETECTION_HOME/cache)",
+        )
         if name == "detect":
-            d.add_argument("--out", type=Path, required=True, help="result file, .jsonl or .parquet")
-            d.add_argument("--from", dest="first", default=None,
-                           help="hunt over a range: the first window's end, ISO 8601 UTC")
-            d.add_argument("--to", dest="last", default=None,
-                           help="the last window's end (included); one file, a leading WindowEnd")
-            d.add_argument("--every", default=None,
-                           help="Kusto timespan between window ends (default: the rule's "
-                                "queryFrequency, 1d)")
+            d.add_argument(
+                "--out", type=Path, required=True, help="result file, .jsonl or .parquet"
+            )
+            d.add_argument(
+                "--from",
+                dest="first",
+                default=None,
+                help="hunt over a range: the first window's end, ISO 8601 UTC",
+            )
+            d.add_argument(
+                "--to",
+                dest="last",
+                default=None,
+                help="the last window's end (included); one file, a leading WindowEnd",
+            )
+            d.add_argument(
+                "--every",
+                default=None,
+                help="Kusto timespan between window ends (default: the rule's queryFrequency, 1d)",
+            )
         else:
-            d.add_argument("--grouping", choices=["AlertPerExecution", "SingleAlert", "AlertPerResult"],
-                           default=None, help="alert grouping (default: the rule's eventGroupingSettings)")
+            d.add_argument(
+                "--grouping",
+                choices=["AlertPerExecution", "SingleAlert", "AlertPerResult"],
+                default=None,
+                help="alert grouping (default: the rule's eventGroupingSettings)",
+            )
 
-    a = sub.add_parser("alerts", help="list, show or redeliver stored alerts (DETECTION_ALERT_STORE)",
-                       description="alerts [list] | alerts show ID | alerts redeliver [ID] "
-                                   "[--destination NAME ...] [--force]")
+    a = sub.add_parser(
+        "alerts",
+        help="list, show or redeliver stored alerts (DETECTION_ALERT_STORE)",
+        description="alerts [list] | alerts show ID | alerts redeliver [ID] "
+        "[--destination NAME ...] [--force]",
+    )
     a.add_argument("action", nargs="?", choices=["list", "show", "redeliver"], default="list")
     a.add_argument("alert_id", nargs="?", help="show: required; redeliver: only this alert")
-    a.add_argument("--format", choices=["jsonl", "table"], default="jsonl",
-                   help="list: one JSON object per line (default) or a table")
-    a.add_argument("--destination", action="append",
-                   help="redeliver: only this destination (repeatable; default DETECTION_DESTINATIONS)")
-    a.add_argument("--force", action="store_true",
-                   help="redeliver: send again even if delivered (updates the same ticket)")
+    a.add_argument(
+        "--format",
+        choices=["jsonl", "table"],
+        default="jsonl",
+        help="list: one JSON object per line (default) or a table",
+    )
+    a.add_argument(
+        "--destination",
+        action="append",
+        help="redeliver: only this destination (repeatable; default DETECTION_DESTINATIONS)",
+    )
+    a.add_argument(
+        "--force",
+        action="store_true",
+        help="redeliver: send again even if delivered (updates the same ticket)",
+    )
 
     m = sub.add_parser("demo", help="write the seeded demo data set")
     m.add_argument("--out", type=Path, required=True)
@@ -92,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         handler.setLevel(logging.WARNING)
     args = _parser().parse_args(argv)
     try:
-        return {"detect": _detect, "run": _run, "alerts": _alerts, "demo": _demo}[args.command](args)
+        return {"detect": _detect, "run": _run, "alerts": _alerts, "demo": _demo}[args.command](
+            args
+        )
     except DetectionError as exc:
         print(f"error: {printable_lines(exc)}", file=sys.stderr)
         return exc.exit_code
@@ -113,13 +174,28 @@ def _detection(args, out_dir: Path, store=None):
     period = parse_timespan(args.period) if args.period else rule.query_period
     source = _source(args)
     engine = "ge" if args.docs else args.validator
-    detection = detect(source, args.end, period, rule, docs_dir=args.docs, raise_on_failure=False,
-                       engine=engine, store=store)
+    detection = detect(
+        source,
+        args.end,
+        period,
+        rule,
+        docs_dir=args.docs,
+        raise_on_failure=False,
+        engine=engine,
+        store=store,
+    )
     _report(detection, args, out_dir)
     if store is not None:
         for table, checked in detection.quality.items():
-            record_run(store, rule, table, detection.start, detection.end,
-                       detection.scans[table].summary(), checked.status)
+            record_run(
+                store,
+                rule,
+                table,
+                detection.start,
+                detection.end,
+                detection.scans[table].summary(),
+                checked.status,
+            )
     if detection.failures:
         raise detection.error()
     return rule, detection
@@ -140,11 +216,15 @@ def _source(args):
 
 def _report(detection, args, out_dir: Path) -> None:
     from . import quarantine as q
+
     for scan in detection.scans.values():
         s = scan.summary()
         repaired = f", {s['repaired']} repaired and kept" if s.get("repaired") else ""
-        print(f"{s['table']}: {s['rows_read']} rows read ({s['format']}), {s['rows_in_window']} in "
-              f"window, {s['quarantined']} quarantined{repaired}", file=sys.stderr)
+        print(
+            f"{s['table']}: {s['rows_read']} rows read ({s['format']}), {s['rows_in_window']} in "
+            f"window, {s['quarantined']} quarantined{repaired}",
+            file=sys.stderr,
+        )
     for checked in detection.quality.values():
         print(f"data quality: {checked.line()}", file=sys.stderr)
     if args.docs:
@@ -152,9 +232,13 @@ def _report(detection, args, out_dir: Path) -> None:
     path = q.write(detection.scans.values(), args.quarantine or out_dir, detection.end)
     if path:
         print(f"quarantine: {path}", file=sys.stderr)
-    results = "not run (data-quality gate failed)" if detection.result is None else len(detection.result)
-    print(f"window: [{detection.start.isoformat()}, {detection.end.isoformat()}), "
-          f"results: {results}", file=sys.stderr)
+    results = (
+        "not run (data-quality gate failed)" if detection.result is None else len(detection.result)
+    )
+    print(
+        f"window: [{detection.start.isoformat()}, {detection.end.isoformat()}), results: {results}",
+        file=sys.stderr,
+    )
 
 
 def _writable_file(path: Path, flag: str) -> None:
@@ -168,6 +252,7 @@ def _writable_file(path: Path, flag: str) -> None:
 
 def _detect(args) -> int:
     from . import results
+
     if args.first or args.last:
         return _detect_range(args)
     if not args.end:
@@ -195,10 +280,16 @@ def _detect_range(args) -> int:
         raise UsageError(f"--out {args.out}: use a .jsonl or .parquet file name")
     _writable_file(args.out, "--out")
     rule = load_rule(args.rule)
-    hunt = Hunt(_source(args), args.first, args.last,
-                parse_timespan(args.every) if args.every else None,
-                parse_timespan(args.period) if args.period else None, rule,
-                engine="ge" if args.docs else args.validator, docs_dir=args.docs)
+    hunt = Hunt(
+        _source(args),
+        args.first,
+        args.last,
+        parse_timespan(args.every) if args.every else None,
+        parse_timespan(args.period) if args.period else None,
+        rule,
+        engine="ge" if args.docs else args.validator,
+        docs_dir=args.docs,
+    )
     tty = sys.stderr.isatty()
     failed = []
     with RangeWriter(args.out) as out:
@@ -206,21 +297,31 @@ def _detect_range(args) -> int:
             end = detection.end.isoformat()
             if detection.failures:  # named now and at the end; its frames are not kept
                 failed.append((detection.end, detection.error()))
-                print(("\r\033[K" if tty else "") + f"window ending {end}: {failed[-1][1]}",
-                      file=sys.stderr)
+                print(
+                    ("\r\033[K" if tty else "") + f"window ending {end}: {failed[-1][1]}",
+                    file=sys.stderr,
+                )
             out.add(detection.end, detection.result)
             if tty:
-                print(f"\r[{i}/{len(hunt)}] window ending {end}: {out.rows} rows so far",
-                      end="", file=sys.stderr, flush=True)
+                print(
+                    f"\r[{i}/{len(hunt)}] window ending {end}: {out.rows} rows so far",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
     if tty:
         print(file=sys.stderr)
-    path = q.write(hunt.quarantine, args.quarantine or args.out.parent / "quarantine",
-                   hunt.ends[-1])
+    path = q.write(
+        hunt.quarantine, args.quarantine or args.out.parent / "quarantine", hunt.ends[-1]
+    )
     if path:
         print(f"quarantine: {path}", file=sys.stderr)
-    print(f"windows: {len(hunt)} ending {hunt.ends[0].isoformat()} .. "
-          f"{hunt.ends[-1].isoformat()} every {span_text(hunt.every)}, {len(failed)} failed the "
-          f"gate; results: {out.rows} rows in {args.out}", file=sys.stderr)
+    print(
+        f"windows: {len(hunt)} ending {hunt.ends[0].isoformat()} .. "
+        f"{hunt.ends[-1].isoformat()} every {span_text(hunt.every)}, {len(failed)} failed the "
+        f"gate; results: {out.rows} rows in {args.out}",
+        file=sys.stderr,
+    )
     if failed:
         raise RangeQualityError(failed, len(hunt))
     return 0
@@ -233,10 +334,18 @@ def _run(args) -> int:
 
     with open_store() as store:
         rule, detection = _detection(args, config.home() / "quarantine", store)
-        alerts = build_alerts(detection.result, rule, detection.start, detection.end,
-                              detection.data_quality, grouping=args.grouping)
-        window = {"window_start": detection.start.isoformat(),
-                  "window_end": detection.end.isoformat()}
+        alerts = build_alerts(
+            detection.result,
+            rule,
+            detection.start,
+            detection.end,
+            detection.data_quality,
+            grouping=args.grouping,
+        )
+        window = {
+            "window_start": detection.start.isoformat(),
+            "window_end": detection.end.isoformat(),
+        }
         counts = store.upsert(alerts, run={"run_id": f"cli__{window['window_end']}", **window})
         print(f"alerts: {counts}", file=sys.stderr)
         print(f"deliveries: {deliver_pending(store)}", file=sys.stderr)
@@ -271,8 +380,14 @@ def _alerts(args) -> int:
             tickets = ",".join(t["destination"] for t in a["tickets"] if t["current"]) or "-"
             if a["pending"]:
                 tickets += f" (pending: {','.join(a['pending'])})"
-            cells = (a["id"], a["severity"], a["start_time"][:19] + "Z", len(a["evidence"]),
-                     tickets, a["title"])
+            cells = (
+                a["id"],
+                a["severity"],
+                a["start_time"][:19] + "Z",
+                len(a["evidence"]),
+                tickets,
+                a["title"],
+            )
             row = [printable(c) for c in cells]
             print(f"{row[0]:36}  {row[1]:8}  {row[2]:20}  {row[3]:>4}  {row[4]:24}  {row[5]}")
     else:
@@ -283,6 +398,7 @@ def _alerts(args) -> int:
 
 def _demo(args) -> int:
     from detection_tools import lakegen  # a tool beside the library, only for this subcommand
+
     lakegen.write_demo(args.out, args.format)
     print(f"demo data ({args.format}) written to {args.out}", file=sys.stderr)
     return 0

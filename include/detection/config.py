@@ -8,8 +8,9 @@ DETECTION_SOURCE        where the tables are (default: $DETECTION_HOME/lake, the
 DETECTION_STAGING       base of per-run intermediate Parquet, verdicts and Data Docs: a folder or a
                         file://, s3://, abfs://, az://, gs://, memory:// URL (default:
                         $DETECTION_HOME/staging); no credentials in it (storage.py)
-DETECTION_ALERT_STORE   alert store: a path, sqlite:///path, postgresql://... URL, or a connection id
-                        (Airflow connection, or AIRFLOW_CONN_<ID>) (default: $DETECTION_HOME/alerts.db)
+DETECTION_ALERT_STORE   alert store: a path, sqlite:///path, postgresql://... URL, or a
+                        connection id (Airflow connection, or AIRFLOW_CONN_<ID>) (default:
+                        $DETECTION_HOME/alerts.db)
 DETECTION_TICKET_DIR    the `file` destination's folder, a folder or URL as DETECTION_STAGING
                         (default: $DETECTION_HOME/tickets)
 DETECTION_CACHE         the scan cache of Parquet source files (sources/cache.py): a folder

@@ -79,10 +79,23 @@ def register_basic_auth(user: str | None, password: str | None) -> None:
 
 
 # Query parameters and fields whose value is a credential.
-QUERY_KEYS = ("password", "pass", "pwd", "token", "access_token", "secret", "sig", "key",
-              "api_key", "apikey", "code")
-_FIELD_KEYS = r"(?:password|passwd|pwd|secret|client_secret|token|access_token|refresh_token" \
-              r"|api_?key)"
+QUERY_KEYS = (
+    "password",
+    "pass",
+    "pwd",
+    "token",
+    "access_token",
+    "secret",
+    "sig",
+    "key",
+    "api_key",
+    "apikey",
+    "code",
+)
+_FIELD_KEYS = (
+    r"(?:password|passwd|pwd|secret|client_secret|token|access_token|refresh_token"
+    r"|api_?key)"
+)
 
 
 def register_url(url: str | None) -> None:
@@ -107,8 +120,10 @@ def register_url(url: str | None) -> None:
 # --- the pattern of one secret --------------------------------------------------------------------
 
 # A whitespace run inside a secret, as text collapsing, JSON, URL and HTML encodings leave it.
-_WS = (r"(?:\s|\\+[ntr]|\\+u(?i:00(?:20|09|0a|0d|a0))|%(?i:20|09|0a|0d)|\+"
-       r"|&\#(?:32|9|10|13|160);|&\#(?i:x(?:20|9|a|d|a0));|&nbsp;)+")
+_WS = (
+    r"(?:\s|\\+[ntr]|\\+u(?i:00(?:20|09|0a|0d|a0))|%(?i:20|09|0a|0d)|\+"
+    r"|&\#(?:32|9|10|13|160);|&\#(?i:x(?:20|9|a|d|a0));|&nbsp;)+"
+)
 _HTML_NAMED = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&\\#39;|&apos;"}
 
 
@@ -156,9 +171,13 @@ _SHAPES: list[tuple[re.Pattern, str]] = [
     # ?token=..., &password=... (also after a JSON-escaped &)
     (re.compile(rf"((?:[?&;]|\\u0026|&amp;)(?i:{'|'.join(QUERY_KEYS)})=){_VALUE}"), rf"\1{MASK}"),
     # Authorization: <scheme> <credentials> (a header echoed, or a dict of headers)
-    (re.compile(r"((?i:authorization)[\"']?\s*[:=]\s*[\"']?"
-                r"(?:(?i:basic|bearer|token|digest|negotiate|apikey)\s+)?)[^\s\"',;}]+"),
-     rf"\1{MASK}"),
+    (
+        re.compile(
+            r"((?i:authorization)[\"']?\s*[:=]\s*[\"']?"
+            r"(?:(?i:basic|bearer|token|digest|negotiate|apikey)\s+)?)[^\s\"',;}]+"
+        ),
+        rf"\1{MASK}",
+    ),
     # password=..., "token": "..." (libpq DSNs, JSON and Python reprs)
     (re.compile(rf"(\b(?i:{_FIELD_KEYS})\s*=\s*[\"']?){_VALUE}"), rf"\1{MASK}"),
     (re.compile(rf"([\"'](?i:{_FIELD_KEYS})[\"']\s*:\s*[\"'])(?:[^\"'\\]|\\.)+"), rf"\1{MASK}"),
@@ -205,11 +224,11 @@ def snippet(text: str, limit: int = 200, window: int = 4096) -> str:
     if len(text) > window:
         longest = max((len(s) for s in _SECRETS), default=0)
         masked = redact(text[:window])
-        masked = masked[:max(0, len(masked) - 6 * longest - 64)]  # an encoded secret is longer
+        masked = masked[: max(0, len(masked) - 6 * longest - 64)]  # an encoded secret is longer
     else:
         masked = redact(text)
     short = printable(" ".join(masked.split()))
-    return short if len(short) <= limit else short[:limit - 3] + "..."
+    return short if len(short) <= limit else short[: limit - 3] + "..."
 
 
 class RedactingFilter(logging.Filter):
@@ -263,11 +282,16 @@ class Conn:
         if "__extra__" in extra:
             extra = json.loads(extra["__extra__"])
         hostport = re.match(r"^(.*?)(?::(\d+))?$", parts.netloc.rsplit("@", 1)[-1])
-        return cls(conn_id=conn_id, conn_type=parts.scheme.replace("-", "_"),
-                   host=unquote(hostport.group(1)),
-                   port=int(hostport.group(2)) if hostport.group(2) else None,
-                   login=unquote(parts.username or ""), password=unquote(parts.password or ""),
-                   schema=unquote(parts.path.lstrip("/")), extra=extra)
+        return cls(
+            conn_id=conn_id,
+            conn_type=parts.scheme.replace("-", "_"),
+            host=unquote(hostport.group(1)),
+            port=int(hostport.group(2)) if hostport.group(2) else None,
+            login=unquote(parts.username or ""),
+            password=unquote(parts.password or ""),
+            schema=unquote(parts.path.lstrip("/")),
+            extra=extra,
+        )
 
     @classmethod
     def from_json(cls, conn_id: str, text: str) -> "Conn":
@@ -275,10 +299,16 @@ class Conn:
         extra = data.get("extra") or {}
         if isinstance(extra, str):
             extra = json.loads(extra) if extra.strip() else {}
-        return cls(conn_id=conn_id, conn_type=data.get("conn_type") or "", host=data.get("host") or "",
-                   port=data.get("port"), login=data.get("login") or "",
-                   password=data.get("password") or "", schema=data.get("schema") or "",
-                   extra=extra)
+        return cls(
+            conn_id=conn_id,
+            conn_type=data.get("conn_type") or "",
+            host=data.get("host") or "",
+            port=data.get("port"),
+            login=data.get("login") or "",
+            password=data.get("password") or "",
+            schema=data.get("schema") or "",
+            extra=extra,
+        )
 
     @classmethod
     def from_object(cls, obj: Any) -> "Conn":
@@ -289,9 +319,16 @@ class Conn:
         if extra is None:
             raw = getattr(obj, "extra", None) or {}
             extra = json.loads(raw) if isinstance(raw, str) and raw.strip() else (raw or {})
-        return cls(conn_id=getattr(obj, "conn_id", "") or "", conn_type=obj.conn_type or "",
-                   host=obj.host or "", port=obj.port, login=obj.login or "",
-                   password=obj.password or "", schema=obj.schema or "", extra=dict(extra))
+        return cls(
+            conn_id=getattr(obj, "conn_id", "") or "",
+            conn_type=obj.conn_type or "",
+            host=obj.host or "",
+            port=obj.port,
+            login=obj.login or "",
+            password=obj.password or "",
+            schema=obj.schema or "",
+            extra=dict(extra),
+        )
 
     def base_url(self) -> str:
         """The HTTP(S) base URL: `host` if it is a URL, else scheme://host[:port][/path].
@@ -302,8 +339,12 @@ class Conn:
             url = self.host.rstrip("/")
         else:
             scheme = self.extra.get("scheme") or (
-                self.schema if self.schema in ("http", "https") else
-                self.conn_type if self.conn_type in ("http", "https") else "https")
+                self.schema
+                if self.schema in ("http", "https")
+                else self.conn_type
+                if self.conn_type in ("http", "https")
+                else "https"
+            )
             url = f"{scheme}://{self.host}" + (f":{self.port}" if self.port else "")
             if self.schema and self.schema not in ("http", "https"):
                 url += "/" + self.schema.strip("/")
@@ -322,10 +363,15 @@ def from_env(conn_id: str) -> Conn | None:
         return None
     value = value.strip()
     try:
-        return Conn.from_json(conn_id, value) if value.startswith("{") else Conn.from_uri(conn_id, value)
+        return (
+            Conn.from_json(conn_id, value)
+            if value.startswith("{")
+            else Conn.from_uri(conn_id, value)
+        )
     except (ValueError, TypeError) as exc:
-        raise UsageError(f"{env_name(conn_id)} is not a valid connection URI or JSON "
-                         f"({type(exc).__name__})") from None
+        raise UsageError(
+            f"{env_name(conn_id)} is not a valid connection URI or JSON ({type(exc).__name__})"
+        ) from None
 
 
 Resolver = Callable[[str], Any]
@@ -340,10 +386,20 @@ def lookup(conn_id: str, resolver: Resolver | None = None) -> Conn | None:
     return from_env(conn_id)
 
 
-# --- the alert store -------------------------------------------------------------------------------
+# --- the alert store ------------------------------------------------------------------------------
 
-_LIBPQ_PARAMS = {"sslmode", "sslrootcert", "sslcert", "sslkey", "options", "connect_timeout",
-                 "application_name", "target_session_attrs", "keepalives", "keepalives_idle"}
+_LIBPQ_PARAMS = {
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "options",
+    "connect_timeout",
+    "application_name",
+    "target_session_attrs",
+    "keepalives",
+    "keepalives_idle",
+}
 
 
 def is_url(value: str) -> bool:
@@ -351,8 +407,12 @@ def is_url(value: str) -> bool:
 
 
 def looks_like_path(value: str) -> bool:
-    return ("/" in value or "\\" in value or value.startswith(".")
-            or value.endswith((".db", ".sqlite", ".sqlite3")))
+    return (
+        "/" in value
+        or "\\" in value
+        or value.startswith(".")
+        or value.endswith((".db", ".sqlite", ".sqlite3"))
+    )
 
 
 def store_url_from_connection(conn: Conn) -> str:
@@ -360,16 +420,24 @@ def store_url_from_connection(conn: Conn) -> str:
     kind = conn.conn_type.lower()
     if kind in ("postgres", "postgresql"):
         register_secret(conn.password)
-        auth = quote(conn.login, safe="") + (":" + quote(conn.password, safe="") if conn.password else "")
-        netloc = (auth + "@" if auth else "") + (conn.host or "127.0.0.1") + \
-            (f":{conn.port}" if conn.port else "")
+        auth = quote(conn.login, safe="") + (
+            ":" + quote(conn.password, safe="") if conn.password else ""
+        )
+        netloc = (
+            (auth + "@" if auth else "")
+            + (conn.host or "127.0.0.1")
+            + (f":{conn.port}" if conn.port else "")
+        )
         params = {k: v for k, v in conn.extra.items() if k in _LIBPQ_PARAMS}
-        return f"postgresql://{netloc}/{quote(conn.schema or 'postgres')}" + \
-            (f"?{urlencode(params)}" if params else "")
+        return f"postgresql://{netloc}/{quote(conn.schema or 'postgres')}" + (
+            f"?{urlencode(params)}" if params else ""
+        )
     if kind == "sqlite":
         return conn.host or conn.schema
-    raise UsageError(f"connection {conn.conn_id!r} has type {conn.conn_type!r}: the alert store "
-                     f"needs a postgres or sqlite connection")
+    raise UsageError(
+        f"connection {conn.conn_id!r} has type {conn.conn_type!r}: the alert store "
+        f"needs a postgres or sqlite connection"
+    )
 
 
 def resolve_store(value: str, resolver: Resolver | None = None) -> str:
@@ -379,6 +447,8 @@ def resolve_store(value: str, resolver: Resolver | None = None) -> str:
         return value
     conn = lookup(value, resolver)
     if conn is None:
-        raise UsageError(f"DETECTION_ALERT_STORE={value!r} is neither a URL nor a path, and no "
-                         f"connection {value!r} is defined (Airflow connection or {env_name(value)})")
+        raise UsageError(
+            f"DETECTION_ALERT_STORE={value!r} is neither a URL nor a path, and no "
+            f"connection {value!r} is defined (Airflow connection or {env_name(value)})"
+        )
     return store_url_from_connection(conn)

@@ -35,8 +35,11 @@ def parse_filters(params: dict) -> dict:
             raise UsageError(f"{key}: at most 200 characters")
         if value:
             out[key] = value
-    for key, allowed in (("severity", SEVERITIES), ("ticket", TICKET_STATES),
-                         ("data_quality", QUALITY_STATES)):
+    for key, allowed in (
+        ("severity", SEVERITIES),
+        ("ticket", TICKET_STATES),
+        ("data_quality", QUALITY_STATES),
+    ):
         value = params.get(key) or ""
         if value and value not in allowed:
             raise UsageError(f"{key}: one of {', '.join(allowed)}")
@@ -53,8 +56,9 @@ def iso_utc(text: str, name: str) -> str:
     try:
         value = datetime.fromisoformat(str(text).strip())
     except ValueError:
-        raise UsageError(f"{name}: not a date or time ({text!r}; e.g. 2026-10-31 or "
-                         "2026-10-31T10:00)") from None
+        raise UsageError(
+            f"{name}: not a date or time ({text!r}; e.g. 2026-10-31 or 2026-10-31T10:00)"
+        ) from None
     if value.tzinfo is not None:
         value = value.astimezone(timezone.utc).replace(tzinfo=None)
     return value.strftime("%Y-%m-%dT%H:%M:%S")
@@ -75,6 +79,7 @@ def page_window(page, per_page) -> tuple[int, int]:
 @dataclass(frozen=True)
 class DocsPage:
     """A Data Docs file's bytes, read from the staging area (a path or URL: storage)."""
+
     name: str
     data: bytes
 
@@ -113,8 +118,7 @@ def docs_file(staging, rule_id: str, folder: str, table: str, path: str) -> Docs
         raise FileNotFoundError(path) from None
 
 
-def run_quality(staging, rule_id: str, start: str, end: str,
-                workspace: str | None = None) -> dict:
+def run_quality(staging, rule_id: str, start: str, end: str, workspace: str | None = None) -> dict:
     """Both tables' data-quality verdicts of the run for [start, end), as the validate step
     wrote them (pipeline.Staged.verdict), and whether their Data Docs exist: {label: {table,
     workspace, verdict, docs, folder}}. A run over several workspaces has a folder per workspace
@@ -140,13 +144,18 @@ def run_quality(staging, rule_id: str, start: str, end: str,
                 if place is None and len(places) > 1:
                     continue  # a run over workspaces has nothing at the top
             except (ValueError, KeyError, TypeError, OSError):
-                verdict = {"status": "unreadable",
-                           "summary": f"{table}.validation.json of {name} is unreadable"}
+                verdict = {
+                    "status": "unreadable",
+                    "summary": f"{table}.validation.json of {name} is unreadable",
+                }
             shown = place.removeprefix("workspace=") if place else None
             out[f"{table} ({shown})" if shown else table] = {
-                "table": table, "workspace": shown, "verdict": verdict,
+                "table": table,
+                "workspace": shown,
+                "verdict": verdict,
                 "docs": storage.is_file(storage.join(files.docs, "index.html")),
-                "folder": f"{name}~{place}" if place else name}
+                "folder": f"{name}~{place}" if place else name,
+            }
     return out
 
 
@@ -169,5 +178,7 @@ def ticket_link(destination: str, ticket_ref: str | None) -> str | None:
     if destination == "jira":
         return f"{base}/browse/{quote(ticket_ref, safe='')}"
     table = factory.resolve(None).get("table") or "incident"
-    return (f"{base}/nav_to.do?uri={quote(table, safe='')}.do%3Fsysparm_query%3Dnumber%3D"
-            f"{quote(ticket_ref, safe='')}")
+    return (
+        f"{base}/nav_to.do?uri={quote(table, safe='')}.do%3Fsysparm_query%3Dnumber%3D"
+        f"{quote(ticket_ref, safe='')}"
+    )

@@ -20,9 +20,19 @@ UEBA_BEFORE = pd.Timedelta(hours=1)
 UEBA_AFTER = pd.Timedelta(hours=6)
 
 OUTPUT_COLUMNS = [
-    "StartTime", "EndTime", "Subscription", "VirtualMachineName", "Caller", "CallerIpAddress",
-    "UEBAEventTime", "UEBAActionType", "UEBASourceIPLocation", "UEBAActivityInsights",
-    "UEBAUsersInsights", "AccountName", "AccountUPNSuffix",
+    "StartTime",
+    "EndTime",
+    "Subscription",
+    "VirtualMachineName",
+    "Caller",
+    "CallerIpAddress",
+    "UEBAEventTime",
+    "UEBAActionType",
+    "UEBASourceIPLocation",
+    "UEBAActivityInsights",
+    "UEBAUsersInsights",
+    "AccountName",
+    "AccountUPNSuffix",
 ]
 # Kept beside the rule's columns so alerts can name the execution and the VM's resource id;
 # `detect` drops them.
@@ -38,9 +48,13 @@ GROUP_KEYS = ["CorrelationId", "Authorization", "Caller"]
 #   "may_hold"   the JSON text can hold key == value: it has `"key" : "value"` verbatim, or a
 #                \u escape (the only way JSON spells those letters differently)
 PUSHDOWN = {
-    "AzureActivity": [("OperationNameValue", "=~", "MICROSOFT.COMPUTE/VIRTUALMACHINES/RUNCOMMAND/ACTION")],
-    "BehaviorAnalytics": [("EventSource", "==", "Azure AD"),
-                          ("ActivityInsights", "may_hold", ("ActionUncommonlyPerformedByUser", "True"))],
+    "AzureActivity": [
+        ("OperationNameValue", "=~", "MICROSOFT.COMPUTE/VIRTUALMACHINES/RUNCOMMAND/ACTION")
+    ],
+    "BehaviorAnalytics": [
+        ("EventSource", "==", "Azure AD"),
+        ("ActivityInsights", "may_hold", ("ActionUncommonlyPerformedByUser", "True")),
+    ],
 }
 
 
@@ -51,6 +65,7 @@ def _where(frame: pd.DataFrame, keep: pd.Series) -> pd.DataFrame:
 
 
 # --- AzureActivity side ---------------------------------------------------------------------
+
 
 def where_operation_is_run_command(activity: pd.DataFrame) -> pd.DataFrame:
     """| where OperationNameValue =~ "MICROSOFT.COMPUTE/VIRTUALMACHINES/RUNCOMMAND/ACTION" """
@@ -70,13 +85,16 @@ def summarize_by_correlation(activity: pd.DataFrame) -> pd.DataFrame:
     ("some element's JSON text holds Success/Succeeded"), which is exactly what `has_any` sees.
     Null keys are "" in Kusto and form a group of their own (groupby would drop them).
     """
-    frame = pd.DataFrame({
-        **{k: kql.kusto_str(activity[k]) for k in GROUP_KEYS},
-        "TimeGenerated": activity["TimeGenerated"],
-        "CallerIpAddress": kql.kusto_str(activity["CallerIpAddress"]),
-        "_status_success": kql.element_has_any_in_list_text(
-            activity["ActivityStatusValue"], SUCCESS_TERMS),
-    })
+    frame = pd.DataFrame(
+        {
+            **{k: kql.kusto_str(activity[k]) for k in GROUP_KEYS},
+            "TimeGenerated": activity["TimeGenerated"],
+            "CallerIpAddress": kql.kusto_str(activity["CallerIpAddress"]),
+            "_status_success": kql.element_has_any_in_list_text(
+                activity["ActivityStatusValue"], SUCCESS_TERMS
+            ),
+        }
+    )
     grouped = frame.groupby(GROUP_KEYS, sort=False, dropna=False)
     out = grouped.agg(
         StartTime=("TimeGenerated", "min"),
@@ -102,8 +120,10 @@ def extend_scope_parts(groups: pd.DataFrame) -> pd.DataFrame:
     Invalid JSON yields a dynamic string whose `.scope` is null; split(null) is [""], so both
     parts are "" and the row stays.
     """
-    scopes = {a: kql.tostring(kql.get_property(kql.parsed(a), "scope"))
-              for a in groups["Authorization"].unique()}
+    scopes = {
+        a: kql.tostring(kql.get_property(kql.parsed(a), "scope"))
+        for a in groups["Authorization"].unique()
+    }
     scope = groups["Authorization"].map(scopes).astype("str")
     return groups.assign(
         ResourceId=scope,
@@ -116,8 +136,18 @@ def project_run_commands(groups: pd.DataFrame) -> pd.DataFrame:
     """| project StartTime, EndTime, Subscription, VirtualMachineName, CorrelationId, Caller,
     CallerIpAddress=max_CallerIpAddress
     | extend joinkey = tolower(Caller)"""
-    out = groups[["StartTime", "EndTime", "Subscription", "VirtualMachineName", "CorrelationId",
-                  "Caller", "max_CallerIpAddress", "ResourceId"]]
+    out = groups[
+        [
+            "StartTime",
+            "EndTime",
+            "Subscription",
+            "VirtualMachineName",
+            "CorrelationId",
+            "Caller",
+            "max_CallerIpAddress",
+            "ResourceId",
+        ]
+    ]
     out = out.rename(columns={"max_CallerIpAddress": "CallerIpAddress"})
     return out.assign(joinkey=out["Caller"].str.lower())
 
@@ -143,7 +173,7 @@ def where_azure_ad_uncommon_action(ueba: pd.DataFrame) -> pd.DataFrame:
     `==` is case-sensitive and compares the string "True": a JSON `true` is "true", no match.
     Decided per distinct text, column-at-a-time where the text's shape makes it certain, parsed
     otherwise (kql.property_equals): UEBA may flag many rows, but they share few texts.
-    """
+    """  # noqa: E501 (the first line is the KQL step, verbatim)
     azure_ad = _where(ueba, kql.kusto_str(ueba["EventSource"]) == "Azure AD")
     return _where(azure_ad, kql.property_equals(azure_ad["ActivityInsights"], INSIGHT_KEY, "True"))
 
@@ -152,14 +182,17 @@ def project_ueba(ueba: pd.DataFrame) -> pd.DataFrame:
     """| project UEBAEventTime=TimeGenerated, UEBAActionType=ActionType, UserPrincipalName,
     UEBASourceIPLocation=SourceIPLocation, UEBAActivityInsights=ActivityInsights,
     UEBAUsersInsights=UsersInsights"""
-    return pd.DataFrame({
-        "UEBAEventTime": ueba["TimeGenerated"],
-        "UEBAActionType": kql.kusto_str(ueba["ActionType"]),
-        "UserPrincipalName": kql.kusto_str(ueba["UserPrincipalName"]),
-        "UEBASourceIPLocation": kql.kusto_str(ueba["SourceIPLocation"]),
-        "UEBAActivityInsights": _by_code(ueba["ActivityInsights"]),
-        "UEBAUsersInsights": _by_code(ueba["UsersInsights"]),
-    }, index=ueba.index)
+    return pd.DataFrame(
+        {
+            "UEBAEventTime": ueba["TimeGenerated"],
+            "UEBAActionType": kql.kusto_str(ueba["ActionType"]),
+            "UserPrincipalName": kql.kusto_str(ueba["UserPrincipalName"]),
+            "UEBASourceIPLocation": kql.kusto_str(ueba["SourceIPLocation"]),
+            "UEBAActivityInsights": _by_code(ueba["ActivityInsights"]),
+            "UEBAUsersInsights": _by_code(ueba["UsersInsights"]),
+        },
+        index=ueba.index,
+    )
 
 
 def _by_code(text: pd.Series) -> pd.Series:
@@ -183,6 +216,7 @@ def uncommon_logins(ueba: pd.DataFrame) -> pd.DataFrame:
 
 
 # --- Join and window ----------------------------------------------------------------------------
+
 
 def join_inner_on_joinkey(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
     """| join kind = inner (...) on joinkey
@@ -232,8 +266,9 @@ def _dynamic(text: pd.Series) -> pd.Series:
         try:
             codes, texts = pd.Index(text.astype(object)).factorize()
         except TypeError:  # values that are not text (already dynamic): each its own
-            return pd.Series([_maker(v)() for v in text.astype(object)], index=text.index,
-                             dtype=object)
+            return pd.Series(
+                [_maker(v)() for v in text.astype(object)], index=text.index, dtype=object
+            )
     makers: dict[int, object] = {}
     out = []
     for k in codes.tolist():
@@ -262,4 +297,3 @@ def correlate(activity: pd.DataFrame, ueba: pd.DataFrame) -> pd.DataFrame:
     """The whole query. Returns the rule's 13 columns plus CONTEXT_COLUMNS."""
     joined = join_inner_on_joinkey(run_commands(activity), uncommon_logins(ueba))
     return project_output(where_start_between_ueba_window(joined))
-

@@ -1,4 +1,5 @@
-"""Error types a SOC engineer can act on at 3 a.m.: each names the table, the column and the check."""
+"""Error types a SOC engineer can act on at 3 a.m.: each names the table, the column and the
+check."""
 
 
 class DetectionError(Exception):
@@ -44,7 +45,8 @@ class DataQualityError(DetectionError):
 
 
 class IncompleteDataError(DataQualityError):
-    """The window is not complete yet (a gap, or the newest rows not ingested): waiting may fix it."""
+    """The window is not complete yet (a gap, or the newest rows not ingested): waiting may fix
+    it."""
 
 
 class DeliveryError(DetectionError):

@@ -64,14 +64,19 @@ def _seal(tmp: Path, created: os.stat_result, mode: int | None) -> None:
     try:
         fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError as exc:
-        raise OSError(f"temporary file {tmp} was replaced while being written "
-                      f"({exc.strerror}); {tmp.name[1:]} not written") from None
+        raise OSError(
+            f"temporary file {tmp} was replaced while being written "
+            f"({exc.strerror}); {tmp.name[1:]} not written"
+        ) from None
     try:
         now = os.fstat(fd)
-        if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (created.st_dev,
-                                                                          created.st_ino):
-            raise OSError(f"temporary file {tmp} was replaced while being written; not renamed "
-                          f"into place")
+        if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (
+            created.st_dev,
+            created.st_ino,
+        ):
+            raise OSError(
+                f"temporary file {tmp} was replaced while being written; not renamed into place"
+            )
         os.fchmod(fd, _mode(mode))
     finally:
         os.close(fd)

@@ -30,7 +30,9 @@ def equals_ci(s: pd.Series, literal: str) -> pd.Series:
 
 
 def _ascii_lower(s: pd.Series) -> pa.ChunkedArray:
-    return pc.ascii_lower(pa.chunked_array([pa.array(kusto_str(s).to_numpy(dtype=object), pa.string())]))
+    return pc.ascii_lower(
+        pa.chunked_array([pa.array(kusto_str(s).to_numpy(dtype=object), pa.string())])
+    )
 
 
 def has_term(s: pd.Series, term: str) -> pd.Series:
@@ -68,11 +70,17 @@ def may_hold(text: pd.Series, key: str, value: str) -> pd.Series:
     values = _arrow_strings(text)
     if values is None:  # Python values or lone surrogates: Python's re, row by row
         s = kusto_str(text).astype(object)
-        return s.str.contains(may_hold_pattern(key, value), regex=True) | \
-            s.str.contains("\\u", regex=False)
+        return s.str.contains(may_hold_pattern(key, value), regex=True) | s.str.contains(
+            "\\u", regex=False
+        )
     pattern = may_hold_pattern(key, value)
-    hit = _on_distinct(values, lambda distinct: _match(distinct, pattern)
-                       | pc.match_substring(distinct, "\\u").to_numpy(zero_copy_only=False))
+    hit = _on_distinct(
+        values,
+        lambda distinct: (
+            _match(distinct, pattern)
+            | pc.match_substring(distinct, "\\u").to_numpy(zero_copy_only=False)
+        ),
+    )
     return pd.Series(hit, index=text.index, dtype=bool)
 
 
@@ -185,8 +193,10 @@ def _per_distinct(text: pd.Series, decide, per_row) -> pd.Series:
     (and null). Each distinct text is decided or parsed once."""
     values = _arrow_strings(text)
     if values is None:  # not all text (an object column of Python values): row by row
-        return pd.Series([bool(per_row(parsed(v))) for v in text.astype(object)],
-                         index=text.index, dtype=bool)
+        return pd.Series(
+            [bool(per_row(parsed(v))) for v in text.astype(object)], index=text.index, dtype=bool
+        )
+
     def facts(distinct):
         decided, answer = decide(distinct)
         answer = np.array(answer, dtype=bool)
@@ -234,8 +244,9 @@ def categorical(text: pd.Series) -> pd.Series:
     encoded = pc.dictionary_encode(values)
     codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
     categories = pd.Index(encoded.dictionary.to_pylist(), dtype=object)
-    return pd.Series(pd.Categorical.from_codes(codes, categories=categories), index=text.index,
-                     name=text.name)
+    return pd.Series(
+        pd.Categorical.from_codes(codes, categories=categories), index=text.index, name=text.name
+    )
 
 
 def _plain(distinct: pa.Array) -> np.ndarray:
@@ -246,6 +257,7 @@ def _plain(distinct: pa.Array) -> np.ndarray:
 def is_object(text: pd.Series) -> pd.Series:
     """Per row: is `parse_json(text)` an object (a dict)? Invalid JSON, JSON strings, arrays,
     scalars and null are not."""
+
     def decide(distinct):
         no = _match(distinct, _NOT_OBJECT)
         yes = _plain(distinct) & _match(distinct, _OBJECT)
@@ -256,6 +268,7 @@ def is_object(text: pd.Series) -> pd.Series:
 
 def has_property(text: pd.Series, key: str) -> pd.Series:
     """Per row: is `parse_json(text)` an object with `key` among its top-level keys?"""
+
     def decide(distinct):
         no = _match(distinct, _NOT_OBJECT)
         # In the subset the grammar has one parse: a prefix that reads as members of the

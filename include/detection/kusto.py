@@ -35,7 +35,8 @@ GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-
 RESOURCE_ID = re.compile(
     r"/subscriptions/(?P<sub>" + GUID.pattern + r")/resourcegroups/(?P<rg>[\w\-.()]{1,90})"
     r"/providers/microsoft\.operationalinsights/workspaces/(?P<name>[A-Za-z0-9][A-Za-z0-9-]{2,62})",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 
 # The escapes both Kusto's lexer and duckdb-kql decode (Kusto.Language's own literal writer uses
 # the same set, plus \a \b \f, which duckdb-kql reads as the bare letter). A double-quoted KQL
@@ -60,8 +61,10 @@ def ident(name: str) -> str:
     """A table or column name, checked against the allow-list pattern (never quoted or escaped:
     a name that needs escaping is not one the rule may use)."""
     if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
-        raise UsageError(f"not an allowed KQL name: {name!r} (expected letters, digits and _, "
-                         f"not starting with a digit)")
+        raise UsageError(
+            f"not an allowed KQL name: {name!r} (expected letters, digits and _, "
+            f"not starting with a digit)"
+        )
     return name
 
 
@@ -86,16 +89,19 @@ def workspace_id(text: str) -> str:
         return text.lower()
     if RESOURCE_ID.fullmatch(text):
         return text
-    raise UsageError(f"not a Log Analytics workspace id or resource id: {text!r} (expected a "
-                     f"GUID such as 00000000-0000-0000-0000-000000000000, or /subscriptions/<id>/"
-                     f"resourceGroups/<group>/providers/Microsoft.OperationalInsights/"
-                     f"workspaces/<name>)")
+    raise UsageError(
+        f"not a Log Analytics workspace id or resource id: {text!r} (expected a "
+        f"GUID such as 00000000-0000-0000-0000-000000000000, or /subscriptions/<id>/"
+        f"resourceGroups/<group>/providers/Microsoft.OperationalInsights/"
+        f"workspaces/<name>)"
+    )
 
 
 # --- the queries ---------------------------------------------------------------------------------
 
+
 def window(start, end) -> str:
-    return (f"TimeGenerated >= {datetime(start)} and TimeGenerated < {datetime(end)}")
+    return f"TimeGenerated >= {datetime(start)} and TimeGenerated < {datetime(end)}"
 
 
 def predicate(rule: tuple, column_type: str | None = None) -> str:
@@ -110,8 +116,9 @@ def predicate(rule: tuple, column_type: str | None = None) -> str:
         return f"{ident(column)} {op} {literal(operand)}"
     if op == "may_hold":
         key, value = operand
-        target = ident(column) if column_type in (None, "dynamic") else \
-            f"parse_json({ident(column)})"
+        target = (
+            ident(column) if column_type in (None, "dynamic") else f"parse_json({ident(column)})"
+        )
         return f"{target}.{ident(key)} == {literal(value)}"
     raise UsageError(f"no KQL for the pushed-down operator {op!r} on {column!r}")
 
@@ -129,8 +136,10 @@ def schema_query(table: str, start, end) -> str:
 
 
 def profile_query(table: str, start, end) -> str:
-    return (f"{ident(table)}\n| where {window(start, end)}\n"
-            f"| summarize rows = count(), newest = max(TimeGenerated) by bin(TimeGenerated, 1h)")
+    return (
+        f"{ident(table)}\n| where {window(start, end)}\n"
+        f"| summarize rows = count(), newest = max(TimeGenerated) by bin(TimeGenerated, 1h)"
+    )
 
 
 def rows_query(table: str, start, end, columns: Sequence[str], where: str | None = None) -> str:

@@ -20,7 +20,6 @@ from . import correlation, quality, sources, storage
 from .errors import DataQualityError, IncompleteDataError, UsageError
 from .rule import Rule, load_rule
 
-
 # Times are nanosecond integers in the scans (DuckDB epoch_ns, pandas datetime64[ns]): a window
 # must lie inside what they hold, [1970, 2262). Sentinel itself has no data before 2010.
 EARLIEST, LATEST = pd.Timestamp("1970-01-01", tz="UTC"), pd.Timestamp("2262-04-11", tz="UTC")
@@ -38,8 +37,10 @@ def window(end, period: timedelta) -> tuple[pd.Timestamp, pd.Timestamp]:
     parsed = parsed.tz_localize("UTC") if parsed.tzinfo is None else parsed.tz_convert("UTC")
     start = parsed - pd.Timedelta(period)
     if start < EARLIEST or parsed >= LATEST:
-        raise UsageError(f"window [{start}, {parsed}) is outside the supported range "
-                         f"[{EARLIEST.date()}, {LATEST.date()})")
+        raise UsageError(
+            f"window [{start}, {parsed}) is outside the supported range "
+            f"[{EARLIEST.date()}, {LATEST.date()})"
+        )
     return start.as_unit("ns"), parsed.as_unit("ns")
 
 
@@ -50,12 +51,29 @@ def extract(source, table: str, start, end, rule: Rule | None = None) -> sources
     return sources.open_source(source).scan(table, start, end, rule.inputs[table])
 
 
-def validate(scan: sources.Scan, start, end, rule: Rule | None = None,
-             history: list[int] | None = None, docs_dir: Path | None = None,
-             raise_on_failure: bool = True, engine: str = "ge") -> quality.TableQuality:
+def validate(
+    scan: sources.Scan,
+    start,
+    end,
+    rule: Rule | None = None,
+    history: list[int] | None = None,
+    docs_dir: Path | None = None,
+    raise_on_failure: bool = True,
+    engine: str = "ge",
+) -> quality.TableQuality:
     rule = rule or load_rule()
-    return quality.validate(scan.table, scan.frame, scan.summary(), rule.inputs[scan.table],
-                            start, end, history, docs_dir, raise_on_failure, engine)
+    return quality.validate(
+        scan.table,
+        scan.frame,
+        scan.summary(),
+        rule.inputs[scan.table],
+        start,
+        end,
+        history,
+        docs_dir,
+        raise_on_failure,
+        engine,
+    )
 
 
 @dataclass
@@ -77,12 +95,22 @@ class Detection:
     @property
     def data_quality(self) -> str:
         statuses = {q.status for q in self.quality.values()}
-        return "failed" if "failed" in statuses else "warnings" if "warnings" in statuses else "passed"
+        return (
+            "failed" if "failed" in statuses else "warnings" if "warnings" in statuses else "passed"
+        )
 
 
-def detect(source, end, period: timedelta | None = None, rule: Rule | None = None,
-           docs_dir: Path | None = None, history: dict[str, dict] | None = None,
-           raise_on_failure: bool = True, engine: str = "ge", store=None) -> Detection:
+def detect(
+    source,
+    end,
+    period: timedelta | None = None,
+    rule: Rule | None = None,
+    docs_dir: Path | None = None,
+    history: dict[str, dict] | None = None,
+    raise_on_failure: bool = True,
+    engine: str = "ge",
+    store=None,
+) -> Detection:
     """Extract, gate and correlate one window. A critical data-quality failure of either table
     stops it before correlating: DataQualityError naming every failure (or, with
     raise_on_failure=False, a Detection whose `result` is None and `failures` says why).
@@ -99,21 +127,34 @@ def detect(source, end, period: timedelta | None = None, rule: Rule | None = Non
     # One table after the other: each DuckDB scan already uses every core (measured: two side
     # by side are ~7% slower at 10M rows/day).
     scans = {t: extract(source, t, start, end, rule) for t in sources.TABLES}
-    checks = {t: validate(s, start, end, rule, (history or {}).get(t), docs_dir,
-                          raise_on_failure=False, engine=engine) for t, s in scans.items()}
+    checks = {
+        t: validate(
+            s,
+            start,
+            end,
+            rule,
+            (history or {}).get(t),
+            docs_dir,
+            raise_on_failure=False,
+            engine=engine,
+        )
+        for t, s in scans.items()
+    }
     detection = Detection(start, end, scans, checks, None)
     if detection.failures:
         if raise_on_failure:
             raise detection.error()
         return detection
-    detection.result = correlation.correlate(scans["AzureActivity"].frame,
-                                             scans["BehaviorAnalytics"].frame)
+    detection.result = correlation.correlate(
+        scans["AzureActivity"].frame, scans["BehaviorAnalytics"].frame
+    )
     return detection
 
 
 # --- Staging: each DAG run writes its own interval-keyed Parquet files --------------------------
 # Locations are text, a path or a URL (storage): what one task writes, a task on another host
 # reads back through the same URL.
+
 
 def run_folder(base, rule: Rule, start, end, workspace: str | None = None) -> str:
     """`<base>/<rule id>/<start>--<end>/`: one folder per interval, so re-runs overwrite their
@@ -165,6 +206,7 @@ def run_folder_name(start, end) -> str:
 @dataclass(frozen=True)
 class Staged:
     """Where one table's files for a run live in its run folder (a path or URL: storage)."""
+
     folder: str
     table: str
 
@@ -218,10 +260,20 @@ def staged_stats(extracted: dict) -> dict:
     return json.loads(storage.read_text(extracted["stats"]))
 
 
-# --- The DAG's steps as plain functions (the DAG file only wires them) ------------------------------
+# --- The DAG's steps as plain functions (the DAG file only wires them) ----------------------------
 
-def extract_to_stage(source, table: str, start, end, staging, rule: Rule | None = None,
-                     store=None, workspace: str | None = None, credential=None) -> dict:
+
+def extract_to_stage(
+    source,
+    table: str,
+    start,
+    end,
+    staging,
+    rule: Rule | None = None,
+    store=None,
+    workspace: str | None = None,
+    credential=None,
+) -> dict:
     """Scan one table for the window into `<run folder>/<table>.parquet` plus a stats file,
     under `staging` (a path or URL: storage); the returned dict names them the same way.
 
@@ -251,10 +303,17 @@ def extract_to_stage(source, table: str, start, end, staging, rule: Rule | None 
     if missing:
         where = {"workspace": workspace} if workspace else {}
         raise IncompleteDataError([{"table": table, **where, **m} for m in missing])
-    return {"table": table, "workspace": workspace, "path": path, "stats": stats_path,
-            "rows_in_window": scan.rows_in_window, "candidates": len(scan.frame),
-            "quarantined": scan.quarantined, "newest": stats.get("newest"),
-            "window": [start.isoformat(), end.isoformat()]}
+    return {
+        "table": table,
+        "workspace": workspace,
+        "path": path,
+        "stats": stats_path,
+        "rows_in_window": scan.rows_in_window,
+        "candidates": len(scan.frame),
+        "quarantined": scan.quarantined,
+        "newest": stats.get("newest"),
+        "window": [start.isoformat(), end.isoformat()],
+    }
 
 
 def validate_stage(extracted: dict, store=None, rule: Rule | None = None) -> dict:
@@ -274,9 +333,16 @@ def validate_stage(extracted: dict, store=None, rule: Rule | None = None) -> dic
         # failed (the console shows both)
         with tempfile.TemporaryDirectory(prefix="detection-verdict-") as local:
             try:
-                checked = quality.validate(table, load_stage(extracted["path"]), stats,
-                                           rule.inputs[table], start, end, past,
-                                           results_dir=Path(local))
+                checked = quality.validate(
+                    table,
+                    load_stage(extracted["path"]),
+                    stats,
+                    rule.inputs[table],
+                    start,
+                    end,
+                    past,
+                    results_dir=Path(local),
+                )
             finally:
                 verdict = Path(local) / f"{table}.validation.json"
                 if verdict.is_file():
@@ -290,8 +356,9 @@ def validate_stage(extracted: dict, store=None, rule: Rule | None = None) -> dic
     return {**checked.summary(), "path": extracted["path"], "workspace": workspace}
 
 
-def render_docs(staging, start, end, store=None, rule: Rule | None = None,
-                workspace: str | None = None) -> dict[str, str]:
+def render_docs(
+    staging, start, end, store=None, rule: Rule | None = None, workspace: str | None = None
+) -> dict[str, str]:
     """Great Expectations Data Docs for each table staged for this window (a failed validation
     included: that is when they are read), in `<run folder>/data_docs/<table>/index.html`.
     Re-runs the same suites with a Data Docs action, so the pages show exactly the checks the
@@ -314,8 +381,17 @@ def render_docs(staging, start, end, store=None, rule: Rule | None = None,
         except FileNotFoundError:
             history = _history(store, rule, table, end.isoformat(), workspace)
         with tempfile.TemporaryDirectory(prefix="detection-docs-") as local:
-            quality.validate(table, frame, stats, rule.inputs[table], start, end, history,
-                             Path(local), raise_on_failure=False)
+            quality.validate(
+                table,
+                frame,
+                stats,
+                rule.inputs[table],
+                start,
+                end,
+                history,
+                Path(local),
+                raise_on_failure=False,
+            )
             storage.put_tree(Path(local), files.docs)
         pages[table] = storage.join(files.docs, "index.html")
     return pages
@@ -328,8 +404,9 @@ def correlate_stage(activity: dict, ueba: dict) -> dict:
 
     result = correlation.correlate(load_stage(activity["path"]), load_stage(ueba["path"]))
     out = storage.join(Staged.of(activity).folder, "result.parquet")
-    storage.write_parquet(results.to_arrow(
-        result, correlation.OUTPUT_COLUMNS + correlation.CONTEXT_COLUMNS), out)
+    storage.write_parquet(
+        results.to_arrow(result, correlation.OUTPUT_COLUMNS + correlation.CONTEXT_COLUMNS), out
+    )
     return {"path": out, "results": len(result)}
 
 
@@ -340,24 +417,34 @@ def load_result(path) -> pd.DataFrame:
     return results.from_arrow(storage.read_parquet(path))
 
 
-def _history(store, rule: Rule, table: str, end: str,
-             workspace: str | None = None) -> dict | None:
+def _history(store, rule: Rule, table: str, end: str, workspace: str | None = None) -> dict | None:
     """What the gate judges a window against: the trailing runs' volumes and hourly profiles
     (runs that failed are left out: an outage is neither a baseline nor a rhythm)."""
     if not store:
         return None
     t = quality.load_config()["thresholds"]
     scope = history_scope(rule, workspace)
-    return {"volumes": store.trailing_runs(scope, table, end, t["volume_history_runs"]),
-            "profiles": store.trailing_profiles(scope, table, end, t["rhythm_history_runs"])}
+    return {
+        "volumes": store.trailing_runs(scope, table, end, t["volume_history_runs"]),
+        "profiles": store.trailing_profiles(scope, table, end, t["rhythm_history_runs"]),
+    }
 
 
-def record_run(store, rule: Rule, table: str, start, end, stats: dict, status: str,
-               workspace: str | None = None) -> None:
+def record_run(
+    store,
+    rule: Rule,
+    table: str,
+    start,
+    end,
+    stats: dict,
+    status: str,
+    workspace: str | None = None,
+) -> None:
     """Keep a run's volume and hourly profile in the store's history (a re-run of the interval
     replaces them). `end` as the run's window end in ISO 8601, as _history reads it."""
     end = pd.Timestamp(end).isoformat()
     scope = history_scope(rule, workspace)
     store.record_run(scope, table, end, stats["rows_in_window"], status)
-    store.record_profile(scope, table, end, quality.hourly_counts(stats, start, end),
-                         stats.get("newest"), status)
+    store.record_profile(
+        scope, table, end, quality.hourly_counts(stats, start, end), stats.get("newest"), status
+    )

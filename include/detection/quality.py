@@ -42,8 +42,16 @@ log = logging.getLogger(__name__)
 
 CRITICAL, WARNING = "critical", "warning"
 CONFIG_PATH = Path(__file__).with_name("quality.yaml")
-STATUS_FAMILIES = ("started", "start", "accepted", "accept", "succeeded", "success", "failed",
-                   "failure")
+STATUS_FAMILIES = (
+    "started",
+    "start",
+    "accepted",
+    "accept",
+    "succeeded",
+    "success",
+    "failed",
+    "failure",
+)
 UPN_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 COMPLETENESS_CHECKS = ("no_gap", "fresh")
 
@@ -52,16 +60,17 @@ COMPLETENESS_CHECKS = ("no_gap", "fresh")
 def load_config(path: str = str(CONFIG_PATH)) -> dict:
     config = yaml.load(Path(path).read_text(), Loader=YAML_LOADER)
     config["thresholds"]["ingestion_delay_hours"] = (
-        parse_timespan(config["thresholds"]["ingestion_delay"]).total_seconds() / 3600)
+        parse_timespan(config["thresholds"]["ingestion_delay"]).total_seconds() / 3600
+    )
     return config
 
 
 @dataclass
 class TableQuality:
     table: str
-    status: str                                           # passed | warnings | failed
+    status: str  # passed | warnings | failed
     profile: dict
-    failures: list[dict] = field(default_factory=list)   # critical
+    failures: list[dict] = field(default_factory=list)  # critical
     warnings: list[dict] = field(default_factory=list)
     docs: str | None = None
 
@@ -72,9 +81,12 @@ class TableQuality:
     def line(self) -> str:
         """The one-line summary for XCom and logs."""
         p = self.profile
-        text = (f"{self.table}: {self.status}, {self.completeness}; {p['rows_in_window']} rows in window, "
-                f"{p['quarantined']} quarantined, longest gap {p['max_empty_hours']} h, "
-                f"lag {p['lag_hours']} h")
+        text = (
+            f"{self.table}: {self.status}, {self.completeness}; {p['rows_in_window']} rows in "
+            "window, "
+            f"{p['quarantined']} quarantined, longest gap {p['max_empty_hours']} h, "
+            f"lag {p['lag_hours']} h"
+        )
         problems = [f"{f['check']}={f['observed']}" for f in self.failures + self.warnings]
         return text + (f"; {', '.join(problems)}" if problems else "")
 
@@ -83,14 +95,20 @@ class TableQuality:
         return completeness(self.profile)
 
     def summary(self) -> dict:
-        return {"table": self.table, "status": self.status, "completeness": self.completeness,
-                "summary": self.line(), "critical": self.failures, "warnings": self.warnings,
-                "docs": self.docs}
+        return {
+            "table": self.table,
+            "status": self.status,
+            "completeness": self.completeness,
+            "summary": self.line(),
+            "critical": self.failures,
+            "warnings": self.warnings,
+            "docs": self.docs,
+        }
 
 
-# --- facts -----------------------------------------------------------------------------------------
+# --- facts ----------------------------------------------------------------------------------------
 
-HOUR_KEY = "%Y-%m-%dT%H"   # the scan's hourly keys
+HOUR_KEY = "%Y-%m-%dT%H"  # the scan's hourly keys
 NOT_JUDGED = "not judged (no history for its empty hours yet)"
 
 
@@ -107,8 +125,10 @@ def window_hours(start, end) -> pd.DatetimeIndex:
 def hourly_counts(stats: dict, start, end) -> dict[str, int]:
     """Rows per hour of the window, the empty hours listed too (an empty hour is as much an
     observation of the table's rhythm as a full one): what a run records in the store."""
-    return {key: int(stats["hourly"].get(key, 0))
-            for key in (h.strftime(HOUR_KEY) for h in window_hours(start, end))}
+    return {
+        key: int(stats["hourly"].get(key, 0))
+        for key in (h.strftime(HOUR_KEY) for h in window_hours(start, end))
+    }
 
 
 def volumes(history) -> list[int] | None:
@@ -144,8 +164,8 @@ def usual_hours(stats: dict, start, end, history=None) -> tuple[list[bool | None
         for key, n in p["hourly"].items():
             seen[key] = max(int(n), seen.get(key, 0))
     now = hourly_counts(stats, start, end)
-    week: dict[tuple[int, int], list[int]] = {}   # (weekday, hour) -> [times with rows, times seen]
-    day: dict[int, list[int]] = {}                # hour of the day -> the same
+    week: dict[tuple[int, int], list[int]] = {}  # (weekday, hour) -> [times with rows, times seen]
+    day: dict[int, list[int]] = {}  # hour of the day -> the same
     for key, n in seen.items():
         h = datetime.strptime(key, HOUR_KEY)
         _tally(week, (h.weekday(), h.hour), n)
@@ -160,8 +180,11 @@ def usual_hours(stats: dict, start, end, history=None) -> tuple[list[bool | None
     for h in hours:
         slot = week.get((h.weekday(), h.hour)) if learned else None
         flags.append(slot[0] / slot[1] >= share if slot else True if dense else None)
-    basis = (f"{len(profiles)} runs" if learned else
-             f"learning ({len(profiles)} of {t['rhythm_min_runs']} runs)")
+    basis = (
+        f"{len(profiles)} runs"
+        if learned
+        else f"learning ({len(profiles)} of {t['rhythm_min_runs']} runs)"
+    )
     return flags, basis + (", rows every hour of the day" if dense else ""), learned
 
 
@@ -180,7 +203,7 @@ def _longest_empty_run(hours, counts, flags, count_unknown: bool) -> list[pd.Tim
     run: list = []
     for h, n, usual in zip(hours, counts, flags):
         if n:
-            run = []   # a new list: the longest run so far may be the one that just ended
+            run = []  # a new list: the longest run so far may be the one that just ended
         elif usual or (count_unknown and usual is None):
             run.append(h)
             if len(run) > len(best):
@@ -206,7 +229,7 @@ def span(hours) -> str:
         else:
             parts.append([h, h])
     text = [a.strftime(HOUR_KEY) + (f"..{b:%H}" if b != a else "") for a, b in parts]
-    if len(text) > 6:   # a long outage: where it starts and where it ends
+    if len(text) > 6:  # a long outage: where it starts and where it ends
         text = text[:3] + [f"({len(text) - 5} more)"] + text[-2:]
     return ", ".join(text)
 
@@ -249,16 +272,19 @@ def profile(stats: dict, start, end, history=None) -> dict:
         "newest": newest.strftime("%Y-%m-%dT%H:%MZ") if newest is not None else None,
         "lag_hours": lag,
         "usual_lag_hours": usual_lag,
-        "lag_over_usual_hours": (round(max(lag - usual_lag, 0.0), 2)
-                                 if usual_lag is not None else 0.0),
+        "lag_over_usual_hours": (
+            round(max(lag - usual_lag, 0.0), 2) if usual_lag is not None else 0.0
+        ),
         "unjudged_lag_hours": unjudged_lag,
-        "lag_over_unjudged_hours": (round(max(lag - unjudged_lag, 0.0), 2)
-                                    if unjudged_lag is not None else 0.0),
+        "lag_over_unjudged_hours": (
+            round(max(lag - unjudged_lag, 0.0), 2) if unjudged_lag is not None else 0.0
+        ),
         "quarantined": quarantined,
         "quarantine_ratio": round(ratio, 4),
         "quarantine_excessive": bool(
             (quarantined >= t["quarantine_min_count"] and ratio > t["quarantine_max_ratio"])
-            or ratio > t["quarantine_majority"]),
+            or ratio > t["quarantine_majority"]
+        ),
         "volume_baseline": baseline,
         "volume_ratio": round(rows / baseline, 3) if baseline else None,
         **{f"type_{c}": k for c, k in stats.get("source_types", {}).items()},
@@ -286,11 +312,17 @@ def incomplete(facts: dict) -> list[dict]:
     t, sev = cfg["thresholds"], cfg["severity"]
     out = []
     if sev["no_gap"] == CRITICAL and facts["missing_hours"] > t["max_empty_hours"]:
-        out.append({"check": "no_gap", "column": "TimeGenerated",
-                    "observed": say("missing_hours", facts)})
+        out.append(
+            {"check": "no_gap", "column": "TimeGenerated", "observed": say("missing_hours", facts)}
+        )
     if sev["fresh"] == CRITICAL and facts["lag_over_usual_hours"] > t["ingestion_delay_hours"]:
-        out.append({"check": "fresh", "column": "TimeGenerated",
-                    "observed": say("lag_over_usual_hours", facts)})
+        out.append(
+            {
+                "check": "fresh",
+                "column": "TimeGenerated",
+                "observed": say("lag_over_usual_hours", facts),
+            }
+        )
     return out
 
 
@@ -302,9 +334,13 @@ def with_derived_columns(table: str, frame: pd.DataFrame) -> pd.DataFrame:
             if col in out:
                 out[f"{col}_is_not_empty"] = kql.kusto_str(out[col]) != ""
         if "Authorization" in out:
-            out["Authorization_is_json_with_scope"] = kql.has_property(out["Authorization"], "scope")
+            out["Authorization_is_json_with_scope"] = kql.has_property(
+                out["Authorization"], "scope"
+            )
         if "ActivityStatusValue" in out:
-            out["ActivityStatusValue_family"] = kql.kusto_str(out["ActivityStatusValue"]).str.lower()
+            out["ActivityStatusValue_family"] = kql.kusto_str(
+                out["ActivityStatusValue"]
+            ).str.lower()
     # Column-at-a-time, each distinct text decided or parsed once (kql.is_object, has_property):
     # where UEBA flags many rows, per-row parsing was half of a run.
     if table == "BehaviorAnalytics" and "ActivityInsights" in out:
@@ -312,12 +348,14 @@ def with_derived_columns(table: str, frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-# --- suites: engine-neutral specs, evaluated by Great Expectations or natively ------------------------
+# --- suites: engine-neutral specs, evaluated by Great Expectations or natively --------------------
+
 
 @dataclass(frozen=True)
 class Spec:
     """One expectation: the GE class that checks it, its column and arguments, and our check name
     and severity (quality.yaml)."""
+
     check: str
     expectation: str
     column: str
@@ -335,75 +373,175 @@ def profile_specs(table: str, columns: dict[str, str], facts: dict) -> list[Spec
     if facts["rhythm_learned"] and not facts["usual_hours"]:
         sev["not_empty"], min_rows = WARNING, 1 if facts["unknown_hours"] else 0
     specs = [
-        Spec("not_empty", "ExpectColumnValuesToBeBetween", "rows_in_window",
-             {"min_value": min_rows}, sev["not_empty"]),
-        Spec("no_gap", "ExpectColumnValuesToBeBetween", "missing_hours", {"max_value": gap},
-             sev["no_gap"]),
-        Spec("fresh", "ExpectColumnValuesToBeBetween", "lag_over_usual_hours", {"max_value": delay},
-             sev["fresh"]),
+        Spec(
+            "not_empty",
+            "ExpectColumnValuesToBeBetween",
+            "rows_in_window",
+            {"min_value": min_rows},
+            sev["not_empty"],
+        ),
+        Spec(
+            "no_gap",
+            "ExpectColumnValuesToBeBetween",
+            "missing_hours",
+            {"max_value": gap},
+            sev["no_gap"],
+        ),
+        Spec(
+            "fresh",
+            "ExpectColumnValuesToBeBetween",
+            "lag_over_usual_hours",
+            {"max_value": delay},
+            sev["fresh"],
+        ),
     ]
     # Empty hours nothing is known about yet (too little history, or an hour of the week not
     # seen yet): recorded, but they cannot prove an outage. Not repeated once the gap is proven.
     if facts["missing_hours"] <= gap:
-        specs.append(Spec("no_gap", "ExpectColumnValuesToBeBetween", "unjudged_hours",
-                          {"max_value": gap}, WARNING))
+        specs.append(
+            Spec(
+                "no_gap",
+                "ExpectColumnValuesToBeBetween",
+                "unjudged_hours",
+                {"max_value": gap},
+                WARNING,
+            )
+        )
     if facts["lag_over_usual_hours"] <= delay:
-        specs.append(Spec("fresh", "ExpectColumnValuesToBeBetween", "lag_over_unjudged_hours",
-                          {"max_value": delay}, WARNING))
-    specs.append(Spec("quarantine_ratio", "ExpectColumnValuesToBeInSet", "quarantine_excessive",
-                      {"value_set": [False]}, sev["quarantine_ratio"]))
+        specs.append(
+            Spec(
+                "fresh",
+                "ExpectColumnValuesToBeBetween",
+                "lag_over_unjudged_hours",
+                {"max_value": delay},
+                WARNING,
+            )
+        )
+    specs.append(
+        Spec(
+            "quarantine_ratio",
+            "ExpectColumnValuesToBeInSet",
+            "quarantine_excessive",
+            {"value_set": [False]},
+            sev["quarantine_ratio"],
+        )
+    )
     if facts.get("volume_ratio") is not None:
-        specs.append(Spec("volume_drop", "ExpectColumnValuesToBeBetween", "volume_ratio",
-                          {"min_value": t["volume_min_ratio"]}, sev["volume_drop"]))
+        specs.append(
+            Spec(
+                "volume_drop",
+                "ExpectColumnValuesToBeBetween",
+                "volume_ratio",
+                {"min_value": t["volume_min_ratio"]},
+                sev["volume_drop"],
+            )
+        )
     for col, kind in columns.items():
         if kind != "dynamic" and f"type_{col}" in facts:
-            specs.append(Spec("column_types", "ExpectColumnValuesToBeInSet", f"type_{col}",
-                              {"value_set": ["timestamp" if kind == "datetime" else "string"]},
-                              sev["column_types"]))
+            specs.append(
+                Spec(
+                    "column_types",
+                    "ExpectColumnValuesToBeInSet",
+                    f"type_{col}",
+                    {"value_set": ["timestamp" if kind == "datetime" else "string"]},
+                    sev["column_types"],
+                )
+            )
     return specs
 
 
 def rows_specs(table: str, columns: dict[str, str], start, end) -> list[Spec]:
     sev = load_config()["severity"]
-    specs = [Spec("columns_exist", "ExpectColumnToExist", col, {}, sev["columns_exist"])
-             for col in columns]
+    specs = [
+        Spec("columns_exist", "ExpectColumnToExist", col, {}, sev["columns_exist"])
+        for col in columns
+    ]
     specs += [
-        Spec("time_not_null", "ExpectColumnValuesToNotBeNull", "TimeGenerated", {}, sev["time_not_null"]),
+        Spec(
+            "time_not_null",
+            "ExpectColumnValuesToNotBeNull",
+            "TimeGenerated",
+            {},
+            sev["time_not_null"],
+        ),
         # Bounds as tz-aware Timestamps in the column's zone: naive or date bounds fail silently.
-        Spec("time_in_window", "ExpectColumnValuesToBeBetween", "TimeGenerated",
-             {"min_value": start, "max_value": end, "strict_max": True}, sev["time_in_window"]),
+        Spec(
+            "time_in_window",
+            "ExpectColumnValuesToBeBetween",
+            "TimeGenerated",
+            {"min_value": start, "max_value": end, "strict_max": True},
+            sev["time_in_window"],
+        ),
     ]
     if table == "AzureActivity":
         specs += [
-            Spec("correlation_id_not_empty", "ExpectColumnValuesToBeInSet", "CorrelationId_is_not_empty",
-                 {"value_set": [True]}, sev["correlation_id_not_empty"]),
-            Spec("caller_not_empty", "ExpectColumnValuesToBeInSet", "Caller_is_not_empty",
-                 {"value_set": [True]}, sev["caller_not_empty"]),
-            Spec("authorization_json_with_scope", "ExpectColumnValuesToBeInSet",
-                 "Authorization_is_json_with_scope", {"value_set": [True]},
-                 sev["authorization_json_with_scope"]),
-            Spec("status_known_family", "ExpectColumnValuesToBeInSet", "ActivityStatusValue_family",
-                 {"value_set": list(STATUS_FAMILIES)}, sev["status_known_family"]),
+            Spec(
+                "correlation_id_not_empty",
+                "ExpectColumnValuesToBeInSet",
+                "CorrelationId_is_not_empty",
+                {"value_set": [True]},
+                sev["correlation_id_not_empty"],
+            ),
+            Spec(
+                "caller_not_empty",
+                "ExpectColumnValuesToBeInSet",
+                "Caller_is_not_empty",
+                {"value_set": [True]},
+                sev["caller_not_empty"],
+            ),
+            Spec(
+                "authorization_json_with_scope",
+                "ExpectColumnValuesToBeInSet",
+                "Authorization_is_json_with_scope",
+                {"value_set": [True]},
+                sev["authorization_json_with_scope"],
+            ),
+            Spec(
+                "status_known_family",
+                "ExpectColumnValuesToBeInSet",
+                "ActivityStatusValue_family",
+                {"value_set": list(STATUS_FAMILIES)},
+                sev["status_known_family"],
+            ),
         ]
     else:
         specs += [
-            Spec("activity_insights_object", "ExpectColumnValuesToBeInSet", "ActivityInsights_is_object",
-                 {"value_set": [True]}, sev["activity_insights_object"]),
-            Spec("upn_shaped_like_upn", "ExpectColumnValuesToMatchRegex", "UserPrincipalName",
-                 {"regex": UPN_PATTERN}, sev["upn_shaped_like_upn"]),
+            Spec(
+                "activity_insights_object",
+                "ExpectColumnValuesToBeInSet",
+                "ActivityInsights_is_object",
+                {"value_set": [True]},
+                sev["activity_insights_object"],
+            ),
+            Spec(
+                "upn_shaped_like_upn",
+                "ExpectColumnValuesToMatchRegex",
+                "UserPrincipalName",
+                {"regex": UPN_PATTERN},
+                sev["upn_shaped_like_upn"],
+            ),
         ]
     return specs
 
 
-# --- running them ------------------------------------------------------------------------------------
+# --- running them ---------------------------------------------------------------------------------
 
 ENGINES = ("ge", "native")
 
 
-def validate(table: str, frame: pd.DataFrame, stats: dict, columns: dict[str, str], start, end,
-             history: dict | list[int] | None = None, docs_dir: Path | None = None,
-             raise_on_failure: bool = True, engine: str = "ge",
-             results_dir: Path | None = None) -> TableQuality:
+def validate(
+    table: str,
+    frame: pd.DataFrame,
+    stats: dict,
+    columns: dict[str, str],
+    start,
+    end,
+    history: dict | list[int] | None = None,
+    docs_dir: Path | None = None,
+    raise_on_failure: bool = True,
+    engine: str = "ge",
+    results_dir: Path | None = None,
+) -> TableQuality:
     """Validate one table's window; raises DataQualityError when a critical check fails
     (IncompleteDataError when only completeness failed: waiting may fix it).
 
@@ -416,17 +554,25 @@ def validate(table: str, frame: pd.DataFrame, stats: dict, columns: dict[str, st
     """
     start, end = _utc(start), _utc(end)
     facts = profile(stats, start, end, history)
-    frames = (("profile", pd.DataFrame([facts]), profile_specs(table, columns, facts)),
-              ("rows", with_derived_columns(table, frame), rows_specs(table, columns, start, end)))
+    frames = (
+        ("profile", pd.DataFrame([facts]), profile_specs(table, columns, facts)),
+        ("rows", with_derived_columns(table, frame), rows_specs(table, columns, start, end)),
+    )
     site = None
     if engine == "ge":
         context = _context()
         site = _docs_site(context, docs_dir)
-        results = [r for kind, data, specs in frames
-                   for r in _run_ge(context, table, kind, data, specs, site, frame.columns)]
+        results = [
+            r
+            for kind, data, specs in frames
+            for r in _run_ge(context, table, kind, data, specs, site, frame.columns)
+        ]
     elif engine == "native":
-        results = [r for kind, data, specs in frames
-                   for r in _run_native(table, kind, data, specs, frame.columns)]
+        results = [
+            r
+            for kind, data, specs in frames
+            for r in _run_native(table, kind, data, specs, frame.columns)
+        ]
     else:
         raise UsageError(f"unknown validation engine {engine!r} (one of {ENGINES})")
     failures = [r for r in results if r["severity"] == CRITICAL]
@@ -436,9 +582,14 @@ def validate(table: str, frame: pd.DataFrame, stats: dict, columns: dict[str, st
     quality = TableQuality(table, status, facts, failures, warnings, docs)
     report_dir = results_dir or docs_dir
     if report_dir:
-        write_text(Path(report_dir) / f"{table}.validation.json",
-                   json.dumps({"summary": quality.summary(), "profile": facts, "history": history},
-                              indent=2, default=str))
+        write_text(
+            Path(report_dir) / f"{table}.validation.json",
+            json.dumps(
+                {"summary": quality.summary(), "profile": facts, "history": history},
+                indent=2,
+                default=str,
+            ),
+        )
     if failures and raise_on_failure:
         only_completeness = all(f["check"] in COMPLETENESS_CHECKS for f in failures)
         raise (IncompleteDataError if only_completeness else DataQualityError)(failures)
@@ -451,22 +602,35 @@ def _run_ge(context, table, kind, data, specs, site, present_columns) -> list[di
 
     suite = gx.ExpectationSuite(name=f"{table}_{kind}")
     for spec in specs:
-        suite.add_expectation(getattr(gx.expectations, spec.expectation)(
-            column=spec.column, meta={"check": spec.check, "severity": spec.severity}, **spec.kwargs))
+        suite.add_expectation(
+            getattr(gx.expectations, spec.expectation)(
+                column=spec.column,
+                meta={"check": spec.check, "severity": spec.severity},
+                **spec.kwargs,
+            )
+        )
     tag = uuid.uuid4().hex[:8]
     asset = context.data_sources.add_or_update_pandas(f"{table}_{kind}").add_dataframe_asset(
-        f"{table}_{kind}_{tag}")
+        f"{table}_{kind}_{tag}"
+    )
     batch_definition = asset.add_batch_definition_whole_dataframe("window")
     if site is None:  # no Data Docs wanted: validate the batch directly, 10x cheaper
         results = [batch_definition.get_batch(batch_parameters={"dataframe": data}).validate(suite)]
     else:  # a checkpoint stores the result and renders it into this run's Data Docs
         suite.name = f"{suite.name}_{tag}"
         suite = context.suites.add(suite)
-        definition = context.validation_definitions.add(gx.ValidationDefinition(
-            name=f"{table}_{kind}_{tag}", data=batch_definition, suite=suite))
-        checkpoint = context.checkpoints.add(gx.Checkpoint(
-            name=f"{table}_{kind}_{tag}", validation_definitions=[definition],
-            actions=[UpdateDataDocsAction(name="docs", site_names=[site])]))
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(
+                name=f"{table}_{kind}_{tag}", data=batch_definition, suite=suite
+            )
+        )
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name=f"{table}_{kind}_{tag}",
+                validation_definitions=[definition],
+                actions=[UpdateDataDocsAction(name="docs", site_names=[site])],
+            )
+        )
         results = list(checkpoint.run(batch_parameters={"dataframe": data}).run_results.values())
     out = []
     for result in results:
@@ -474,7 +638,9 @@ def _run_ge(context, table, kind, data, specs, site, present_columns) -> list[di
             if r.success:
                 continue
             cfg = r.expectation_config
-            spec = Spec(cfg.meta["check"], cfg.type, cfg.kwargs.get("column"), {}, cfg.meta["severity"])
+            spec = Spec(
+                cfg.meta["check"], cfg.type, cfg.kwargs.get("column"), {}, cfg.meta["severity"]
+            )
             item = _finding(table, kind, spec, data, present_columns, r.result or {})
             if item:
                 out.append(item)
@@ -501,8 +667,11 @@ def _run_native(table, kind, data, specs, present_columns) -> list[dict]:
                     if k.get("min_value") is not None:
                         good &= present >= k["min_value"]
                     if k.get("max_value") is not None:
-                        good &= (present < k["max_value"]) if k.get("strict_max") else \
-                            (present <= k["max_value"])
+                        good &= (
+                            (present < k["max_value"])
+                            if k.get("strict_max")
+                            else (present <= k["max_value"])
+                        )
                 elif spec.expectation == "ExpectColumnValuesToBeInSet":
                     good = present.isin(k["value_set"])
                 elif spec.expectation == "ExpectColumnValuesToMatchRegex":
@@ -511,8 +680,10 @@ def _run_native(table, kind, data, specs, present_columns) -> list[dict]:
                     raise DetectionError(f"no native evaluation for {spec.expectation}")
                 bad = ~good.reindex(values.index, fill_value=True)
             ok = not bad.any()
-            result = {"unexpected_count": int(bad.sum()),
-                      "partial_unexpected_list": list(values[bad].head(20))}
+            result = {
+                "unexpected_count": int(bad.sum()),
+                "partial_unexpected_list": list(values[bad].head(20)),
+            }
         if not ok:
             item = _finding(table, kind, spec, data, present_columns, result)
             if item:
@@ -525,16 +696,26 @@ def _finding(table, kind, spec: Spec, data, present_columns, result: dict) -> di
     reported once, as the missing column)."""
     expectation = _snake(spec.expectation)
     column = spec.column
-    if (kind == "rows" and expectation != "expect_column_to_exist" and column
-            and _source_column(column) not in present_columns):
+    if (
+        kind == "rows"
+        and expectation != "expect_column_to_exist"
+        and column
+        and _source_column(column) not in present_columns
+    ):
         return None
     observed = _observed(result, expectation, data, column)
     source_column = _source_column(column)
     if kind == "profile" and column in PROFILE_FACTS:
         source_column = PROFILE_FACTS[column][0]
         observed = say(column, data.iloc[0])
-    return {"table": table, "column": source_column, "check": spec.check,
-            "severity": spec.severity, "expectation": expectation, "observed": observed}
+    return {
+        "table": table,
+        "column": source_column,
+        "check": spec.check,
+        "severity": spec.severity,
+        "expectation": expectation,
+        "observed": observed,
+    }
 
 
 def _snake(name: str) -> str:
@@ -549,17 +730,31 @@ def _late(facts) -> str:
 # Profile facts, as a person reads them: (column they are about, how to say the value).
 PROFILE_FACTS = {
     "rows_in_window": (None, lambda f: f"{f['rows_in_window']} rows in the window"),
-    "missing_hours": ("TimeGenerated", lambda f: (
-        f"no rows {f['missing_span']}, {f['missing_hours']} hours that usually have rows")),
-    "unjudged_hours": ("TimeGenerated", lambda f: (
-        f"no rows {f['unjudged_span']}, {f['unjudged_hours']} hours not judged: "
-        f"no history for them yet (rhythm: {f['rhythm']})")),
-    "lag_over_usual_hours": ("TimeGenerated", lambda f: (
-        f"{_late(f)}; usually within {f['usual_lag_hours']} h")),
-    "lag_over_unjudged_hours": ("TimeGenerated", lambda f: (
-        f"{_late(f)}; not judged: no history for the hours after it yet (rhythm: {f['rhythm']})")),
-    "quarantine_excessive": (None, lambda f: (
-        f"{f['quarantined']} records quarantined ({f['quarantine_ratio']:.1%})")),
+    "missing_hours": (
+        "TimeGenerated",
+        lambda f: f"no rows {f['missing_span']}, {f['missing_hours']} hours that usually have rows",
+    ),
+    "unjudged_hours": (
+        "TimeGenerated",
+        lambda f: (
+            f"no rows {f['unjudged_span']}, {f['unjudged_hours']} hours not judged: "
+            f"no history for them yet (rhythm: {f['rhythm']})"
+        ),
+    ),
+    "lag_over_usual_hours": (
+        "TimeGenerated",
+        lambda f: f"{_late(f)}; usually within {f['usual_lag_hours']} h",
+    ),
+    "lag_over_unjudged_hours": (
+        "TimeGenerated",
+        lambda f: (
+            f"{_late(f)}; not judged: no history for the hours after it yet (rhythm: {f['rhythm']})"
+        ),
+    ),
+    "quarantine_excessive": (
+        None,
+        lambda f: f"{f['quarantined']} records quarantined ({f['quarantine_ratio']:.1%})",
+    ),
     "volume_ratio": (None, lambda f: f"{f['volume_ratio']} of the trailing runs' median"),
 }
 
@@ -601,6 +796,7 @@ def _context():
     context = gx.get_context(mode="ephemeral")
     try:  # no progress bars in task logs or on the CLI's stderr
         from great_expectations.data_context.types.base import ProgressBarsConfig
+
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
     except (ImportError, AttributeError):
         log.debug("could not disable GE progress bars")
@@ -612,11 +808,17 @@ def _docs_site(context, docs_dir: Path | None) -> str | None:
     if docs_dir is None:
         return None
     name = f"run_{uuid.uuid4().hex[:8]}"
-    context.add_data_docs_site(site_name=name, site_config={
-        "class_name": "SiteBuilder",
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                          "base_directory": str(Path(docs_dir).resolve())},
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}})
+    context.add_data_docs_site(
+        site_name=name,
+        site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(Path(docs_dir).resolve()),
+            },
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
     return name
 
 

@@ -26,6 +26,7 @@ def write(scans, folder, end) -> Path | str | None:
         return None
     name = f"quarantine-{pd.Timestamp(end).strftime('%Y%m%dT%H%M%SZ')}.jsonl"
     text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
-    url = storage.write_text(storage.join(folder, name),
-                             _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+    url = storage.write_text(
+        storage.join(folder, name), _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    )
     return Path(url) if isinstance(folder, os.PathLike) else url

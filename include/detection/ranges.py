@@ -42,9 +42,9 @@ from .rule import Rule, load_rule
 
 WINDOW_END = "WindowEnd"
 COLUMNS = [WINDOW_END, *OUTPUT_COLUMNS]
-MAX_WINDOWS = 10_000          # a year of hourly windows; more is a typo in --every
-MAX_SLICES = 48               # slices per window; finer (an odd --every) scans windows whole
-CHUNK_WINDOWS = 14            # windows cut from one read of a whole-file table
+MAX_WINDOWS = 10_000  # a year of hourly windows; more is a typo in --every
+MAX_SLICES = 48  # slices per window; finer (an odd --every) scans windows whole
+CHUNK_WINDOWS = 14  # windows cut from one read of a whole-file table
 WHOLE_FILE_FORMATS = ("jsonl", "csv")
 
 
@@ -60,8 +60,10 @@ def window_ends(first, last, every: timedelta, period: timedelta) -> list[pd.Tim
         raise UsageError(f"--to {last.isoformat()} is before --from {first.isoformat()}")
     count = (last - first) // every + 1
     if count > MAX_WINDOWS:
-        raise UsageError(f"{count} windows from {first.isoformat()} to {last.isoformat()} every "
-                         f"{every}: more than {MAX_WINDOWS} (use a longer --every)")
+        raise UsageError(
+            f"{count} windows from {first.isoformat()} to {last.isoformat()} every "
+            f"{every}: more than {MAX_WINDOWS} (use a longer --every)"
+        )
     return [first + i * every for i in range(count)]
 
 
@@ -81,6 +83,7 @@ def slice_length(period: timedelta, every: timedelta) -> pd.Timedelta:
 
 # --- putting a window's Scan together from slices -------------------------------------------------
 
+
 def merge_scans(table: str, parts: list[sources.Scan]) -> sources.Scan:
     """One Scan of a window from scans of consecutive slices that partition it: the rows,
     counts and hourly profile add up, the newest row is the newest of all, and what a reader
@@ -88,8 +91,11 @@ def merge_scans(table: str, parts: list[sources.Scan]) -> sources.Scan:
     missing columns) is counted once."""
     first = parts[0]
     frames = [p.frame for p in parts if len(p.frame)]
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else \
-        (frames[0] if frames else parts[-1].frame).reset_index(drop=True)
+    frame = (
+        pd.concat(frames, ignore_index=True)
+        if len(frames) > 1
+        else (frames[0] if frames else parts[-1].frame).reset_index(drop=True)
+    )
     hourly: dict[str, int] = {}
     for p in parts:
         for hour, n in p.hourly.items():
@@ -100,10 +106,18 @@ def merge_scans(table: str, parts: list[sources.Scan]) -> sources.Scan:
     per_window = all(p.rows_read == p.rows_in_window for p in parts)
     rows_read = sum(p.rows_read for p in parts) if per_window else max(p.rows_read for p in parts)
     return sources.Scan(
-        table, frame, first.source, first.format, rows_read,
-        sum(p.rows_in_window for p in parts), missing, merge_quarantine(parts),
-        dict(sorted(hourly.items())), newest.isoformat() if newest is not None else None,
-        {k: v for p in parts for k, v in p.source_types.items()})
+        table,
+        frame,
+        first.source,
+        first.format,
+        rows_read,
+        sum(p.rows_in_window for p in parts),
+        missing,
+        merge_quarantine(parts),
+        dict(sorted(hourly.items())),
+        newest.isoformat() if newest is not None else None,
+        {k: v for p in parts for k, v in p.source_types.items()},
+    )
 
 
 def merge_quarantine(parts) -> list[dict]:
@@ -139,12 +153,22 @@ def _cut(table: str, whole: sources.Scan, columns: dict, start, end) -> sources.
     rows = frame[(frame["TimeGenerated"] >= start) & (frame["TimeGenerated"] < end)]
     times = rows["TimeGenerated"]
     absent = [c for c in whole.missing_columns if c in columns]
-    kept = sources._keep(rows.assign(**{c: None for c in absent}),
-                         correlation.PUSHDOWN.get(table)).drop(columns=absent)
-    return sources.Scan(table, kept.reset_index(drop=True), whole.source, whole.format,
-                        whole.rows_read, len(times), list(whole.missing_columns),
-                        list(whole.quarantine), sources._hourly(times), sources._newest(times),
-                        dict(whole.source_types))
+    kept = sources._keep(
+        rows.assign(**{c: None for c in absent}), correlation.PUSHDOWN.get(table)
+    ).drop(columns=absent)
+    return sources.Scan(
+        table,
+        kept.reset_index(drop=True),
+        whole.source,
+        whole.format,
+        whole.rows_read,
+        len(times),
+        list(whole.missing_columns),
+        list(whole.quarantine),
+        sources._hourly(times),
+        sources._newest(times),
+        dict(whole.source_types),
+    )
 
 
 class _Table:
@@ -157,12 +181,11 @@ class _Table:
         self.whole = False
         self.slices: dict[pd.Timestamp, sources.Scan] = {}
         self.pending: dict[pd.Timestamp, Future] = {}
-        self.chunk: tuple | None = None             # (start, end, Scan) read whole
+        self.chunk: tuple | None = None  # (start, end, Scan) read whole
         self.quarantines: list[SimpleNamespace] = []  # of every scan made
 
     def _read(self, start, end, prefilter: bool = True) -> Future:
-        return self.reader.submit(self.source.scan, self.name, start, end, self.columns,
-                                  prefilter)
+        return self.reader.submit(self.source.scan, self.name, start, end, self.columns, prefilter)
 
     def prefetch(self, start, end, step) -> None:
         """Start reading the slices of [start, end) not read yet."""
@@ -214,9 +237,17 @@ class Hunt:
     window alone (stateless: judged without run history, as `detect`); then `quarantine`
     holds every unreadable or repaired record the scans met, each once."""
 
-    def __init__(self, source, first, last, every: timedelta | None = None,
-                 period: timedelta | None = None, rule: Rule | None = None,
-                 engine: str = "native", docs_dir: Path | None = None):
+    def __init__(
+        self,
+        source,
+        first,
+        last,
+        every: timedelta | None = None,
+        period: timedelta | None = None,
+        rule: Rule | None = None,
+        engine: str = "native",
+        docs_dir: Path | None = None,
+    ):
         self.rule = rule or load_rule()
         self.period = pd.Timedelta(period or self.rule.query_period)
         self.every = pd.Timedelta(every or self.rule.query_frequency)
@@ -236,26 +267,38 @@ class Hunt:
         if self.engine == "ge":
             quality.prefetch()
         reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="range-scan")
-        self.tables = {t: _Table(t, self.rule.inputs[t], reader, source)
-                       for t in sources.TABLES}
+        self.tables = {t: _Table(t, self.rule.inputs[t], reader, source) for t in sources.TABLES}
         try:
             for k, end in enumerate(self.ends):
                 start = end - self.period
-                scans = {t: table.scan(start, end, self.step, self.ends[k:])
-                         for t, table in self.tables.items()}
+                scans = {
+                    t: table.scan(start, end, self.step, self.ends[k:])
+                    for t, table in self.tables.items()
+                }
                 if k + 1 < len(self.ends):
                     nxt = self.ends[k + 1]
                     for table in self.tables.values():
                         table.forget_before(nxt - self.period)  # not needed again
                         table.prefetch(nxt - self.period, nxt, self.step)
                 docs = Path(self.docs_dir) / _name(start, end) if self.docs_dir else None
-                checks = {t: validate(s, start, end, self.rule, None, docs,
-                                      raise_on_failure=False, engine=self.engine)
-                          for t, s in scans.items()}
+                checks = {
+                    t: validate(
+                        s,
+                        start,
+                        end,
+                        self.rule,
+                        None,
+                        docs,
+                        raise_on_failure=False,
+                        engine=self.engine,
+                    )
+                    for t, s in scans.items()
+                }
                 detection = Detection(start, end, scans, checks, None)
                 if not detection.failures:
-                    detection.result = correlation.correlate(scans["AzureActivity"].frame,
-                                                             scans["BehaviorAnalytics"].frame)
+                    detection.result = correlation.correlate(
+                        scans["AzureActivity"].frame, scans["BehaviorAnalytics"].frame
+                    )
                 yield detection
         finally:
             reader.shutdown(wait=True, cancel_futures=True)
@@ -263,8 +306,10 @@ class Hunt:
     @property
     def quarantine(self) -> list[SimpleNamespace]:
         """Per table, its records (as quarantine.write takes scans)."""
-        return [SimpleNamespace(quarantine=merge_quarantine(t.quarantines))
-                for t in self.tables.values()]
+        return [
+            SimpleNamespace(quarantine=merge_quarantine(t.quarantines))
+            for t in self.tables.values()
+        ]
 
 
 def _name(start, end) -> str:
@@ -273,6 +318,7 @@ def _name(start, end) -> str:
 
 
 # --- one result file for every window ---------------------------------------------------------
+
 
 class RangeWriter:
     """Every window's result rows into one file (.jsonl or .parquet), a leading WindowEnd column
@@ -296,8 +342,12 @@ class RangeWriter:
             import pyarrow.parquet as pq
 
             fields = [pa.field(WINDOW_END, pa.string())] + [
-                pa.field(c, pa.timestamp("ns", tz="UTC") if c in results.DATETIME_COLUMNS
-                         else pa.string()) for c in OUTPUT_COLUMNS]
+                pa.field(
+                    c,
+                    pa.timestamp("ns", tz="UTC") if c in results.DATETIME_COLUMNS else pa.string(),
+                )
+                for c in OUTPUT_COLUMNS
+            ]
             self._schema = pa.schema(fields)
             self._pq = self._stack.enter_context(pq.ParquetWriter(tmp, self._schema))
         return self
@@ -322,8 +372,10 @@ class RangeQualityError(DataQualityError):
     `failed` holds (window end, that window's DataQualityError): not the windows' rows."""
 
     def __init__(self, failed: list[tuple[pd.Timestamp, DataQualityError]], total: int):
-        self.failures = [{**f, "window_end": end.isoformat()} for end, error in failed
-                         for f in error.failures]
+        self.failures = [
+            {**f, "window_end": end.isoformat()} for end, error in failed for f in error.failures
+        ]
         windows = "; ".join(f"window ending {end.isoformat()}: {error}" for end, error in failed)
-        DetectionError.__init__(self, f"data-quality gate failed in {len(failed)} of {total} "
-                                      f"windows ({windows})")
+        DetectionError.__init__(
+            self, f"data-quality gate failed in {len(failed)} of {total} windows ({windows})"
+        )

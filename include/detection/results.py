@@ -48,6 +48,7 @@ def write(frame: pd.DataFrame, out: Path, columns=OUTPUT_COLUMNS) -> None:
                     fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
         else:
             import pyarrow.parquet as pq
+
             pq.write_table(to_arrow(frame, columns), tmp)
 
 
@@ -60,8 +61,10 @@ def to_arrow(frame: pd.DataFrame, columns=OUTPUT_COLUMNS):
         if col in DATETIME_COLUMNS:
             data[col] = pa.array(frame[col].dt.as_unit("ns"), pa.timestamp("ns", tz="UTC"))
         elif col in DYNAMIC_COLUMNS:
-            data[col] = pa.array([None if v is None else json.dumps(v, ensure_ascii=False)
-                                  for v in frame[col]], pa.string())
+            data[col] = pa.array(
+                [None if v is None else json.dumps(v, ensure_ascii=False) for v in frame[col]],
+                pa.string(),
+            )
         else:
             data[col] = pa.array(frame[col].astype(object).tolist(), pa.string())
     return pa.table(data)
@@ -78,8 +81,11 @@ def from_arrow(table) -> pd.DataFrame:
     """to_arrow's shape back as correlate()'s (dynamic columns parsed from their JSON text)."""
     frame = table.to_pandas()
     for col in DYNAMIC_COLUMNS:
-        frame[col] = pd.Series([None if pd.isna(v) else json.loads(v) for v in frame[col]],
-                               index=frame.index, dtype=object)
+        frame[col] = pd.Series(
+            [None if pd.isna(v) else json.loads(v) for v in frame[col]],
+            index=frame.index,
+            dtype=object,
+        )
     return frame
 
 

@@ -21,7 +21,14 @@ DEFAULT_RULE = "runcommand_ueba_breach"
 # over a year is run as one window per day, not as one window).
 MAX_SPAN = timedelta(days=366)
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(d|h|m|s|ms|min)\s*$")
-_UNIT = {"d": "days", "h": "hours", "m": "minutes", "min": "minutes", "s": "seconds", "ms": "milliseconds"}
+_UNIT = {
+    "d": "days",
+    "h": "hours",
+    "m": "minutes",
+    "min": "minutes",
+    "s": "seconds",
+    "ms": "milliseconds",
+}
 
 
 def parse_timespan(text: str) -> timedelta:
@@ -72,7 +79,9 @@ class Rule:
             return "0 0 * * *"
         if hours < 24 and 24 % hours == 0:
             return f"0 */{int(hours)} * * *"
-        raise UsageError(f"rule {self.id}: queryFrequency {self.query_frequency} is not schedulable")
+        raise UsageError(
+            f"rule {self.id}: queryFrequency {self.query_frequency} is not schedulable"
+        )
 
 
 @lru_cache(maxsize=None)
@@ -82,7 +91,16 @@ def load_rule(name: str = DEFAULT_RULE) -> Rule:
         raw = yaml.load(path.read_text(), Loader=YAML_LOADER)
     except FileNotFoundError:
         raise UsageError(f"rule file not found: {path}") from None
-    required = ["id", "name", "severity", "queryFrequency", "queryPeriod", "query", "outputColumns", "inputs"]
+    required = [
+        "id",
+        "name",
+        "severity",
+        "queryFrequency",
+        "queryPeriod",
+        "query",
+        "outputColumns",
+        "inputs",
+    ]
     missing = [k for k in required if k not in raw]
     if missing:
         raise UsageError(f"rule file {path} lacks {', '.join(missing)}")

@@ -30,8 +30,9 @@ def current(cur, is_postgres: bool) -> str | None:
         if cur.fetchone()[0] is None:
             return None
     else:
-        cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                    (VERSION_TABLE,))
+        cur.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (VERSION_TABLE,)
+        )
         if cur.fetchone() is None:
             return None
     cur.execute(f"SELECT version_num FROM {VERSION_TABLE}")
@@ -42,8 +43,10 @@ def current(cur, is_postgres: bool) -> str | None:
 def check(version: str | None, where: str) -> bool:
     """True when the store needs migrating; refuses a store newer than this code."""
     if version is not None and version not in KNOWN:
-        raise UsageError(f"alert store {where} has schema version {version}, newer than this "
-                         f"code knows (up to {HEAD}): upgrade the detection code before using it")
+        raise UsageError(
+            f"alert store {where} has schema version {version}, newer than this "
+            f"code knows (up to {HEAD}): upgrade the detection code before using it"
+        )
     return version != HEAD
 
 

@@ -32,21 +32,38 @@ from . import files
 from .errors import UsageError
 
 # scheme -> the package that provides it (None: fsspec itself)
-PACKAGES = {"memory": None, "abfs": "adlfs", "abfss": "adlfs", "az": "adlfs", "s3": "s3fs",
-            "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs"}
+PACKAGES = {
+    "memory": None,
+    "abfs": "adlfs",
+    "abfss": "adlfs",
+    "az": "adlfs",
+    "s3": "s3fs",
+    "s3a": "s3fs",
+    "gs": "gcsfs",
+    "gcs": "gcsfs",
+}
 # Stores with no real folders: makedirs there would create a bucket or container, not a folder.
 _FLAT = {"abfs", "abfss", "az", "s3", "s3a", "gs", "gcs"}
-_SECRET_ENV = ("AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_TOKEN",
-               "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_CLIENT_SECRET",
-               "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+_SECRET_ENV = (
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_CLIENT_SECRET",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+)
 
 
 def scheme(url) -> str | None:
     """The URL's scheme in lower case, or None for a plain path (`C:/x` is a drive)."""
     text = os.fspath(url)
     head, sep, _ = text.partition(":")
-    if not sep or len(head) < 2 or not head[0].isalpha() \
-            or not all(c.isalnum() or c in "+.-" for c in head):
+    if (
+        not sep
+        or len(head) < 2
+        or not head[0].isalpha()
+        or not all(c.isalnum() or c in "+.-" for c in head)
+    ):
         return None
     return head.lower()
 
@@ -90,9 +107,11 @@ def open_dir(url):
     if ":" in user or parts.query:
         register_url(text)
         # these URLs are logged and passed between tasks (XCom): never a secret in them
-        raise UsageError(f"{shown}: no password or query (?...) in a storage URL; the storage "
-                         "client reads credentials from the environment (e.g. "
-                         "AZURE_STORAGE_SAS_TOKEN, AWS_SECRET_ACCESS_KEY)")
+        raise UsageError(
+            f"{shown}: no password or query (?...) in a storage URL; the storage "
+            "client reads credentials from the environment (e.g. "
+            "AZURE_STORAGE_SAS_TOKEN, AWS_SECRET_ACCESS_KEY)"
+        )
     for name in _SECRET_ENV:
         register_secret(os.environ.get(name))
     try:
@@ -217,7 +236,7 @@ def walk(url) -> list[str]:
     if not fs.isdir(path):
         return []
     root = path.rstrip("/") + "/"
-    return sorted(f[len(root):] for f in fs.find(path) if f.startswith(root))
+    return sorted(f[len(root) :] for f in fs.find(path) if f.startswith(root))
 
 
 def subfolders(url) -> list[str]:
@@ -231,8 +250,11 @@ def subfolders(url) -> list[str]:
     fs, path = open_dir(url)
     if not fs.isdir(path):
         return []
-    return sorted(e["name"].rstrip("/").rsplit("/", 1)[-1]
-                  for e in fs.ls(path, detail=True) if e.get("type") == "directory")
+    return sorted(
+        e["name"].rstrip("/").rsplit("/", 1)[-1]
+        for e in fs.ls(path, detail=True)
+        if e.get("type") == "directory"
+    )
 
 
 def put_tree(local: Path, url) -> list[str]:

@@ -64,7 +64,7 @@ def _json_escape(m: re.Match) -> str:
 
 def _utf16(c: str) -> list[int]:
     data = c.encode("utf-16-be", "surrogatepass")
-    return [int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2)]
+    return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
 
 
 def json_text(value, **kwargs) -> str:

@@ -16,23 +16,23 @@ import pytest
 from tests.conftest import require_service
 from tests.fakes.fixtures import fakes, jira, pg_url, servicenow, store_url, webhook  # noqa: F401
 
-MISSED = 3          # intervals the scheduler has to catch up on
-BACKFILL_DAYS = 5   # days back-filled, before DETECTION_START_DATE
-LAKE_DAYS = 10      # generated data: the LAKE_DAYS days before today (UTC)
+MISSED = 3  # intervals the scheduler has to catch up on
+BACKFILL_DAYS = 5  # days back-filled, before DETECTION_START_DATE
+LAKE_DAYS = 10  # generated data: the LAKE_DAYS days before today (UTC)
 
 
 @dataclass
 class Scheduled:
-    stack: object           # bench.airflow_stack.AirflowStack
-    kind: str               # sqlite | postgresql
+    stack: object  # bench.airflow_stack.AirflowStack
+    kind: str  # sqlite | postgresql
     lake: Path
     today: date
-    start: date             # DETECTION_START_DATE
-    store_url: str          # the alert store the DAG writes to
-    tickets: Path           # the `file` destination's folder
-    catchup: list[dict]     # the scheduled runs, once finished
+    start: date  # DETECTION_START_DATE
+    store_url: str  # the alert store the DAG writes to
+    tickets: Path  # the `file` destination's folder
+    catchup: list[dict]  # the scheduled runs, once finished
     backfill_days: tuple[date, date]  # first and last logical date back-filled
-    backfill: list[dict]    # the back-fill's runs, once finished
+    backfill: list[dict]  # the back-fill's runs, once finished
 
 
 def _store_schema(database_url: str) -> str:
@@ -45,8 +45,11 @@ def _store_schema(database_url: str) -> str:
     return f"{url}?options=-csearch_path%3Ddetections"
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"],
-                ids=["sqlite metadata DB", "postgresql metadata DB"])
+@pytest.fixture(
+    scope="session",
+    params=["sqlite", "postgresql"],
+    ids=["sqlite metadata DB", "postgresql metadata DB"],
+)
 def scheduled(request, tmp_path_factory):
     """A scheduler that was "down" for MISSED days: the DAG starts MISSED days ago
     (DETECTION_START_DATE), so when the scheduler starts, MISSED intervals are due; meanwhile
@@ -60,8 +63,10 @@ def scheduled(request, tmp_path_factory):
     today = datetime.now(timezone.utc).date()
     start = today - timedelta(days=MISSED)
     home = tmp_path_factory.mktemp(f"scheduled-{kind}")
-    lake = demo.write_lake(demo.generate(today - timedelta(days=LAKE_DAYS), LAKE_DAYS,
-                                         activity_per_day=1000), home / "lake")
+    lake = demo.write_lake(
+        demo.generate(today - timedelta(days=LAKE_DAYS), LAKE_DAYS, activity_per_day=1000),
+        home / "lake",
+    )
     env = {"DETECTION_START_DATE": start.isoformat()}
     with contextlib.ExitStack() as cleanup:
         metadata = None
@@ -70,9 +75,8 @@ def scheduled(request, tmp_path_factory):
             require_service("PostgreSQL", "127.0.0.1", 5432)
             metadata = cleanup.enter_context(postgres_database())
             store = env["DETECTION_ALERT_STORE"] = _store_schema(metadata)
-        stack = cleanup.enter_context(AirflowStack(home, lake, extra_env=env,
-                                                   metadata_db=metadata))
-        first = today - timedelta(days=LAKE_DAYS - 1)   # its window starts on the lake's day 1
+        stack = cleanup.enter_context(AirflowStack(home, lake, extra_env=env, metadata_db=metadata))
+        first = today - timedelta(days=LAKE_DAYS - 1)  # its window starts on the lake's day 1
         last = first + timedelta(days=BACKFILL_DAYS - 1)
         stack.backfill(first.isoformat(), last.isoformat(), max_active_runs=BACKFILL_DAYS)
 
@@ -87,5 +91,15 @@ def scheduled(request, tmp_path_factory):
         except StackTimeout as exc:
             tasks = {r["run_id"]: stack.task_instances(r["run_id"]) for r in stack.runs()}
             pytest.fail(f"{exc}\nruns: {stack.runs()}\ntasks: {tasks}")
-        yield Scheduled(stack, kind, lake, today, start, store, home / "detection" / "tickets",
-                        runs, (first, last), stack.runs("backfill"))
+        yield Scheduled(
+            stack,
+            kind,
+            lake,
+            today,
+            start,
+            store,
+            home / "detection" / "tickets",
+            runs,
+            (first, last),
+            stack.runs("backfill"),
+        )

@@ -13,18 +13,26 @@ def _conn(monkeypatch, conn_id: str, **fields):
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))
 
 
-@pytest.mark.parametrize("conn_id, env", [("azure_default", None), ("tenant_b", "tenant_b")],
-                         ids=["default connection", "named by DETECTION_AZURE_CONN_ID"])
-def test_a_service_principal_connection_gives_a_client_secret_credential(monkeypatch, conn_id,
-                                                                         env):
+@pytest.mark.parametrize(
+    "conn_id, env",
+    [("azure_default", None), ("tenant_b", "tenant_b")],
+    ids=["default connection", "named by DETECTION_AZURE_CONN_ID"],
+)
+def test_a_service_principal_connection_gives_a_client_secret_credential(monkeypatch, conn_id, env):
     from azure.identity import ClientSecretCredential
 
     if env:
         monkeypatch.setenv("DETECTION_AZURE_CONN_ID", env)
     else:
         monkeypatch.delenv("DETECTION_AZURE_CONN_ID", raising=False)
-    _conn(monkeypatch, conn_id, conn_type="azure", login="app-client-id",
-          password="sp-secret-value-123", extra={"tenantId": "tenant-guid"})
+    _conn(
+        monkeypatch,
+        conn_id,
+        conn_type="azure",
+        login="app-client-id",
+        password="sp-secret-value-123",
+        extra={"tenantId": "tenant-guid"},
+    )
     credential = azure_credential()
     # an azure-identity object (what LogsQueryClient / KustoClient take), not the hook's legacy
     # ServicePrincipalCredentials, although the connection did not ask for one
@@ -37,8 +45,12 @@ def test_a_managed_identity_connection_gives_default_azure_credential(monkeypatc
     from azure.identity import DefaultAzureCredential
 
     monkeypatch.delenv("DETECTION_AZURE_CONN_ID", raising=False)
-    _conn(monkeypatch, "azure_default", conn_type="azure",
-          extra={"managed_identity_client_id": "mi-client-id"})
+    _conn(
+        monkeypatch,
+        "azure_default",
+        conn_type="azure",
+        extra={"managed_identity_client_id": "mi-client-id"},
+    )
     assert isinstance(azure_credential(), DefaultAzureCredential)
 
 

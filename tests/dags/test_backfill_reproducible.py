@@ -32,8 +32,9 @@ def expected_alerts(lake, window_ends) -> dict[str, set[str]]:
     rule, out = load_rule(), {}
     for end in window_ends:
         found = detect(lake, end, rule=rule, engine="native")
-        for alert in alerting.build_alerts(found.result, rule, found.start, found.end,
-                                           found.data_quality):
+        for alert in alerting.build_alerts(
+            found.result, rule, found.start, found.end, found.data_quality
+        ):
             out.setdefault(alert["id"], set()).update(map(_canonical, alert["evidence"]))
     return out
 
@@ -54,25 +55,35 @@ def backfilled(scheduled):
     (first, last), runs = scheduled.backfill_days, scheduled.backfill
     assert last < scheduled.start, "the back-filled days lie before DETECTION_START_DATE"
     once = snapshot(scheduled)
-    stack.backfill(first.isoformat(), last.isoformat(), max_active_runs=BACKFILL_DAYS,
-                   reprocess_behavior="completed")
+    stack.backfill(
+        first.isoformat(),
+        last.isoformat(),
+        max_active_runs=BACKFILL_DAYS,
+        reprocess_behavior="completed",
+    )
     stack.wait_for_backfill(600)
     rerun = stack.runs("backfill")
-    return {"days": (first, last), "runs": runs, "once": once, "rerun_runs": rerun,
-            "twice": snapshot(scheduled)}
+    return {
+        "days": (first, last),
+        "runs": runs,
+        "once": once,
+        "rerun_runs": rerun,
+        "twice": snapshot(scheduled),
+    }
 
 
 def test_the_backfill_runs_each_day_before_the_start_date_to_success(scheduled, backfilled):
     first, _ = backfilled["days"]
     got = [(r["interval_start"][:10], r["state"]) for r in backfilled["runs"]]
-    assert got == [((first + timedelta(days=i)).isoformat(), "success")
-                   for i in range(BACKFILL_DAYS)], \
-        {r["run_id"]: scheduled.stack.task_instances(r["run_id"]) for r in backfilled["runs"]}
+    assert got == [
+        ((first + timedelta(days=i)).isoformat(), "success") for i in range(BACKFILL_DAYS)
+    ], {r["run_id"]: scheduled.stack.task_instances(r["run_id"]) for r in backfilled["runs"]}
 
 
 def test_the_alerts_are_the_union_of_detect_over_each_window(scheduled, backfilled):
-    ends = [datetime.fromisoformat(r["interval_end"]) for r in
-            backfilled["runs"] + scheduled.catchup]
+    ends = [
+        datetime.fromisoformat(r["interval_end"]) for r in backfilled["runs"] + scheduled.catchup
+    ]
     expected = expected_alerts(scheduled.lake, ends)
     stored = backfilled["once"]["alerts"]
     assert expected, "the back-filled windows hold planted true positives"
@@ -96,9 +107,11 @@ def test_backfilling_again_reruns_the_days_and_changes_nothing(backfilled):
     before = {r["run_id"]: r["end_date"] for r in backfilled["runs"]}
     after = {r["run_id"]: (r["end_date"], r["state"]) for r in backfilled["rerun_runs"]}
     assert after.keys() == before.keys()
-    assert all(after[i][0] > before[i] and after[i][1] == "success" for i in before), \
+    assert all(after[i][0] > before[i] and after[i][1] == "success" for i in before), (
         "every day ran again"
-    assert {i: a["revision"] for i, a in twice["alerts"].items()} == \
-        {i: a["revision"] for i, a in once["alerts"].items()}
+    )
+    assert {i: a["revision"] for i, a in twice["alerts"].items()} == {
+        i: a["revision"] for i, a in once["alerts"].items()
+    }
     assert twice["files"] == once["files"], "no ticket opened or rewritten"
     assert twice["log"] == once["log"], "no delivery at all"

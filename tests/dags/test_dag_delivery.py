@@ -49,7 +49,8 @@ def states(dagrun):
 
 
 def test_deliver_fails_while_jira_is_down_and_the_next_run_delivers_each_alert_once(
-        dag, configured, pg_url, detection_home):
+    dag, configured, pg_url, detection_home
+):
     jira = configured["jira"]
     jira.down()
     dagrun = dag.test(logical_date=DAY)
@@ -65,4 +66,6 @@ def test_deliver_fails_while_jira_is_down_and_the_next_run_delivers_each_alert_o
     assert dag.test(logical_date=DAY).state == "success"  # the retry / next run
     assert sorted(len(jira.by_label(f"detection-alert-{i}")) for i in ids) == [1, 1]
     with AlertStore(pg_url) as store:
-        assert [e["action"] for e in store.delivery_log() if e["destination"] == "jira"] == ["created"] * 2
+        assert [e["action"] for e in store.delivery_log() if e["destination"] == "jira"] == [
+            "created"
+        ] * 2

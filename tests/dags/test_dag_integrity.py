@@ -55,9 +55,12 @@ def test_schedule_has_a_real_daily_data_interval(dagbag):
     assert type(timetable).__name__ == "CronDataIntervalTimetable"
     assert (timetable.expression, str(timetable.timezone)) == (load_rule().cron, "UTC")
     interval = CoreTimetable(timetable.expression, timezone="UTC").infer_manual_data_interval(
-        run_after=datetime(2026, 11, 1, tzinfo=timezone.utc))
-    assert (interval.start, interval.end) == (datetime(2026, 10, 31, tzinfo=timezone.utc),
-                                              datetime(2026, 11, 1, tzinfo=timezone.utc))
+        run_after=datetime(2026, 11, 1, tzinfo=timezone.utc)
+    )
+    assert (interval.start, interval.end) == (
+        datetime(2026, 10, 31, tzinfo=timezone.utc),
+        datetime(2026, 11, 1, tzinfo=timezone.utc),
+    )
 
 
 def test_task_graph_extracts_in_parallel_then_validates_correlates_alerts_delivers(dagbag):
@@ -69,8 +72,14 @@ def test_task_graph_extracts_in_parallel_then_validates_correlates_alerts_delive
     group = dag.task_group.children["partition"]
     assert type(group).__name__ == "MappedTaskGroup"
     assert {t.task_id for t in dag.tasks if t.task_group is group} == {
-        "extract_azure_activity", "extract_behavior_analytics", "validate_azure_activity",
-        "validate_behavior_analytics", "correlate", "build_alerts", "data_docs"}
+        "extract_azure_activity",
+        "extract_behavior_analytics",
+        "validate_azure_activity",
+        "validate_behavior_analytics",
+        "correlate",
+        "build_alerts",
+        "data_docs",
+    }
     assert up["validate_azure_activity"] == {"extract_azure_activity"}
     assert up["validate_behavior_analytics"] == {"extract_behavior_analytics"}
     assert up["correlate"] == {"validate_azure_activity", "validate_behavior_analytics"}
@@ -82,22 +91,29 @@ def test_task_graph_extracts_in_parallel_then_validates_correlates_alerts_delive
         assert not dag.get_task(leaf).downstream_task_ids
     # Data Docs hang off both validations, whatever their outcome (not in a run skipped for no
     # data yet), and nothing waits for them
-    assert up["data_docs"] == {"validate_azure_activity", "validate_behavior_analytics",
-                               "partitions"}
+    assert up["data_docs"] == {
+        "validate_azure_activity",
+        "validate_behavior_analytics",
+        "partitions",
+    }
     assert dag.get_task("data_docs").trigger_rule == "none_skipped"
     assert not dag.get_task("data_docs").downstream_task_ids
 
 
 @pytest.mark.parametrize("dag_file", sorted(EXPECTED_DAGS))
 def test_parsing_imports_nothing_heavy(dag_file):
-    code = (f"import runpy, sys; runpy.run_path({str(REPO / 'dags' / dag_file)!r}); "
-            f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=REPO)
+    code = (
+        f"import runpy, sys; runpy.run_path({str(REPO / 'dags' / dag_file)!r}); "
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
     assert out.stdout.strip() == "", f"heavy modules imported at parse time: {out.stdout}"
 
 
 # --- issue #11: no silent gaps ------------------------------------------------------------------
+
 
 def test_every_interval_since_the_start_date_runs_one_at_a_time(dagbag):
     from datetime import datetime, timezone
@@ -121,19 +137,26 @@ def test_default_start_date_is_the_demo_lakes_first_complete_window():
     assert first_window_start == demo.DEMO_START
 
 
-PARSE = ("from airflow.dag_processing.dagbag import DagBag; import json; "
-         "bag = DagBag(dag_folder={dags!r}); "
-         "print(json.dumps([[str(d.start_date) for d in bag.dags.values()], "
-         "list(bag.import_errors.values())]))")
+PARSE = (
+    "from airflow.dag_processing.dagbag import DagBag; import json; "
+    "bag = DagBag(dag_folder={dags!r}); "
+    "print(json.dumps([[str(d.start_date) for d in bag.dags.values()], "
+    "list(bag.import_errors.values())]))"
+)
 
 
 def parse_with(**env) -> tuple[list, list]:
     import json
     import os
 
-    out = subprocess.run([sys.executable, "-c", PARSE.format(dags=str(REPO / "dags"))],
-                         capture_output=True, text=True, check=True, cwd=REPO,
-                         env={**os.environ, **env})
+    out = subprocess.run(
+        [sys.executable, "-c", PARSE.format(dags=str(REPO / "dags"))],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        env={**os.environ, **env},
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -148,13 +171,17 @@ def test_a_bad_start_date_is_an_import_error_naming_the_variable():
     assert "DETECTION_START_DATE='2021-13-01' is not an ISO date" in errors[0]
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("2021-01-01", "2021-01-01T00:00:00+00:00"),
-    (" 2026-11-05 ", "2026-11-05T00:00:00+00:00"),
-    ("2021-13-01", "DETECTION_START_DATE='2021-13-01' is not an ISO date"),
-    ("yesterday", "DETECTION_START_DATE='yesterday' is not an ISO date"),
-    ("1969-12-31", "DETECTION_START_DATE='1969-12-31' is before 1970-01-01"),
-], ids=["a date in 2021", "a date with spaces around it", "month 13", "not a date", "before 1970"])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("2021-01-01", "2021-01-01T00:00:00+00:00"),
+        (" 2026-11-05 ", "2026-11-05T00:00:00+00:00"),
+        ("2021-13-01", "DETECTION_START_DATE='2021-13-01' is not an ISO date"),
+        ("yesterday", "DETECTION_START_DATE='yesterday' is not an ISO date"),
+        ("1969-12-31", "DETECTION_START_DATE='1969-12-31' is before 1970-01-01"),
+    ],
+    ids=["a date in 2021", "a date with spaces around it", "month 13", "not a date", "before 1970"],
+)
 def test_start_date_values(monkeypatch, value, expected):
     from include.dag_defaults import start_date
     from include.detection.errors import UsageError
@@ -167,9 +194,11 @@ def test_start_date_values(monkeypatch, value, expected):
     assert got.startswith(expected)
 
 
-@pytest.mark.parametrize("timeout, retries", [("0", 0), ("0min", 0), ("6h", 12), ("45m", 2)],
-                         ids=["0 fails at once", "0min fails at once", "6h waits 12 times 30 min",
-                              "45m waits twice"])
+@pytest.mark.parametrize(
+    "timeout, retries",
+    [("0", 0), ("0min", 0), ("6h", 12), ("45m", 2)],
+    ids=["0 fails at once", "0min fails at once", "6h waits 12 times 30 min", "45m waits twice"],
+)
 def test_extract_waits_for_an_incomplete_window_up_to_the_timeout(monkeypatch, timeout, retries):
     from include.dag_defaults import extract_args
 
@@ -178,9 +207,11 @@ def test_extract_waits_for_an_incomplete_window_up_to_the_timeout(monkeypatch, t
     assert extract_args()["retries"] == retries
 
 
-@pytest.mark.parametrize("var, value", [("DETECTION_COMPLETENESS_TIMEOUT", "6 hours"),
-                                        ("DETECTION_COMPLETENESS_RETRY_DELAY", "0")],
-                         ids=["a timeout that is no timespan", "a zero retry delay"])
+@pytest.mark.parametrize(
+    "var, value",
+    [("DETECTION_COMPLETENESS_TIMEOUT", "6 hours"), ("DETECTION_COMPLETENESS_RETRY_DELAY", "0")],
+    ids=["a timeout that is no timespan", "a zero retry delay"],
+)
 def test_a_bad_completeness_setting_is_an_error_naming_the_variable(monkeypatch, var, value):
     from include.dag_defaults import extract_args
     from include.detection.errors import UsageError
@@ -202,8 +233,12 @@ def test_a_failed_task_notifies_and_a_late_run_raises_a_deadline_alert(dagbag):
         if t.task_id == "examined":  # it fails only after a partition's task failed and told
             assert not t.on_failure_callback
             continue
-        assert isinstance(t.on_failure_callback[0] if isinstance(t.on_failure_callback, list)
-                          else t.on_failure_callback, DetectionNotifier), t.task_id
+        assert isinstance(
+            t.on_failure_callback[0]
+            if isinstance(t.on_failure_callback, list)
+            else t.on_failure_callback,
+            DetectionNotifier,
+        ), t.task_id
     deadlines = dag.deadline if isinstance(dag.deadline, list) else [dag.deadline]
     assert len(deadlines) == 1
     late = deadlines[0]

@@ -69,10 +69,21 @@ class _SmtpSession(socketserver.StreamRequestHandler):
 @pytest.fixture
 def smtp(monkeypatch):
     server = FakeSmtp()
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({
-        "conn_type": "smtp", "host": "127.0.0.1", "port": server.port,
-        "extra": {"disable_tls": True, "disable_ssl": True,
-                  "from_email": "detections@example.com"}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": server.port,
+                "extra": {
+                    "disable_tls": True,
+                    "disable_ssl": True,
+                    "from_email": "detections@example.com",
+                },
+            }
+        ),
+    )
     monkeypatch.setenv("DETECTION_NOTIFY_EMAIL", "oncall@example.com, soc@example.com")
     yield server
     server.shutdown()
@@ -90,41 +101,66 @@ def hook(monkeypatch, webhook):
 
 @pytest.fixture(autouse=True)
 def no_channels(monkeypatch):
-    for var in ("DETECTION_WEBHOOK_URL", "DETECTION_WEBHOOK_SECRET", "DETECTION_NOTIFY_EMAIL",
-                "AIRFLOW_CONN_DETECTION_WEBHOOK"):
+    for var in (
+        "DETECTION_WEBHOOK_URL",
+        "DETECTION_WEBHOOK_SECRET",
+        "DETECTION_NOTIFY_EMAIL",
+        "AIRFLOW_CONN_DETECTION_WEBHOOK",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 
 def failed_task_context(error: Exception) -> dict:
-    ti = SimpleNamespace(task_id="validate_behavior_analytics", try_number=1,
-                         dag_id="runcommand_ueba_breach", run_id=RUN_ID,
-                         log_url="http://127.0.0.1:8080/log")
-    run = SimpleNamespace(run_id=RUN_ID, run_type="scheduled", logical_date=None,
-                          data_interval_start="2026-11-01T00:00:00+00:00",
-                          data_interval_end="2026-11-02T00:00:00+00:00")
+    ti = SimpleNamespace(
+        task_id="validate_behavior_analytics",
+        try_number=1,
+        dag_id="runcommand_ueba_breach",
+        run_id=RUN_ID,
+        log_url="http://127.0.0.1:8080/log",
+    )
+    run = SimpleNamespace(
+        run_id=RUN_ID,
+        run_type="scheduled",
+        logical_date=None,
+        data_interval_start="2026-11-01T00:00:00+00:00",
+        data_interval_end="2026-11-02T00:00:00+00:00",
+    )
     return {"ti": ti, "dag_run": run, "exception": error}
 
 
 def deadline_context() -> dict:
     """What the scheduler hands a DeadlineAlert callback (airflow/models/deadline.py)."""
-    return {"dag_run": {"dag_id": "runcommand_ueba_breach", "dag_run_id": RUN_ID,
-                        "run_type": "scheduled", "state": "running",
-                        "logical_date": "2026-11-01T00:00:00Z",
-                        "data_interval_start": "2026-11-01T00:00:00Z",
-                        "data_interval_end": "2026-11-02T00:00:00Z"},
-            "deadline": {"id": "0199-dead", "deadline_time": "2026-11-02T06:00:00+00:00"}}
+    return {
+        "dag_run": {
+            "dag_id": "runcommand_ueba_breach",
+            "dag_run_id": RUN_ID,
+            "run_type": "scheduled",
+            "state": "running",
+            "logical_date": "2026-11-01T00:00:00Z",
+            "data_interval_start": "2026-11-01T00:00:00Z",
+            "data_interval_end": "2026-11-02T00:00:00Z",
+        },
+        "deadline": {"id": "0199-dead", "deadline_time": "2026-11-02T06:00:00+00:00"},
+    }
 
 
 def test_a_failed_task_posts_a_signed_event_with_the_run_id_and_reason(hook):
-    notifiers.DetectionNotifier("run.failed")(failed_task_context(
-        RuntimeError("BehaviorAnalytics: not_empty failed (observed: 0 rows in the window)")))
+    notifiers.DetectionNotifier("run.failed")(
+        failed_task_context(
+            RuntimeError("BehaviorAnalytics: not_empty failed (observed: 0 rows in the window)")
+        )
+    )
     (event,) = hook.events  # the fake verified the signature
     message = event["payload"]
     assert (message["event"], message["run"]["run_id"]) == ("run.failed", RUN_ID)
-    assert message["reason"] == ("validate_behavior_analytics: RuntimeError: BehaviorAnalytics: "
-                                 "not_empty failed (observed: 0 rows in the window)")
-    assert message["run"]["data_interval"] == ["2026-11-01T00:00:00+00:00",
-                                               "2026-11-02T00:00:00+00:00"]
+    assert message["reason"] == (
+        "validate_behavior_analytics: RuntimeError: BehaviorAnalytics: "
+        "not_empty failed (observed: 0 rows in the window)"
+    )
+    assert message["run"]["data_interval"] == [
+        "2026-11-01T00:00:00+00:00",
+        "2026-11-02T00:00:00+00:00",
+    ]
     assert message["rule"]["id"] == "11bda520-a965-4654-9a45-d09f372f71aa"
     assert event["delivery_id"] == f"{RUN_ID}:validate_behavior_analytics:1:run.failed"
 
@@ -135,31 +171,43 @@ def test_a_missed_deadline_posts_the_run_and_its_deadline(hook):
     message = event["payload"]
     assert message["event"] == "run.deadline_missed"
     assert message["run"]["run_id"] == RUN_ID
-    assert "has not finished by its deadline 2026-11-02T06:00:00+00:00 (state: running)" \
+    assert (
+        "has not finished by its deadline 2026-11-02T06:00:00+00:00 (state: running)"
         in message["reason"]
+    )
 
 
 def test_a_secret_in_the_reason_is_masked(hook, monkeypatch):
     from include.detection.connections import register_secret
 
     register_secret("tok-9f8e7d6c5b4a")
-    notifiers.DetectionNotifier()(failed_task_context(
-        RuntimeError("jira: POST https://jira.example/?token=tok-9f8e7d6c5b4a: HTTP 401")))
+    notifiers.DetectionNotifier()(
+        failed_task_context(
+            RuntimeError("jira: POST https://jira.example/?token=tok-9f8e7d6c5b4a: HTTP 401")
+        )
+    )
     (event,) = hook.events
     assert "tok-9f8e7d6c5b4a" not in event["body"] and hook.secret not in event["body"]
     assert "***" in event["payload"]["reason"]
 
 
 def test_email_goes_to_every_recipient_with_data_as_text(smtp):
-    sent = notifiers.send(notifiers.task_message(failed_task_context(
-        RuntimeError("caller {{ 7 * 7 }} <b>bob</b>@contoso.com")), "run.failed"))
+    sent = notifiers.send(
+        notifiers.task_message(
+            failed_task_context(RuntimeError("caller {{ 7 * 7 }} <b>bob</b>@contoso.com")),
+            "run.failed",
+        )
+    )
     assert sent == ["email"]
     (mail,) = smtp.messages
     assert mail["to"] == ["oncall@example.com", "soc@example.com"]
     msg = message_from_bytes(mail["raw"])
     assert msg["Subject"] == f"[detection] run.failed: runcommand_ueba_breach {RUN_ID}"
-    html = next(p for p in msg.walk() if p.get_content_type() == "text/html").get_payload(
-        decode=True).decode()
+    html = (
+        next(p for p in msg.walk() if p.get_content_type() == "text/html")
+        .get_payload(decode=True)
+        .decode()
+    )
     assert "caller {{ 7 * 7 }} &lt;b&gt;bob&lt;/b&gt;@contoso.com" in html, "not a template"
     assert "49" not in html
 

@@ -27,8 +27,8 @@ from tests.conftest import REPO, require_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
-FIRST = ("2026-10-29", "2026-10-31")   # logical dates: windows ending 10-30, 10-31 and 11-01
-KILLED = "2026-11-01"                  # the window ending 11-02: the cross-midnight case, new
+FIRST = ("2026-10-29", "2026-10-31")  # logical dates: windows ending 10-30, 10-31 and 11-01
+KILLED = "2026-11-01"  # the window ending 11-02: the cross-midnight case, new
 # The task_instance columns that say where and how a try ran.
 WHERE = "task_id, try_number, state, hostname, queue, external_executor_id"
 
@@ -46,8 +46,9 @@ def _alerts(url: str) -> list[dict]:
 
 def _deliveries(url: str) -> list[tuple]:
     with store.open_store(url) as s:
-        return sorted((d["alert_id"], d["destination"], d["revision"], d["action"])
-                      for d in s.delivery_log())
+        return sorted(
+            (d["alert_id"], d["destination"], d["revision"], d["action"]) for d in s.delivery_log()
+        )
 
 
 def _tickets(folder) -> dict[str, dict]:
@@ -65,12 +66,27 @@ class Embedded:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTION_")}
         env["DETECTION_HOME"] = str(self.home)
         for end in ends:
-            subprocess.run([sys.executable, "-m", "include.detection", "run", "--source",
-                            str(self.lake), "--end", end], env=env, check=True,
-                           capture_output=True, cwd=REPO)
-        return {"alerts": _alerts(str(self.home / "alerts.db")),
-                "deliveries": _deliveries(str(self.home / "alerts.db")),
-                "tickets": _tickets(self.home / "tickets")}
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "include.detection",
+                    "run",
+                    "--source",
+                    str(self.lake),
+                    "--end",
+                    end,
+                ],
+                env=env,
+                check=True,
+                capture_output=True,
+                cwd=REPO,
+            )
+        return {
+            "alerts": _alerts(str(self.home / "alerts.db")),
+            "deliveries": _deliveries(str(self.home / "alerts.db")),
+            "tickets": _tickets(self.home / "tickets"),
+        }
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +111,11 @@ def stack(tmp_path_factory, lake):
 
 def _state(stack: CeleryStack) -> dict:
     url = stack.env["DETECTION_ALERT_STORE"]
-    return {"alerts": _alerts(url), "deliveries": _deliveries(url),
-            "tickets": _tickets(stack.home / "detection" / "tickets")}
+    return {
+        "alerts": _alerts(url),
+        "deliveries": _deliveries(url),
+        "tickets": _tickets(stack.home / "detection" / "tickets"),
+    }
 
 
 def _wait(stack: CeleryStack, count: int) -> list[dict]:
@@ -118,18 +137,30 @@ def start_healthchecks(stack: CeleryStack) -> dict:
             continue
         kind, *argv = spec["healthcheck"]["test"]
         text = (argv[0] if kind == "CMD-SHELL" else shlex.join(argv)).replace("$$", "$")
-        text = text.replace("localhost:8080", f"127.0.0.1:{stack.port}") \
-            .replace("127.0.0.1:8974", f"127.0.0.1:{stack.health_port}")
-        if service == "airflow-worker":   # celery@<container host name> here: <worker>@<host>
+        text = text.replace("localhost:8080", f"127.0.0.1:{stack.port}").replace(
+            "127.0.0.1:8974", f"127.0.0.1:{stack.health_port}"
+        )
+        if service == "airflow-worker":  # celery@<container host name> here: <worker>@<host>
             for worker in WORKERS:
-                checks[worker] = text.replace("celery@${HOSTNAME}",
-                                              f"{worker}@{socket.gethostname()}")
+                checks[worker] = text.replace(
+                    "celery@${HOSTNAME}", f"{worker}@{socket.gethostname()}"
+                )
         else:
             checks[service] = text
     env = {**stack.env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return {name: (text, subprocess.Popen(["sh", "-c", text], env=env, stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT, cwd=REPO))
-            for name, text in checks.items()}
+    return {
+        name: (
+            text,
+            subprocess.Popen(
+                ["sh", "-c", text],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            ),
+        )
+        for name, text in checks.items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -145,13 +176,15 @@ def first(stack, embedded):
 
 def test_backfill_runs_every_day_to_success(first, stack):
     got = [(r["state"], r["interval_end"][:10]) for r in first["runs"]]
-    assert got == [("success", "2026-10-30"), ("success", "2026-10-31"),
-                   ("success", "2026-11-01")], \
-        {r["run_id"]: stack.task_instances(r["run_id"]) for r in first["runs"]}
+    assert got == [
+        ("success", "2026-10-30"),
+        ("success", "2026-10-31"),
+        ("success", "2026-11-01"),
+    ], {r["run_id"]: stack.task_instances(r["run_id"]) for r in first["runs"]}
 
 
 def test_every_task_ran_on_a_celery_worker_and_both_workers_took_tasks(first, stack):
-    ran_by = stack.celery_tasks()   # Celery task id -> worker, from the workers' own logs
+    ran_by = stack.celery_tasks()  # Celery task id -> worker, from the workers' own logs
     rows = stack.query(f"SELECT {WHERE} FROM task_instance")
     assert len(rows) == 3 * 10
     used = set()
@@ -187,8 +220,13 @@ def test_validate_tasks_find_great_expectations_preloaded_by_the_celery_worker(f
 
 def test_the_compose_healthchecks_pass_against_the_running_stack(first):
     healthchecks = first["health"]
-    assert set(healthchecks) == {"airflow-apiserver", "airflow-scheduler",
-                                 "airflow-dag-processor", "airflow-triggerer", *WORKERS}
+    assert set(healthchecks) == {
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        *WORKERS,
+    }
     failed = {}
     for name, (text, proc) in healthchecks.items():
         out = proc.communicate(timeout=180)[0].decode(errors="replace")
@@ -206,15 +244,22 @@ def rerun(first, stack):
     stack.backfill(*FIRST, 3, "--reprocess-behavior", "completed")
     runs = _wait(stack, 3)
     stack.mark("re-run")
-    return {"runs": runs, "started": started, "state": _state(stack), "written": written,
-            "rewritten": {p.name: p.stat().st_mtime_ns for p in tickets.glob("*.json")}}
+    return {
+        "runs": runs,
+        "started": started,
+        "state": _state(stack),
+        "written": written,
+        "rewritten": {p.name: p.stat().st_mtime_ns for p in tickets.glob("*.json")},
+    }
 
 
 def test_rerunning_the_backfill_adds_nothing(rerun, first):
     started = datetime.fromisoformat(rerun["started"])
-    assert all(r["state"] == "success" and datetime.fromisoformat(r["start_date"]) > started
-               for r in rerun["runs"]), rerun["runs"]
-    assert rerun["state"] == first["state"]   # same alerts, revisions, deliveries, tickets
+    assert all(
+        r["state"] == "success" and datetime.fromisoformat(r["start_date"]) > started
+        for r in rerun["runs"]
+    ), rerun["runs"]
+    assert rerun["state"] == first["state"]  # same alerts, revisions, deliveries, tickets
     assert rerun["rewritten"] == rerun["written"], "a ticket file was written again"
 
 
@@ -224,9 +269,15 @@ def killed(first, stack, embedded):
     Data Docs, which comes after it, is not retried, by design), that worker's host is lost:
     SIGKILL to the worker, its pool and the task processes."""
     stack.backfill(KILLED, KILLED)
-    run_id = stack.wait("the new back-fill run", lambda: stack.query(
-        "SELECT run_id FROM dag_run WHERE run_type = 'backfill' AND data_interval_start = "
-        "%s::timestamptz", (f"{KILLED}T00:00:00Z",)), 60)[0][0]
+    run_id = stack.wait(
+        "the new back-fill run",
+        lambda: stack.query(
+            "SELECT run_id FROM dag_run WHERE run_type = 'backfill' AND data_interval_start = "
+            "%s::timestamptz",
+            (f"{KILLED}T00:00:00Z",),
+        ),
+        60,
+    )[0][0]
     deadline = time.monotonic() + 120
     while not (victim := stack.running_on(run_id, prefixes=("validate_",))):
         assert time.monotonic() < deadline, f"no task ran\n{stack.log_tails()}"
@@ -237,8 +288,13 @@ def killed(first, stack, embedded):
     expected = embedded.run("2026-11-02")
     runs = _wait(stack, 4)
     stack.mark("killed worker's back-fill")
-    return {"run": next(r for r in runs if r["run_id"] == run_id), "task_id": task_id,
-            "worker": worker, "state": _state(stack), "expected": expected}
+    return {
+        "run": next(r for r in runs if r["run_id"] == run_id),
+        "task_id": task_id,
+        "worker": worker,
+        "state": _state(stack),
+        "expected": expected,
+    }
 
 
 def test_a_run_survives_a_worker_killed_while_its_task_runs(killed, stack):
@@ -246,10 +302,13 @@ def test_a_run_survives_a_worker_killed_while_its_task_runs(killed, stack):
     assert run["state"] == "success", stack.task_instances(run["run_id"])
     survivor = next(w for w in WORKERS if w != worker)
     ran_by = stack.celery_tasks()
-    tries = stack.query(f"SELECT {WHERE} FROM task_instance_history WHERE run_id = %s "
-                        "AND task_id = %s", (run["run_id"], killed["task_id"]))
-    assert [(t[1], ran_by.get(t[5])) for t in tries] == [(1, worker)], \
+    tries = stack.query(
+        f"SELECT {WHERE} FROM task_instance_history WHERE run_id = %s AND task_id = %s",
+        (run["run_id"], killed["task_id"]),
+    )
+    assert [(t[1], ran_by.get(t[5])) for t in tries] == [(1, worker)], (
         "the killed try is on record as the victim's"
+    )
     now = stack.task_instances(run["run_id"])[killed["task_id"]]
     assert (now["state"], now["try_number"]) == ("success", 2)
     assert ran_by[now["celery_task_id"]] == survivor

@@ -9,13 +9,20 @@ W2 = ("2026-10-31T00:00:00Z", "2026-11-02T00:00:00Z")
 
 
 def alerts_for(activity_rows, ueba_rows, window=W1, grouping=None):
-    return build_alerts(correlate(activity(activity_rows), ueba(ueba_rows)), RULE, *window,
-                        grouping=grouping)
+    return build_alerts(
+        correlate(activity(activity_rows), ueba(ueba_rows)), RULE, *window, grouping=grouping
+    )
 
 
 # Two executions by alice (c1 with two UEBA rows in its window, c2 with one) and one by bob.
-ACTIVITY = (run_command("c1") + run_command("c2", start="2026-10-31T16:00:00Z")
-            + run_command("c3", Caller="bob@fabrikam.com", CallerIpAddress="10.9.9.9"))
-UEBA = [ueba_row(), ueba_row(TimeGenerated="2026-10-31T09:45:00Z", SourceIPLocation="France"),
-        ueba_row(TimeGenerated="2026-10-31T15:30:00Z", ActionType="Add member to role"),
-        ueba_row(UserPrincipalName="bob@fabrikam.com", SourceIPLocation="Brazil")]
+ACTIVITY = (
+    run_command("c1")
+    + run_command("c2", start="2026-10-31T16:00:00Z")
+    + run_command("c3", Caller="bob@fabrikam.com", CallerIpAddress="10.9.9.9")
+)
+UEBA = [
+    ueba_row(),
+    ueba_row(TimeGenerated="2026-10-31T09:45:00Z", SourceIPLocation="France"),
+    ueba_row(TimeGenerated="2026-10-31T15:30:00Z", ActionType="Add member to role"),
+    ueba_row(UserPrincipalName="bob@fabrikam.com", SourceIPLocation="Brazil"),
+]

@@ -70,8 +70,11 @@ def _serve(path: Path):
 def cluster(lake):
     """`duckdb-kql serve lake.duckdb` in this process (the server the CLI runs), on 127.0.0.1."""
     server, thread = _serve(lake.db)
-    yield SimpleNamespace(url=server.url, database=server.database,
-                          source_url=f"kusto://{server.url.split('://')[1]}/{server.database}")
+    yield SimpleNamespace(
+        url=server.url,
+        database=server.database,
+        source_url=f"kusto://{server.url.split('://')[1]}/{server.database}",
+    )
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)
@@ -97,8 +100,7 @@ class Interposed:
         self.client, self.interpose = client, interpose
 
     def execute_query(self, database, query, properties=None):
-        return self.interpose(query, lambda: self.client.execute_query(database, query,
-                                                                       properties))
+        return self.interpose(query, lambda: self.client.execute_query(database, query, properties))
 
 
 def adx(cluster, waits=None, interpose=None, **settings) -> Recording:
@@ -106,8 +108,9 @@ def adx(cluster, waits=None, interpose=None, **settings) -> Recording:
     query in Python: ~0.1 s a query)."""
     settings.setdefault("slice", "1d")
     host, database = parse_url(cluster.source_url)
-    remote = Recording(host, database, sleep=(waits.append if waits is not None else _no_sleep),
-                       **settings)
+    remote = Recording(
+        host, database, sleep=(waits.append if waits is not None else _no_sleep), **settings
+    )
     if interpose is not None:
         remote._client = Interposed(remote.client, interpose)
     return remote
@@ -127,11 +130,14 @@ def test_an_unfiltered_scan_equals_the_folder_source(lake, cluster, table):
 
 @pytest.mark.parametrize("table", TABLES, ids=TABLES)
 def test_a_prefiltered_scan_holds_the_folder_rows_that_pass_the_rules_first_where(
-        lake, cluster, table):
+    lake, cluster, table
+):
     remote = adx(cluster).scan(table, START, END, RULE.inputs[table])
     local = sources.read_table(lake.folder, table, START, END, RULE.inputs[table])
-    first_step = {"AzureActivity": correlation.where_operation_is_run_command,
-                  "BehaviorAnalytics": correlation.where_azure_ad_uncommon_action}[table]
+    first_step = {
+        "AzureActivity": correlation.where_operation_is_run_command,
+        "BehaviorAnalytics": correlation.where_azure_ad_uncommon_action,
+    }[table]
     expected = first_step(local.frame).reset_index(drop=True)
     assert 0 < len(expected) < local.rows_in_window
     assert_same_scan(remote, local, table, expected)
@@ -139,11 +145,18 @@ def test_a_prefiltered_scan_holds_the_folder_rows_that_pass_the_rules_first_wher
 
 def test_the_rule_over_the_cluster_returns_what_it_returns_over_the_folder(lake, cluster):
     remote = adx(cluster)
-    ours = correlation.correlate(*(remote.scan(t, START, END, RULE.inputs[t]).frame
-                                   for t in ("AzureActivity", "BehaviorAnalytics")))
-    theirs = correlation.correlate(*(sources.read_table(lake.folder, t, START, END,
-                                                        RULE.inputs[t]).frame
-                                     for t in ("AzureActivity", "BehaviorAnalytics")))
+    ours = correlation.correlate(
+        *(
+            remote.scan(t, START, END, RULE.inputs[t]).frame
+            for t in ("AzureActivity", "BehaviorAnalytics")
+        )
+    )
+    theirs = correlation.correlate(
+        *(
+            sources.read_table(lake.folder, t, START, END, RULE.inputs[t]).frame
+            for t in ("AzureActivity", "BehaviorAnalytics")
+        )
+    )
     assert len(ours) >= 3
     assert as_counter(normalize_ours(ours)) == as_counter(normalize_ours(theirs))
 
@@ -152,8 +165,10 @@ def test_every_query_filters_the_window_and_row_queries_project_only_the_rules_c
     remote = adx(cluster, slice="12h")
     for table in TABLES:
         remote.scan(table, START, END, RULE.inputs[table])
-    window = re.compile(r"^(\w+)\n\| where TimeGenerated >= datetime\(([^)]+)\) and "
-                        r"TimeGenerated < datetime\(([^)]+)\)\n")
+    window = re.compile(
+        r"^(\w+)\n\| where TimeGenerated >= datetime\(([^)]+)\) and "
+        r"TimeGenerated < datetime\(([^)]+)\)\n"
+    )
     for query in remote.sent:
         match = window.match(query)
         assert match, query
@@ -163,12 +178,25 @@ def test_every_query_filters_the_window_and_row_queries_project_only_the_rules_c
     assert len(remote.sent) == 2 * (1 + 4 + 4)  # per table: schema, 4 profile and 4 row slices
 
 
-TOO_LARGE = {"OneApiErrors": [{"error": {
-    "code": "LimitsExceeded", "message": "Request is invalid and cannot be executed.",
-    "@type": "Kusto.Data.Exceptions.KustoServicePartialQueryFailureLimitsExceededException",
-    "@message": "Query execution has exceeded the allowed limits (80DA0003): The results of this "
-                "query exceed the set limit of 500000 records, so not all records were returned "
-                "(E_QUERY_RESULT_SET_TOO_LARGE, 0x80DA0003).", "@permanent": False}}]}
+TOO_LARGE = {
+    "OneApiErrors": [
+        {
+            "error": {
+                "code": "LimitsExceeded",
+                "message": "Request is invalid and cannot be executed.",
+                "@type": (
+                    "Kusto.Data.Exceptions.KustoServicePartialQueryFailureLimitsExceededException"
+                ),
+                "@message": (
+                    "Query execution has exceeded the allowed limits (80DA0003): The results of "
+                    "this query exceed the set limit of 500000 records, so not all records were "
+                    "returned (E_QUERY_RESULT_SET_TOO_LARGE, 0x80DA0003)."
+                ),
+                "@permanent": False,
+            }
+        }
+    ]
+}
 
 
 def _span(query: str) -> pd.Timedelta:
@@ -187,10 +215,15 @@ def test_a_result_too_large_for_one_answer_is_split_until_it_fits(lake, cluster)
 
     remote = adx(cluster, interpose=cap, slice="6h")
     scan = remote.scan("AzureActivity", START, END, RULE.inputs["AzureActivity"])
-    local = sources.read_table(lake.folder, "AzureActivity", START, END,
-                               RULE.inputs["AzureActivity"])
-    assert_same_scan(scan, local, "AzureActivity",
-                     correlation.where_operation_is_run_command(local.frame).reset_index(drop=True))
+    local = sources.read_table(
+        lake.folder, "AzureActivity", START, END, RULE.inputs["AzureActivity"]
+    )
+    assert_same_scan(
+        scan,
+        local,
+        "AzureActivity",
+        correlation.where_operation_is_run_command(local.frame).reset_index(drop=True),
+    )
     rows = [q for q in remote.sent if "| project" in q]
     assert len(rows) == 8 + 16  # 8 six-hour slices refused, each answered as two of 3 h
 
@@ -198,8 +231,17 @@ def test_a_result_too_large_for_one_answer_is_split_until_it_fits(lake, cluster)
 def test_a_partial_failure_of_another_kind_is_refused_not_split(cluster):
     from azure.kusto.data.exceptions import KustoMultiApiError
 
-    other = {"OneApiErrors": [{"error": {"code": "General_InternalServerError",
-                                         "message": "x", "@message": "shard unavailable"}}]}
+    other = {
+        "OneApiErrors": [
+            {
+                "error": {
+                    "code": "General_InternalServerError",
+                    "message": "x",
+                    "@message": "shard unavailable",
+                }
+            }
+        ]
+    }
 
     def fail(query, send):
         if "| project" in query:
@@ -227,8 +269,9 @@ def test_throttling_waits_for_the_retry_after_and_asks_again(cluster):
     def once(query, send):
         if not throttled:
             throttled.append(query)
-            raise KustoThrottlingError("The request was throttled by the server.",
-                                       http_response(429, {"Retry-After": "2"}))
+            raise KustoThrottlingError(
+                "The request was throttled by the server.", http_response(429, {"Retry-After": "2"})
+            )
         return send()
 
     waits = []
@@ -258,8 +301,7 @@ def test_a_refusal_fails_at_once_naming_the_database_and_the_identity(cluster, s
     from azure.kusto.data.exceptions import KustoServiceError
 
     def refuse(query, send):
-        raise KustoServiceError(f"{status}. Missing adequate access rights.",
-                                http_response(status))
+        raise KustoServiceError(f"{status}. Missing adequate access rights.", http_response(status))
 
     remote = adx(cluster, interpose=refuse)
     with pytest.raises(SourceError) as err:
@@ -278,8 +320,11 @@ def test_a_table_the_database_lacks_fails_naming_table_and_database(cluster):
 
 def test_a_column_the_table_lacks_is_reported_and_not_projected(tmp_path):
     columns = {c: k for c, k in RULE.inputs["AzureActivity"].items() if c != "CallerIpAddress"}
-    db = database_file(tmp_path / "thin.duckdb", {"AzureActivity": sample_tables("us")[
-        "AzureActivity"]}, {"AzureActivity": columns})
+    db = database_file(
+        tmp_path / "thin.duckdb",
+        {"AzureActivity": sample_tables("us")["AzureActivity"]},
+        {"AzureActivity": columns},
+    )
     server, thread = _serve(db)
     try:
         remote = Recording(server.url, server.database, sleep=_no_sleep)
@@ -295,32 +340,52 @@ def test_seven_fractional_digits_and_dynamic_objects_from_the_adx_wire_are_kept(
     """duckdb-kql cannot send 100 ns; a real cluster does: the raw rows are parsed as text."""
     column = SimpleNamespace
     table = SimpleNamespace(
-        columns=[column(column_name="TimeGenerated", column_type="datetime"),
-                 column(column_name="EventSource", column_type="string"),
-                 column(column_name="ActivityInsights", column_type="dynamic")],
-        raw_rows=[["2026-10-31T10:00:00.1234567Z", "Azure AD", {"k": "Zürich", "n": [1, True]}]])
+        columns=[
+            column(column_name="TimeGenerated", column_type="datetime"),
+            column(column_name="EventSource", column_type="string"),
+            column(column_name="ActivityInsights", column_type="dynamic"),
+        ],
+        raw_rows=[["2026-10-31T10:00:00.1234567Z", "Azure AD", {"k": "Zürich", "n": [1, True]}]],
+    )
     answer = SimpleNamespace(primary_results=[table])
     client = SimpleNamespace(execute_query=lambda database, query, properties: answer)
-    remote = AdxSource("https://example.kusto.windows.net", "db", client=client,
-                       sleep=_no_sleep)
-    frame = remote._frame(remote.execute("db", "q"), ["TimeGenerated", "EventSource",
-                                                      "ActivityInsights"],
-                          RULE.inputs["BehaviorAnalytics"], "db", "BehaviorAnalytics")
+    remote = AdxSource("https://example.kusto.windows.net", "db", client=client, sleep=_no_sleep)
+    frame = remote._frame(
+        remote.execute("db", "q"),
+        ["TimeGenerated", "EventSource", "ActivityInsights"],
+        RULE.inputs["BehaviorAnalytics"],
+        "db",
+        "BehaviorAnalytics",
+    )
     assert frame["TimeGenerated"].tolist() == [pd.Timestamp("2026-10-31T10:00:00.1234567Z")]
     assert frame["ActivityInsights"].tolist() == ['{"k":"Zürich","n":[1,true]}']
 
 
-@pytest.mark.parametrize("url, cluster_url, database", [
-    ("kusto://127.0.0.1:31415/lake", "http://127.0.0.1:31415", "lake"),
-    ("kusto://localhost:8080/Security", "http://localhost:8080", "Security"),
-    ("kusto://help.westeurope.kusto.windows.net/Samples",
-     "https://help.westeurope.kusto.windows.net", "Samples"),
-    ("kusto://ade.loganalytics.io/subscriptions/s/resourcegroups/rg/providers/"
-     "microsoft.operationalinsights/workspaces/ws/ws",
-     "https://ade.loganalytics.io/subscriptions/s/resourcegroups/rg/providers/"
-     "microsoft.operationalinsights/workspaces/ws", "ws"),
-], ids=["loopback is plain http", "localhost is plain http", "a cluster is https",
-        "the ADX proxy of a workspace"])
+@pytest.mark.parametrize(
+    "url, cluster_url, database",
+    [
+        ("kusto://127.0.0.1:31415/lake", "http://127.0.0.1:31415", "lake"),
+        ("kusto://localhost:8080/Security", "http://localhost:8080", "Security"),
+        (
+            "kusto://help.westeurope.kusto.windows.net/Samples",
+            "https://help.westeurope.kusto.windows.net",
+            "Samples",
+        ),
+        (
+            "kusto://ade.loganalytics.io/subscriptions/s/resourcegroups/rg/providers/"
+            "microsoft.operationalinsights/workspaces/ws/ws",
+            "https://ade.loganalytics.io/subscriptions/s/resourcegroups/rg/providers/"
+            "microsoft.operationalinsights/workspaces/ws",
+            "ws",
+        ),
+    ],
+    ids=[
+        "loopback is plain http",
+        "localhost is plain http",
+        "a cluster is https",
+        "the ADX proxy of a workspace",
+    ],
+)
 def test_a_url_names_the_cluster_and_the_database(url, cluster_url, database):
     assert parse_url(url) == (cluster_url, database)
     source = from_url(url)
@@ -328,11 +393,23 @@ def test_a_url_names_the_cluster_and_the_database(url, cluster_url, database):
     assert source.targets == [database] and source.url == url
 
 
-@pytest.mark.parametrize("url", ["kusto://cluster.kusto.windows.net", "kusto:///db",
-                                 "kusto://user:secret@cluster/db", "kusto://cluster/db?x=1",
-                                 "kusto://cluster/bad|name"],
-                         ids=["no database", "no host", "credentials in the URL", "options",
-                              "a database name that is not one"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "kusto://cluster.kusto.windows.net",
+        "kusto:///db",
+        "kusto://user:secret@cluster/db",
+        "kusto://cluster/db?x=1",
+        "kusto://cluster/bad|name",
+    ],
+    ids=[
+        "no database",
+        "no host",
+        "credentials in the URL",
+        "options",
+        "a database name that is not one",
+    ],
+)
 def test_a_bad_url_is_a_usage_error(url):
     with pytest.raises(UsageError):
         from_url(url)
@@ -343,8 +420,13 @@ def test_the_duckdb_kql_serve_command_answers_the_same_rows(lake, tmp_path):
     copy = tmp_path / "served.duckdb"
     copy.write_bytes(lake.db.read_bytes())  # the module's server holds the other file
     cli = Path(sys.executable).with_name("duckdb-kql")
-    proc = subprocess.Popen([str(cli), "serve", str(copy), "-p", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(cli), "serve", str(copy), "-p", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         url = None
         for line in proc.stdout:
@@ -354,10 +436,17 @@ def test_the_duckdb_kql_serve_command_answers_the_same_rows(lake, tmp_path):
                 break
         assert url, "duckdb-kql serve printed no URL"
         remote = from_url(f"kusto://{url.split('://')[1]}/served", sleep=_no_sleep)
-        scan = remote.scan("BehaviorAnalytics", START, END, RULE.inputs["BehaviorAnalytics"],
-                           prefilter=False)
-        local = sources.read_table(lake.folder, "BehaviorAnalytics", START, END,
-                                   RULE.inputs["BehaviorAnalytics"], prefilter=False)
+        scan = remote.scan(
+            "BehaviorAnalytics", START, END, RULE.inputs["BehaviorAnalytics"], prefilter=False
+        )
+        local = sources.read_table(
+            lake.folder,
+            "BehaviorAnalytics",
+            START,
+            END,
+            RULE.inputs["BehaviorAnalytics"],
+            prefilter=False,
+        )
         assert_same_scan(scan, local, "BehaviorAnalytics")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

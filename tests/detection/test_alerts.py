@@ -11,8 +11,10 @@ from tests.factories import RULE, activity, run_command, ueba, ueba_row
 
 
 def test_one_alert_per_execution_with_all_its_ueba_evidence():
-    built = alerts_for(run_command("c1") + run_command("c2", start="2026-10-31T10:30:00Z"),
-                       [ueba_row(), ueba_row(TimeGenerated="2026-10-31T09:45:00Z")])
+    built = alerts_for(
+        run_command("c1") + run_command("c2", start="2026-10-31T10:30:00Z"),
+        [ueba_row(), ueba_row(TimeGenerated="2026-10-31T09:45:00Z")],
+    )
     assert len(built) == 2
     assert all(len(a["evidence"]) == 2 for a in built)
     assert {a["correlation_id"] for a in built} == {"c1", "c2"}
@@ -48,11 +50,15 @@ def test_the_rule_yaml_groups_one_alert_per_execution_by_default():
     assert GROUPINGS == ("AlertPerExecution", "SingleAlert", "AlertPerResult")
 
 
-@pytest.mark.parametrize("grouping, alerts, rows_per_alert", [
-    ("AlertPerExecution", 3, [2, 1, 1]),
-    ("SingleAlert", 1, [4]),
-    ("AlertPerResult", 4, [1, 1, 1, 1]),
-], ids=["per-execution", "single-alert", "per-result"])
+@pytest.mark.parametrize(
+    "grouping, alerts, rows_per_alert",
+    [
+        ("AlertPerExecution", 3, [2, 1, 1]),
+        ("SingleAlert", 1, [4]),
+        ("AlertPerResult", 4, [1, 1, 1, 1]),
+    ],
+    ids=["per-execution", "single-alert", "per-result"],
+)
 def test_grouping_modes_split_the_same_result_rows(grouping, alerts, rows_per_alert):
     built = alerts_for(ACTIVITY, UEBA, grouping=grouping)
     assert len(built) == alerts
@@ -62,10 +68,18 @@ def test_grouping_modes_split_the_same_result_rows(grouping, alerts, rows_per_al
     assert all(a["grouping"] == grouping for a in built)
 
 
-@pytest.mark.parametrize("grouping, same_id_in_next_window", [
-    ("AlertPerExecution", True), ("AlertPerResult", True), ("SingleAlert", False),
-], ids=["per-execution", "per-result", "single-alert"])
-def test_ids_are_deterministic_and_window_free_except_single_alert(grouping, same_id_in_next_window):
+@pytest.mark.parametrize(
+    "grouping, same_id_in_next_window",
+    [
+        ("AlertPerExecution", True),
+        ("AlertPerResult", True),
+        ("SingleAlert", False),
+    ],
+    ids=["per-execution", "per-result", "single-alert"],
+)
+def test_ids_are_deterministic_and_window_free_except_single_alert(
+    grouping, same_id_in_next_window
+):
     first = {a["id"] for a in alerts_for(ACTIVITY, UEBA, W1, grouping)}
     rerun = {a["id"] for a in alerts_for(ACTIVITY, UEBA, W1, grouping)}
     overlap = {a["id"] for a in alerts_for(ACTIVITY, UEBA, W2, grouping)}
@@ -77,7 +91,10 @@ def test_single_alert_carries_the_distinct_entities_of_all_rows():
     (alert,) = alerts_for(ACTIVITY, UEBA, grouping="SingleAlert")
     accounts = sorted(e["Name"] for e in alert["entities"] if e["type"] == "Account")
     assert accounts == ["alice", "bob"]
-    assert sorted(e["Address"] for e in alert["entities"] if e["type"] == "IP") == ["10.0.0.1", "10.9.9.9"]
+    assert sorted(e["Address"] for e in alert["entities"] if e["type"] == "IP") == [
+        "10.0.0.1",
+        "10.9.9.9",
+    ]
     assert alert["correlation_id"] is None and sorted(alert["executions"]) == ["c1", "c2", "c3"]
 
 
@@ -96,15 +113,21 @@ def test_custom_details_hold_vm_subscription_ip_ueba_action_location_and_insight
     assert details["UEBAActivityInsights"][0]["ActionUncommonlyPerformedByUser"] == "True"
     assert details["UEBAUsersInsights"] == [{"IsDormantAccount": "False"}]
     assert alert["rule_version"] == RULE.version and alert["data_quality"] == "passed"
-    assert alert["start_time"] == "2026-10-31T10:00:00Z" and alert["end_time"] == "2026-10-31T10:00:02Z"
+    assert (
+        alert["start_time"] == "2026-10-31T10:00:00Z"
+        and alert["end_time"] == "2026-10-31T10:00:02Z"
+    )
     assert alert["caller"] == "alice@contoso.com" and alert["resource_id"].endswith("/vm-1")
     assert len(alert["fingerprint"]) == 64
 
 
 def test_merge_adds_new_evidence_entities_and_details_and_keeps_an_unchanged_alert_as_is():
     (old,) = alerts_for(run_command("c1"), [ueba_row()], W1)
-    (new,) = alerts_for(run_command("c1"), [ueba_row(), ueba_row(TimeGenerated="2026-10-31T09:50:00Z",
-                                                                  SourceIPLocation="Peru")], W2)
+    (new,) = alerts_for(
+        run_command("c1"),
+        [ueba_row(), ueba_row(TimeGenerated="2026-10-31T09:50:00Z", SourceIPLocation="Peru")],
+        W2,
+    )
     assert merge_alert(old, old) == (old, False)
     merged, changed = merge_alert(old, new)
     assert changed and len(merged["evidence"]) == 2 and merged["fingerprint"] != old["fingerprint"]
@@ -121,9 +144,11 @@ def test_the_same_execution_in_two_workspaces_is_two_alerts_that_name_their_work
     a = build_alerts(result, RULE, *W1, workspace="11111111-1111-1111-1111-111111111111")
     b = build_alerts(result, RULE, *W1, workspace="22222222-2222-2222-2222-222222222222")
     assert len(a) == len(b) == len(plain)
-    assert not {x["id"] for x in a} & {x["id"] for x in b} and not {x["id"] for x in a} & \
-        {x["id"] for x in plain}
-    assert [x["id"] for x in build_alerts(result, RULE, *W2, workspace=a[0]["workspace"])][0] == \
-        a[0]["id"], "stable across overlapping windows, as without a workspace"
+    assert not {x["id"] for x in a} & {x["id"] for x in b} and not {x["id"] for x in a} & {
+        x["id"] for x in plain
+    }
+    assert [x["id"] for x in build_alerts(result, RULE, *W2, workspace=a[0]["workspace"])][0] == a[
+        0
+    ]["id"], "stable across overlapping windows, as without a workspace"
     assert all(x["custom_details"]["Workspace"] == [x["workspace"]] for x in a + b)
     assert "Workspace" not in plain[0]["custom_details"]

@@ -42,16 +42,27 @@ def generated(seed: int = 7):
         if i % 9 == 0:
             activity += run_command(f"corr-{i}", start=t, Caller=f"user{i % 5}@contoso.com")
         else:
-            activity.append(activity_row(TimeGenerated=t, OperationNameValue=NOISE,
-                                         CorrelationId=f"noise-{i}"))
-    flags = ['{"ActionUncommonlyPerformedByUser":"True"}', '{"ActionUncommonlyPerformedByUser":'
-             '"true"}', '{"ActionUncommonlyPerformedByUser":true}', '{"Other":"True"}',
-             '{"ActionUncommonlyPerformedByUser":"\\u0054rue","x":"\\udc80"}', "not json"]
+            activity.append(
+                activity_row(TimeGenerated=t, OperationNameValue=NOISE, CorrelationId=f"noise-{i}")
+            )
+    flags = [
+        '{"ActionUncommonlyPerformedByUser":"True"}',
+        '{"ActionUncommonlyPerformedByUser":"true"}',
+        '{"ActionUncommonlyPerformedByUser":true}',
+        '{"Other":"True"}',
+        '{"ActionUncommonlyPerformedByUser":"\\u0054rue","x":"\\udc80"}',
+        "not json",
+    ]
     for i, minute in enumerate(sorted(rng.integers(0, 6 * 24 * 60, 700))):
         t = _iso(start + pd.Timedelta(minutes=int(minute)))
-        ueba.append(ueba_row(TimeGenerated=t, UserPrincipalName=f"user{i % 5}@contoso.com",
-                             ActivityInsights=flags[i % len(flags)],
-                             EventSource="Azure AD" if i % 4 else "Device logons"))
+        ueba.append(
+            ueba_row(
+                TimeGenerated=t,
+                UserPrincipalName=f"user{i % 5}@contoso.com",
+                ActivityInsights=flags[i % len(flags)],
+                EventSource="Azure AD" if i % 4 else "Device logons",
+            )
+        )
     activity.append(activity_row(TimeGenerated=None, OperationNameValue=NOISE))
     return activity, ueba
 
@@ -61,8 +72,7 @@ def write_lake(folder, activity, ueba, layout="by-day"):
     pieces span every day; row groups of 200 rows (statistics per group)."""
     for name, rows in (("AzureActivity", activity), ("BehaviorAnalytics", ueba)):
         frame = pd.DataFrame(rows)
-        frame["TimeGenerated"] = pd.to_datetime(frame["TimeGenerated"], utc=True,
-                                                format="ISO8601")
+        frame["TimeGenerated"] = pd.to_datetime(frame["TimeGenerated"], utc=True, format="ISO8601")
         if layout == "one-file":
             write_part(folder / name / "all.parquet", frame)
             continue
@@ -76,8 +86,9 @@ def write_part(path, frame, **options):
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
     at = table.schema.get_field_index("TimeGenerated")
-    table = table.set_column(at, "TimeGenerated", table["TimeGenerated"].cast(
-        pa.timestamp("ns", tz="UTC")))
+    table = table.set_column(
+        at, "TimeGenerated", table["TimeGenerated"].cast(pa.timestamp("ns", tz="UTC"))
+    )
     pq.write_table(table, path, row_group_size=200, **options)
 
 
@@ -123,6 +134,7 @@ def scan_both(lake, tmp_path, table, start, end, columns=None):
 
 # --- hits and misses --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("table", sources.TABLES)
 def test_a_second_scan_decodes_no_file(lake, tmp_path, builds, table):
     first = scan_both(lake, tmp_path, table, END - PERIOD, END)
@@ -140,25 +152,34 @@ def test_the_next_daily_window_decodes_only_the_new_day(lake, tmp_path, builds):
     table = "AzureActivity"
     scan_both(lake, tmp_path, table, END - PERIOD, END)
     builds.clear()
-    scan_both(lake, tmp_path, table, END - PERIOD + pd.Timedelta(days=1),
-              END + pd.Timedelta(days=1))
+    scan_both(
+        lake, tmp_path, table, END - PERIOD + pd.Timedelta(days=1), END + pd.Timedelta(days=1)
+    )
     assert [n.split("/")[-2] for n in builds] == ["date=2026-11-01"]
 
 
-@pytest.mark.parametrize("start, end", [
-    ("2026-10-30T06:30:00Z", "2026-11-01T00:00:00Z"),
-    ("2026-10-30T00:00:00Z", "2026-10-31T23:59:59.9999999Z"),
-], ids=["start-inside-an-hour", "end-inside-an-hour"])
-def test_a_window_not_on_whole_hours_is_scanned_without_the_cache(lake, tmp_path, builds,
-                                                                   start, end):
+@pytest.mark.parametrize(
+    "start, end",
+    [
+        ("2026-10-30T06:30:00Z", "2026-11-01T00:00:00Z"),
+        ("2026-10-30T00:00:00Z", "2026-10-31T23:59:59.9999999Z"),
+    ],
+    ids=["start-inside-an-hour", "end-inside-an-hour"],
+)
+def test_a_window_not_on_whole_hours_is_scanned_without_the_cache(
+    lake, tmp_path, builds, start, end
+):
     scan_both(lake, tmp_path, "BehaviorAnalytics", pd.Timestamp(start), pd.Timestamp(end))
     assert builds == [] and not (tmp_path / "cache").exists()
 
 
 def test_a_rule_with_other_columns_gets_its_own_pieces(lake, tmp_path, builds):
     table = "AzureActivity"
-    narrow = {c: k for c, k in RULE.inputs[table].items()
-              if c in ("TimeGenerated", "OperationNameValue", "Caller")}
+    narrow = {
+        c: k
+        for c, k in RULE.inputs[table].items()
+        if c in ("TimeGenerated", "OperationNameValue", "Caller")
+    }
     scan_both(lake, tmp_path, table, END - PERIOD, END, narrow)
     built = len(builds)
     wide = scan_both(lake, tmp_path, table, END - PERIOD, END)
@@ -167,6 +188,7 @@ def test_a_rule_with_other_columns_gets_its_own_pieces(lake, tmp_path, builds):
 
 
 # --- files that change, appear, vanish ---------------------------------------------------------
+
 
 def _day(lake, table="BehaviorAnalytics", day="2026-10-31"):
     return lake / table / f"date={day}" / "part-0.parquet"
@@ -183,8 +205,13 @@ def test_a_file_rewritten_in_place_with_the_same_size_is_read_again(lake, tmp_pa
     before = scan_both(lake, tmp_path, "BehaviorAnalytics", END - PERIOD, END)
     size, mtime = path.stat().st_size, path.stat().st_mtime_ns
     # one user renamed to a name of the same length: same size, other rows
-    _rewrite(path, lambda f: f.assign(UserPrincipalName=f["UserPrincipalName"].str.replace(
-        "user1@", "userX@")), compression="none")
+    _rewrite(
+        path,
+        lambda f: f.assign(
+            UserPrincipalName=f["UserPrincipalName"].str.replace("user1@", "userX@")
+        ),
+        compression="none",
+    )
     os.utime(path, ns=(mtime + 10**9, mtime + 10**9))
     assert path.stat().st_size == size
     builds.clear()
@@ -194,8 +221,7 @@ def test_a_file_rewritten_in_place_with_the_same_size_is_read_again(lake, tmp_pa
     assert "userX@contoso.com" not in set(before.frame["UserPrincipalName"])
 
 
-def test_a_file_rewritten_with_its_old_mtime_but_a_new_size_is_read_again(lake, tmp_path,
-                                                                         builds):
+def test_a_file_rewritten_with_its_old_mtime_but_a_new_size_is_read_again(lake, tmp_path, builds):
     path = _day(lake)
     scan_both(lake, tmp_path, "BehaviorAnalytics", END - PERIOD, END)
     stat = path.stat()
@@ -219,8 +245,7 @@ def test_a_touched_file_is_read_again(lake, tmp_path, builds):
     assert builds == [str(path)]
 
 
-def test_a_file_added_to_an_old_partition_is_read_and_a_removed_one_is_not(lake, tmp_path,
-                                                                          builds):
+def test_a_file_added_to_an_old_partition_is_read_and_a_removed_one_is_not(lake, tmp_path, builds):
     table = "AzureActivity"
     before = scan_both(lake, tmp_path, table, END - PERIOD, END)
     late = pd.DataFrame(run_command("late-arrival", start="2026-10-30T12:00:00Z"))
@@ -241,12 +266,17 @@ def test_a_file_added_to_an_old_partition_is_read_and_a_removed_one_is_not(lake,
 
 # --- damaged entries, concurrent writers --------------------------------------------------------
 
-@pytest.mark.parametrize("damage", [
-    lambda b: b[: len(b) // 2],
-    lambda b: b"",
-    lambda b: b[:100] + b"\0" * (len(b) - 100),
-    lambda b: b"PAR1" + b"x" * 50 + b"PAR1",
-], ids=["truncated", "empty", "zeroed", "garbage"])
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda b: b[: len(b) // 2],
+        lambda b: b"",
+        lambda b: b[:100] + b"\0" * (len(b) - 100),
+        lambda b: b"PAR1" + b"x" * 50 + b"PAR1",
+    ],
+    ids=["truncated", "empty", "zeroed", "garbage"],
+)
 def test_a_damaged_entry_is_ignored_and_rebuilt(lake, tmp_path, builds, damage):
     table = "BehaviorAnalytics"
     scan_both(lake, tmp_path, table, END - PERIOD, END)
@@ -257,7 +287,7 @@ def test_a_damaged_entry_is_ignored_and_rebuilt(lake, tmp_path, builds, damage):
     scan_both(lake, tmp_path, table, END - PERIOD, END)
     assert len(builds) == 1
     builds.clear()
-    scan_both(lake, tmp_path, table, END - PERIOD, END)   # the rebuilt entry serves again
+    scan_both(lake, tmp_path, table, END - PERIOD, END)  # the rebuilt entry serves again
     assert builds == []
 
 
@@ -288,8 +318,9 @@ def _fill(lake, cache, rounds, queue):
 def test_two_processes_filling_the_cache_at_once_leave_it_whole(lake, tmp_path):
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    workers = [ctx.Process(target=_fill, args=(lake, tmp_path / "cache", 3, queue))
-               for _ in range(2)]
+    workers = [
+        ctx.Process(target=_fill, args=(lake, tmp_path / "cache", 3, queue)) for _ in range(2)
+    ]
     for w in workers:
         w.start()
     outcomes = [queue.get(timeout=240) for _ in workers]
@@ -297,7 +328,7 @@ def test_two_processes_filling_the_cache_at_once_leave_it_whole(lake, tmp_path):
         w.join(timeout=60)
     assert outcomes == ["ok", "ok"]
     entries = list((tmp_path / "cache").rglob("*"))
-    assert not [e for e in entries if e.name.endswith(".tmp")]   # no half-written file left
+    assert not [e for e in entries if e.name.endswith(".tmp")]  # no half-written file left
     for entry in (e for e in entries if e.suffix == ".parquet"):
         assert cache_mod.Cache(tmp_path / "cache").get(entry.stem) is not None, entry
     for table in sources.TABLES:
@@ -308,6 +339,7 @@ def test_two_processes_filling_the_cache_at_once_leave_it_whole(lake, tmp_path):
 
 # --- the same results, the same quality numbers ------------------------------------------------
 
+
 def _rows(frame) -> Counter:
     if frame is None:
         return Counter()
@@ -315,18 +347,23 @@ def _rows(frame) -> Counter:
 
 
 def _facts(detection):
-    return {t: (q.status, q.profile, q.failures, q.warnings, detection.scans[t].summary())
-            for t, q in detection.quality.items()}
+    return {
+        t: (q.status, q.profile, q.failures, q.warnings, detection.scans[t].summary())
+        for t, q in detection.quality.items()
+    }
 
 
-@pytest.mark.parametrize("seed, layout", [(7, "by-day"), (11, "one-file"), (23, "by-day")],
-                         ids=["seed-7-by-day", "seed-11-one-file", "seed-23-by-day"])
+@pytest.mark.parametrize(
+    "seed, layout",
+    [(7, "by-day"), (11, "one-file"), (23, "by-day")],
+    ids=["seed-7-by-day", "seed-11-one-file", "seed-23-by-day"],
+)
 def test_detect_is_the_same_with_and_without_the_cache(tmp_path, seed, layout):
     lake = write_lake(tmp_path / "lake", *generated(seed), layout=layout)
     found = 0
     for k in range(5):
         end = pd.Timestamp("2026-10-29T00:00:00Z") + pd.Timedelta(days=k)
-        for _ in range(2):   # cold, then served from the cache
+        for _ in range(2):  # cold, then served from the cache
             got = pipeline.detect(cached(lake, tmp_path), end, PERIOD, raise_on_failure=False)
             alone = pipeline.detect(plain(lake), end, PERIOD, raise_on_failure=False)
             assert _facts(got) == _facts(alone), end
@@ -355,10 +392,20 @@ def test_a_range_with_the_cache_equals_each_window_detected_alone(lake, tmp_path
 
 # --- turning it off ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("value, expected", [
-    (None, "home"), ("", "home"), ("off", None), ("OFF", None), ("0", None), ("false", None),
-    ("/x/cache", "/x/cache"),
-], ids=["unset", "empty", "off", "OFF", "zero", "false", "a-folder"])
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (None, "home"),
+        ("", "home"),
+        ("off", None),
+        ("OFF", None),
+        ("0", None),
+        ("false", None),
+        ("/x/cache", "/x/cache"),
+    ],
+    ids=["unset", "empty", "off", "OFF", "zero", "false", "a-folder"],
+)
 def test_detection_cache_setting(monkeypatch, tmp_path, value, expected):
     monkeypatch.setenv("DETECTION_HOME", str(tmp_path))
     if value is None:
@@ -371,14 +418,25 @@ def test_detection_cache_setting(monkeypatch, tmp_path, value, expected):
     assert (source.cache is None) == (want is None)
 
 
-@pytest.mark.parametrize("flags, used", [([], True), (["--no-cache"], False)],
-                         ids=["default", "no-cache"])
+@pytest.mark.parametrize(
+    "flags, used", [([], True), (["--no-cache"], False)], ids=["default", "no-cache"]
+)
 def test_cli_detect_uses_the_cache_unless_told_not_to(lake, tmp_path, monkeypatch, flags, used):
     monkeypatch.setenv("DETECTION_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("DETECTION_CACHE", raising=False)
     out = tmp_path / "out.jsonl"
-    code = cli.main(["detect", "--source", str(lake), "--end", "2026-11-01T00:00:00Z",
-                     "--out", str(out), *flags])
+    code = cli.main(
+        [
+            "detect",
+            "--source",
+            str(lake),
+            "--end",
+            "2026-11-01T00:00:00Z",
+            "--out",
+            str(out),
+            *flags,
+        ]
+    )
     assert code == 0 and out.exists()
     assert (tmp_path / "home" / "cache").exists() == used
 
@@ -394,24 +452,29 @@ def test_a_file_source_with_a_remote_client_is_cached_by_identity(tmp_path, buil
     try:
         url = "memory://cache-test"
         got = sources.open_source(url, cache=tmp_path / "cache").scan(
-            "AzureActivity", END - PERIOD, END, RULE.inputs["AzureActivity"])
+            "AzureActivity", END - PERIOD, END, RULE.inputs["AzureActivity"]
+        )
         assert len(builds) == 2
         again = sources.open_source(url, cache=tmp_path / "cache").scan(
-            "AzureActivity", END - PERIOD, END, RULE.inputs["AzureActivity"])
+            "AzureActivity", END - PERIOD, END, RULE.inputs["AzureActivity"]
+        )
         assert len(builds) == 2
         same_scan(got, again)
-        local_scan = plain(local).scan("AzureActivity", END - PERIOD, END,
-                                       RULE.inputs["AzureActivity"])
+        local_scan = plain(local).scan(
+            "AzureActivity", END - PERIOD, END, RULE.inputs["AzureActivity"]
+        )
         pd.testing.assert_frame_equal(got.frame, local_scan.frame)
         assert (got.rows_read, got.rows_in_window, got.hourly, got.newest) == (
-            local_scan.rows_read, local_scan.rows_in_window, local_scan.hourly,
-            local_scan.newest)
+            local_scan.rows_read,
+            local_scan.rows_in_window,
+            local_scan.hourly,
+            local_scan.newest,
+        )
     finally:
         fs.rm("/cache-test", recursive=True)
 
 
-def test_the_dag_extract_step_uses_the_cache_beside_staging(lake, tmp_path, monkeypatch,
-                                                            builds):
+def test_the_dag_extract_step_uses_the_cache_beside_staging(lake, tmp_path, monkeypatch, builds):
     """pipeline.extract_to_stage (the DAG's extract task) reads through open_source, so the
     cache is on by default, in $DETECTION_HOME/cache beside $DETECTION_HOME/staging, and the
     staged rows and stats are those of an uncached scan."""
@@ -421,28 +484,39 @@ def test_the_dag_extract_step_uses_the_cache_beside_staging(lake, tmp_path, monk
     monkeypatch.delenv("DETECTION_STAGING", raising=False)
     staged = []
     for attempt in range(2):
-        staged.append(pipeline.extract_to_stage(str(lake), "BehaviorAnalytics", END - PERIOD,
-                                                END, config.staging()))
+        staged.append(
+            pipeline.extract_to_stage(
+                str(lake), "BehaviorAnalytics", END - PERIOD, END, config.staging()
+            )
+        )
         if attempt == 0:
             assert len(builds) == 2
             builds.clear()
-    assert builds == []   # the second run decoded nothing
+    assert builds == []  # the second run decoded nothing
     assert sorted(p.name for p in home.iterdir()) == ["cache", "staging"]
     monkeypatch.setenv("DETECTION_CACHE", "off")
-    uncached = pipeline.extract_to_stage(str(lake), "BehaviorAnalytics", END - PERIOD, END,
-                                         tmp_path / "staging-uncached")
-    assert pipeline.staged_stats(staged[1]) | {"quarantine_file": None} == \
-        pipeline.staged_stats(uncached) | {"quarantine_file": None}
-    pd.testing.assert_frame_equal(pipeline.load_stage(staged[1]["path"]),
-                                  pipeline.load_stage(uncached["path"]))
+    uncached = pipeline.extract_to_stage(
+        str(lake), "BehaviorAnalytics", END - PERIOD, END, tmp_path / "staging-uncached"
+    )
+    assert pipeline.staged_stats(staged[1]) | {"quarantine_file": None} == pipeline.staged_stats(
+        uncached
+    ) | {"quarantine_file": None}
+    pd.testing.assert_frame_equal(
+        pipeline.load_stage(staged[1]["path"]), pipeline.load_stage(uncached["path"])
+    )
 
 
-@pytest.mark.parametrize("change", [
-    lambda f: f.drop(columns=["UsersInsights"]),
-    lambda f: f.assign(SourceIPLocation=7),
-], ids=["a-file-lacks-a-column", "a-file-has-another-type"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda f: f.drop(columns=["UsersInsights"]),
+        lambda f: f.assign(SourceIPLocation=7),
+    ],
+    ids=["a-file-lacks-a-column", "a-file-has-another-type"],
+)
 def test_a_file_whose_columns_differ_from_the_folders_is_scanned_as_without_a_cache(
-        lake, tmp_path, change):
+    lake, tmp_path, change
+):
     """DuckDB reads the folder by the union of its files' columns: a piece of that one file
     alone would not hold what the folder's scan does, so the scan is made uncached (and is the
     same)."""

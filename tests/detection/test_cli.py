@@ -37,17 +37,25 @@ def write_lake(folder, activity, ueba):
             out = folder / name / f"date={day}"
             out.mkdir(parents=True, exist_ok=True)
             table = pa.Table.from_pandas(part.drop(columns="date"), preserve_index=False)
-            table = table.set_column(table.schema.get_field_index("TimeGenerated"), "TimeGenerated",
-                                     table["TimeGenerated"].cast(pa.timestamp("ns", tz="UTC")))
+            table = table.set_column(
+                table.schema.get_field_index("TimeGenerated"),
+                "TimeGenerated",
+                table["TimeGenerated"].cast(pa.timestamp("ns", tz="UTC")),
+            )
             pq.write_table(table, out / "part-0.parquet")
     return folder
 
 
-ACTIVITY = (run_command("tp", start="2026-10-31T10:00:00.1234567Z")
-            + run_command("failed", statuses=("Started", "Accepted", "Failed"))
-            + run_command("old", start="2026-10-29T23:59:59Z"))
-UEBA = [ueba_row(), ueba_row(TimeGenerated="2026-10-31T10:30:00Z", SourceIPLocation="France"),
-        ueba_row(EventSource="AzureAD")]
+ACTIVITY = (
+    run_command("tp", start="2026-10-31T10:00:00.1234567Z")
+    + run_command("failed", statuses=("Started", "Accepted", "Failed"))
+    + run_command("old", start="2026-10-29T23:59:59Z")
+)
+UEBA = [
+    ueba_row(),
+    ueba_row(TimeGenerated="2026-10-31T10:30:00Z", SourceIPLocation="France"),
+    ueba_row(EventSource="AzureAD"),
+]
 
 
 def detect(capsys, source, out, *extra):
@@ -71,8 +79,9 @@ def test_detect_parquet_lake_gives_the_same_rows_as_jsonl(tmp_path, capsys):
     code, err = detect(capsys, write_lake(tmp_path / "p", ACTIVITY, UEBA), tmp_path / "b.parquet")
     assert code == 0 and "(parquet)" in err
     key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731
-    assert sorted(map(key, results.read(tmp_path / "b.parquet"))) == \
-        sorted(map(key, results.read(tmp_path / "a.jsonl")))
+    assert sorted(map(key, results.read(tmp_path / "b.parquet"))) == sorted(
+        map(key, results.read(tmp_path / "a.jsonl"))
+    )
     assert pq.read_table(tmp_path / "b.parquet").column_names == OUTPUT_COLUMNS
 
 
@@ -87,10 +96,13 @@ def test_detect_csv_portal_export(tmp_path, capsys):
 
 
 def test_window_is_half_open_start_included_end_excluded(tmp_path, capsys):
-    activity = (run_command("at-start", start="2026-10-30T00:00:00Z", statuses=("Succeeded",))
-                + run_command("at-end", start="2026-11-01T00:00:00Z", statuses=("Succeeded",)))
-    ueba = [ueba_row(TimeGenerated="2026-10-30T00:30:00Z"),
-            ueba_row(TimeGenerated="2026-10-31T23:30:00Z")]
+    activity = run_command(
+        "at-start", start="2026-10-30T00:00:00Z", statuses=("Succeeded",)
+    ) + run_command("at-end", start="2026-11-01T00:00:00Z", statuses=("Succeeded",))
+    ueba = [
+        ueba_row(TimeGenerated="2026-10-30T00:30:00Z"),
+        ueba_row(TimeGenerated="2026-10-31T23:30:00Z"),
+    ]
     detect(capsys, write_jsonl(tmp_path / "s", activity, ueba), tmp_path / "w.jsonl")
     rows = results.read(tmp_path / "w.jsonl")
     assert [r["StartTime"] for r in rows] == ["2026-10-30T00:00:00Z"]
@@ -103,33 +115,52 @@ def test_period_accepts_kusto_timespans(tmp_path, capsys):
 
 
 def test_zero_results_is_success_with_an_empty_file(tmp_path, capsys):
-    code, err = detect(capsys, write_jsonl(tmp_path / "s", ACTIVITY, [ueba_row(EventSource="x")]),
-                       tmp_path / "z.jsonl")
+    code, err = detect(
+        capsys,
+        write_jsonl(tmp_path / "s", ACTIVITY, [ueba_row(EventSource="x")]),
+        tmp_path / "z.jsonl",
+    )
     assert code == 0 and (tmp_path / "z.jsonl").read_text() == "" and "results: 0" in err
 
 
 def test_malformed_lines_are_quarantined_and_valid_rows_still_detected(tmp_path, capsys):
-    bad = ["not json\n", "[1, 2]\n", json.dumps({**ACTIVITY[0], "TimeGenerated": None}) + "\n",
-           json.dumps({**ACTIVITY[0], "TimeGenerated": "yesterday"}) + "\n",
-           json.dumps({**ACTIVITY[0], "Caller": 42}) + "\n"]
+    bad = [
+        "not json\n",
+        "[1, 2]\n",
+        json.dumps({**ACTIVITY[0], "TimeGenerated": None}) + "\n",
+        json.dumps({**ACTIVITY[0], "TimeGenerated": "yesterday"}) + "\n",
+        json.dumps({**ACTIVITY[0], "Caller": 42}) + "\n",
+    ]
     src = write_jsonl(tmp_path / "s", ACTIVITY, UEBA, bad)
     code, err = detect(capsys, src, tmp_path / "q.jsonl", "--quarantine", str(tmp_path / "qq"))
     assert code == 0 and len(results.read(tmp_path / "q.jsonl")) == 2
     assert "5 quarantined" in err
-    quarantined = [json.loads(line) for f in (tmp_path / "qq").glob("*.jsonl")
-                   for line in f.read_text().splitlines()]
+    quarantined = [
+        json.loads(line)
+        for f in (tmp_path / "qq").glob("*.jsonl")
+        for line in f.read_text().splitlines()
+    ]
     reasons = sorted(q["reason"].split(" (")[0].split(" '")[0] for q in quarantined)
-    assert reasons == ["not JSON", "not a JSON object", "null TimeGenerated",
-                       "unparseable TimeGenerated", "wrong type: Caller is a JSON int, expected a string"]
+    assert reasons == [
+        "not JSON",
+        "not a JSON object",
+        "null TimeGenerated",
+        "unparseable TimeGenerated",
+        "wrong type: Caller is a JSON int, expected a string",
+    ]
     assert all(q["table"] == "AzureActivity" and q["line"] > len(ACTIVITY) for q in quarantined)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--end", "not-a-date"], "not a timestamp"),
-    (["--period", "2 weeks"], "not a Kusto timespan"),
-    (["--out-suffix", ".txt"], "use a .jsonl or .parquet"),
-    (["--source-missing"], "is not a folder"),
-], ids=["bad-end", "bad-period", "bad-output-suffix", "missing-source"])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--end", "not-a-date"], "not a timestamp"),
+        (["--period", "2 weeks"], "not a Kusto timespan"),
+        (["--out-suffix", ".txt"], "use a .jsonl or .parquet"),
+        (["--source-missing"], "is not a folder"),
+    ],
+    ids=["bad-end", "bad-period", "bad-output-suffix", "missing-source"],
+)
 def test_usage_errors_exit_2(tmp_path, capsys, args, message):
     src = write_jsonl(tmp_path / "s", ACTIVITY, UEBA)
     argv = ["detect", "--source", str(src), "--end", END, "--out", str(tmp_path / "o.jsonl")]
@@ -161,14 +192,31 @@ def test_missing_required_column_exits_3_naming_table_and_column(tmp_path, capsy
 def test_empty_table_in_window_exits_3(tmp_path, capsys):
     ueba = [ueba_row(TimeGenerated="2026-10-20T00:00:00Z")]
     code, err = detect(capsys, write_jsonl(tmp_path / "s", ACTIVITY, ueba), tmp_path / "o.jsonl")
-    assert code == 3 and "BehaviorAnalytics: not_empty failed (observed: 0 rows in the window)" in err
+    assert (
+        code == 3 and "BehaviorAnalytics: not_empty failed (observed: 0 rows in the window)" in err
+    )
 
 
 def test_cli_runs_as_a_module_in_a_subprocess(tmp_path):
     src = write_jsonl(tmp_path / "s", ACTIVITY, UEBA)
     out = tmp_path / "o.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "include.detection", "detect", "--source", str(src),
-                           "--end", END, "--out", str(out)], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "include.detection",
+            "detect",
+            "--source",
+            str(src),
+            "--end",
+            END,
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert len(out.read_text().splitlines()) == 2
     assert "Created temporary directory" not in proc.stderr
@@ -193,8 +241,9 @@ def test_run_then_alerts_lists_alerts_with_tickets_and_evidence(tmp_path, capsys
     assert cli.main(["alerts", "show", "nope"]) == 2
 
 
-def dense(make_row, start="2026-10-30T00:05:00Z", end="2026-11-01T00:00:00Z", every="10min",
-          skip=None):
+def dense(
+    make_row, start="2026-10-30T00:05:00Z", end="2026-11-01T00:00:00Z", every="10min", skip=None
+):
     """A complete window: one row every 10 minutes, optionally with a hole [skip[0], skip[1])."""
     times = pd.date_range(start, end, freq=every, inclusive="left")
     if skip:
@@ -207,17 +256,26 @@ NOISE = dict(OperationNameValue="Microsoft.Storage/storageAccounts/listKeys/acti
 
 def test_day_long_hole_exits_3_naming_table_and_check(tmp_path, capsys):
     from tests.factories import activity_row
-    activity = dense(lambda **k: activity_row(**NOISE, **k),
-                     skip=("2026-10-30T12:00:00Z", "2026-10-31T12:00:00Z")) + ACTIVITY
+
+    activity = (
+        dense(
+            lambda **k: activity_row(**NOISE, **k),
+            skip=("2026-10-30T12:00:00Z", "2026-10-31T12:00:00Z"),
+        )
+        + ACTIVITY
+    )
     ueba = dense(lambda **k: ueba_row(EventSource="Device logons", **k)) + UEBA
     code, err = detect(capsys, write_jsonl(tmp_path / "s", activity, ueba), tmp_path / "o.jsonl")
     assert code == 3
-    assert ("AzureActivity.TimeGenerated: no_gap failed (observed: no rows 2026-10-30T12..23, "
-            "2026-10-31T00..09, 22 hours that usually have rows)") in err, err
+    assert (
+        "AzureActivity.TimeGenerated: no_gap failed (observed: no rows 2026-10-30T12..23, "
+        "2026-10-31T00..09, 22 hours that usually have rows)"
+    ) in err, err
 
 
 def test_complete_window_without_matches_succeeds_with_zero_results(tmp_path, capsys):
     from tests.factories import activity_row
+
     activity = dense(lambda **k: activity_row(**NOISE, **k))
     ueba = dense(lambda **k: ueba_row(EventSource="Device logons", **k))
     code, err = detect(capsys, write_jsonl(tmp_path / "s", activity, ueba), tmp_path / "o.jsonl")
@@ -231,23 +289,35 @@ def test_both_validators_give_the_same_gate_and_result(tmp_path, capsys, validat
     bad = write_jsonl(tmp_path / "bad", ACTIVITY, ueba)
     code, err = detect(capsys, bad, tmp_path / "o.jsonl", "--validator", validator)
     assert code == 3 and "BehaviorAnalytics.UsersInsights: columns_exist failed" in err
-    code, err = detect(capsys, write_jsonl(tmp_path / "ok", ACTIVITY, UEBA), tmp_path / "r.jsonl",
-                       "--validator", validator)
+    code, err = detect(
+        capsys,
+        write_jsonl(tmp_path / "ok", ACTIVITY, UEBA),
+        tmp_path / "r.jsonl",
+        "--validator",
+        validator,
+    )
     assert code == 0 and len(results.read(tmp_path / "r.jsonl")) == 2
 
 
 def test_docs_builds_great_expectations_data_docs(tmp_path, capsys):
-    code, err = detect(capsys, write_jsonl(tmp_path / "s", ACTIVITY, UEBA), tmp_path / "r.jsonl",
-                       "--docs", str(tmp_path / "docs"))
+    code, err = detect(
+        capsys,
+        write_jsonl(tmp_path / "s", ACTIVITY, UEBA),
+        tmp_path / "r.jsonl",
+        "--docs",
+        str(tmp_path / "docs"),
+    )
     assert code == 0 and (tmp_path / "docs" / "index.html").exists()
     assert f"data docs: {tmp_path / 'docs' / 'index.html'}" in err
 
 
 def test_detect_does_not_import_great_expectations_by_default(tmp_path):
     src = write_jsonl(tmp_path / "s", ACTIVITY, UEBA)
-    code = ("import sys; from include.detection import cli; "
-            f"rc = cli.main(['detect', '--source', {str(src)!r}, '--end', {END!r}, "
-            f"'--out', {str(tmp_path / 'o.jsonl')!r}]); "
-            "print(rc, 'great_expectations' in sys.modules)")
+    code = (
+        "import sys; from include.detection import cli; "
+        f"rc = cli.main(['detect', '--source', {str(src)!r}, '--end', {END!r}, "
+        f"'--out', {str(tmp_path / 'o.jsonl')!r}]); "
+        "print(rc, 'great_expectations' in sys.modules)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert proc.stdout.split() == ["0", "False"], proc.stderr

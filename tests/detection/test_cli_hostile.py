@@ -53,9 +53,11 @@ def test_a_bad_argument_is_exit_2_with_a_message(source, tmp_path, capsys, args,
 def _out_cases(tmp_path):
     (tmp_path / "dir.jsonl").mkdir()
     (tmp_path / "afile").write_text("x")
-    return {"an existing folder": str(tmp_path / "dir.jsonl"),
-            "a read-only place": _readonly_dir(tmp_path) + "/r.jsonl",
-            "under a file": str(tmp_path / "afile" / "r.jsonl")}
+    return {
+        "an existing folder": str(tmp_path / "dir.jsonl"),
+        "a read-only place": _readonly_dir(tmp_path) + "/r.jsonl",
+        "under a file": str(tmp_path / "afile" / "r.jsonl"),
+    }
 
 
 @pytest.mark.parametrize("case", ["an existing folder", "a read-only place", "under a file"])
@@ -77,8 +79,9 @@ BAD_ENV = {
 
 
 @pytest.mark.parametrize("var,value", BAD_ENV.values(), ids=BAD_ENV.keys())
-def test_a_bad_environment_value_is_exit_2_for_run(source, tmp_path, capsys, monkeypatch,
-                                                   detection_home, var, value):
+def test_a_bad_environment_value_is_exit_2_for_run(
+    source, tmp_path, capsys, monkeypatch, detection_home, var, value
+):
     (tmp_path / "file").write_text("not a folder")
     monkeypatch.setenv(var, value.format(file=tmp_path / "file"))
     code = cli.main(["run", "--source", str(source), "--end", END])
@@ -87,8 +90,10 @@ def test_a_bad_environment_value_is_exit_2_for_run(source, tmp_path, capsys, mon
 
 
 def test_redeliver_with_an_empty_id_is_a_usage_error_not_every_alert(detection_home, capsys):
-    result = correlate(activity(run_command(Caller="a@contoso.com")),
-                       ueba([ueba_row(UserPrincipalName="a@contoso.com")]))
+    result = correlate(
+        activity(run_command(Caller="a@contoso.com")),
+        ueba([ueba_row(UserPrincipalName="a@contoso.com")]),
+    )
     with open_store() as store:
         store.upsert(build_alerts(result, RULE, "2026-10-30T00:00:00Z", END))
     assert cli.main(["alerts", "redeliver", "", "--force"]) == 2
@@ -107,19 +112,22 @@ HOSTILE = {
 
 
 @pytest.mark.parametrize("payload", HOSTILE.values(), ids=HOSTILE.keys())
-def test_alert_output_on_the_terminal_carries_no_control_characters(detection_home, capsys,
-                                                                    payload):
+def test_alert_output_on_the_terminal_carries_no_control_characters(
+    detection_home, capsys, payload
+):
     caller = f"x{payload}@contoso.com"
-    result = correlate(activity(run_command(Caller=caller)),
-                       ueba([ueba_row(UserPrincipalName=caller)]))
+    result = correlate(
+        activity(run_command(Caller=caller)), ueba([ueba_row(UserPrincipalName=caller)])
+    )
     (alert,) = build_alerts(result, RULE, "2026-10-30T00:00:00Z", END)
     with open_store() as store:
         store.upsert([alert])
     for args in (["alerts", "--format", "table"], ["alerts"], ["alerts", "show", alert["id"]]):
         assert cli.main(args) == 0
         out = capsys.readouterr().out
-        unseen = [c for c in payload if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")
-                   and c in out]
+        unseen = [
+            c for c in payload if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") and c in out
+        ]
         assert not unseen, (args, unseen)
         if args != ["alerts", "--format", "table"]:  # JSON stays JSON, with the exact value
             first = json.loads(out if "show" in args else out.splitlines()[0])

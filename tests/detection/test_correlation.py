@@ -8,8 +8,16 @@ import json
 import pytest
 
 from include.detection import correlation as c
-from tests.factories import (RUN_COMMAND, activity, activity_row, authorization, run_command, ts,
-                             ueba, ueba_row)
+from tests.factories import (
+    RUN_COMMAND,
+    activity,
+    activity_row,
+    authorization,
+    run_command,
+    ts,
+    ueba,
+    ueba_row,
+)
 
 
 def result_of(activity_rows, ueba_rows):
@@ -18,21 +26,27 @@ def result_of(activity_rows, ueba_rows):
 
 # --- 1. OperationNameValue =~ ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("op, kept", [
-    ("MICROSOFT.COMPUTE/VIRTUALMACHINES/RUNCOMMAND/ACTION", True),
-    ("Microsoft.Compute/virtualMachines/runCommand/action", True),
-    ("microsoft.compute/virtualmachines/runcommand/action", True),
-    ("Microsoft.Compute/virtualMachines/runCommand/action ", False),
-    ("Microsoft.Compute/virtualMachines/start/action", False),
-    ("Microsoft.Compute/virtualMachineScaleSets/virtualMachines/runCommand/action", False),
-    (None, False),
-], ids=["upper", "mixed-case", "lower", "trailing-space", "other-operation", "vmss-op", "null"])
+
+@pytest.mark.parametrize(
+    "op, kept",
+    [
+        ("MICROSOFT.COMPUTE/VIRTUALMACHINES/RUNCOMMAND/ACTION", True),
+        ("Microsoft.Compute/virtualMachines/runCommand/action", True),
+        ("microsoft.compute/virtualmachines/runcommand/action", True),
+        ("Microsoft.Compute/virtualMachines/runCommand/action ", False),
+        ("Microsoft.Compute/virtualMachines/start/action", False),
+        ("Microsoft.Compute/virtualMachineScaleSets/virtualMachines/runCommand/action", False),
+        (None, False),
+    ],
+    ids=["upper", "mixed-case", "lower", "trailing-space", "other-operation", "vmss-op", "null"],
+)
 def test_step01_where_operation_name_equals_case_insensitive(op, kept):
     out = c.where_operation_is_run_command(activity([activity_row(OperationNameValue=op)]))
     assert len(out) == int(kept)
 
 
-# --- 2. Authorization has "virtualMachines" ----------------------------------------------------------
+# --- 2. Authorization has "virtualMachines" -------------------------------------------------------
+
 
 def _scope_only(scope):
     # Real Authorization blobs also carry the action "Microsoft.Compute/virtualMachines/runCommand/
@@ -40,33 +54,77 @@ def _scope_only(scope):
     return json.dumps({"scope": scope})
 
 
-@pytest.mark.parametrize("auth, kept", [
-    (authorization(), True),
-    (_scope_only("/subscriptions/s/resourceGroups/r/providers/MICROSOFT.COMPUTE/VIRTUALMACHINES/vm"), True),
-    (_scope_only("/subscriptions/s/resourceGroups/r/providers/Microsoft.Compute/virtualMachineScaleSets/ss/virtualMachines/0"), True),
-    (_scope_only("/subscriptions/s/resourceGroups/r/providers/Microsoft.Compute/virtualMachinesX/vm"), False),
-    (_scope_only("/subscriptions/s/resourceGroups/r/providers/Microsoft.Compute/myvirtualMachines/vm"), False),
-    (_scope_only("/subscriptions/s/resourceGroups/r/providers/Microsoft.Compute/virtualMachineScaleSets/ss"), False),
-    (_scope_only("/subscriptions/s/x/virtualMachines_1"), True),
-    (_scope_only("/subscriptions/s/x/virtualMachines\u00e9"), True),
-    (_scope_only("/subscriptions/s/x/virtualMachines9"), False),
-    ("virtualMachines", True),
-    ("", False),
-    (None, False),
-], ids=["action-and-scope", "upper-case-term", "vmss-instance", "term-with-suffix", "term-with-prefix",
-        "scale-set-only", "underscore-separates", "non-ascii-separates", "digit-joins-term",
-        "bare-text", "empty", "null"])
+@pytest.mark.parametrize(
+    "auth, kept",
+    [
+        (authorization(), True),
+        (
+            _scope_only(
+                "/subscriptions/s/resourceGroups/r/providers/MICROSOFT.COMPUTE/VIRTUALMACHINES/vm"
+            ),
+            True,
+        ),
+        (
+            _scope_only(
+                "/subscriptions/s/resourceGroups/r/providers/Microsoft.Compute/virtualMachineScaleSets/ss/virtualMachines/0"
+            ),
+            True,
+        ),
+        (
+            _scope_only(
+                "/subscriptions/s/resourceGroups/r/providers/Microsoft.Compute/virtualMachinesX/vm"
+            ),
+            False,
+        ),
+        (
+            _scope_only(
+                "/subscriptions/s/resourceGroups/r/providers/Microsoft.Compute/myvirtualMachines/vm"
+            ),
+            False,
+        ),
+        (
+            _scope_only(
+                "/subscriptions/s/resourceGroups/r/providers/Microsoft.Compute/virtualMachineScaleSets/ss"
+            ),
+            False,
+        ),
+        (_scope_only("/subscriptions/s/x/virtualMachines_1"), True),
+        (_scope_only("/subscriptions/s/x/virtualMachines\u00e9"), True),
+        (_scope_only("/subscriptions/s/x/virtualMachines9"), False),
+        ("virtualMachines", True),
+        ("", False),
+        (None, False),
+    ],
+    ids=[
+        "action-and-scope",
+        "upper-case-term",
+        "vmss-instance",
+        "term-with-suffix",
+        "term-with-prefix",
+        "scale-set-only",
+        "underscore-separates",
+        "non-ascii-separates",
+        "digit-joins-term",
+        "bare-text",
+        "empty",
+        "null",
+    ],
+)
 def test_step02_where_authorization_has_whole_term(auth, kept):
     out = c.where_authorization_has_virtual_machines(activity([activity_row(Authorization=auth)]))
     assert len(out) == int(kept)
 
 
-# --- 3. summarize ... by CorrelationId, Authorization, Caller --------------------------------------
+# --- 3. summarize ... by CorrelationId, Authorization, Caller -------------------------------------
+
 
 def test_step03_summarize_min_max_time_and_max_ip_string():
     rows = run_command(statuses=("Started", "Accepted", "Succeeded"))
-    rows[0]["CallerIpAddress"], rows[1]["CallerIpAddress"], rows[2]["CallerIpAddress"] = \
-        "10.0.0.9", "10.0.0.10", None
+    rows[0]["CallerIpAddress"], rows[1]["CallerIpAddress"], rows[2]["CallerIpAddress"] = (
+        "10.0.0.9",
+        "10.0.0.10",
+        None,
+    )
     out = c.summarize_by_correlation(activity(rows))
     assert len(out) == 1
     g = out.iloc[0]
@@ -78,52 +136,85 @@ def test_step03_summarize_min_max_time_and_max_ip_string():
 
 @pytest.mark.parametrize("field", ["CorrelationId", "Caller", "Authorization"])
 def test_step03_summarize_null_and_empty_keys_form_one_group(field):
-    rows = [activity_row(**{field: None}), activity_row(**{field: ""}),
-            activity_row(**{field: None}, ActivityStatusValue="Started")]
+    rows = [
+        activity_row(**{field: None}),
+        activity_row(**{field: ""}),
+        activity_row(**{field: None}, ActivityStatusValue="Started"),
+    ]
     out = c.summarize_by_correlation(activity(rows))
     assert len(out) == 1, "null keys are '' in Kusto and group together (groupby drops them)"
     assert out.iloc[0][field] == ""
 
 
 def test_step03_summarize_keys_are_case_sensitive():
-    rows = [activity_row(Caller="alice@contoso.com"), activity_row(Caller="Alice@contoso.com"),
-            activity_row(CorrelationId="CORR-1")]
+    rows = [
+        activity_row(Caller="alice@contoso.com"),
+        activity_row(Caller="Alice@contoso.com"),
+        activity_row(CorrelationId="CORR-1"),
+    ]
     assert len(c.summarize_by_correlation(activity(rows))) == 3
 
 
 def test_step03_summarize_same_correlation_different_authorization_are_two_groups():
-    rows = [activity_row(), activity_row(Authorization=authorization(VM_OTHER := "/subscriptions/s/x/virtualMachines/vm-2"))]
+    rows = [
+        activity_row(),
+        activity_row(
+            Authorization=authorization(VM_OTHER := "/subscriptions/s/x/virtualMachines/vm-2")
+        ),
+    ]
     out = c.summarize_by_correlation(activity(rows))
     assert sorted(out["Authorization"]) == sorted([authorization(), authorization(VM_OTHER)])
 
 
-# --- 4. list_ActivityStatusValue has_any ("Success", "Succeeded") ----------------------------------
+# --- 4. list_ActivityStatusValue has_any ("Success", "Succeeded") ---------------------------------
 
-@pytest.mark.parametrize("statuses, kept", [
-    (("Started", "Accepted", "Succeeded"), True),
-    (("Start", "Accept", "Success"), True),
-    (("STARTED", "ACCEPTED", "SUCCEEDED"), True),
-    (("start", "accept", "success"), True),
-    (("Started", "Accepted", "Failed"), False),
-    (("Start", "Accept", "Failure"), False),
-    (("Started", "Successful"), False),
-    (("Started", "Succeeded."), True),
-    (("Started", "Not Success"), True),
-    (("Started", "Success\n"), True),
-    (("Started", "\nSuccess"), False),
-    (("Started", "\tSucceeded"), False),
-    (("Started", "\x01Success"), False),
-    (("Started",), False),
-    (("Started", None), False),
-], ids=["classic-family", "new-family", "upper", "lower", "failed", "failure", "successful-is-another-term",
-        "punctuation-separates", "space-separates", "control-char-after", "escaped-newline-fuses",
-        "escaped-tab-fuses", "unicode-escape-fuses", "started-only", "null-status"])
+
+@pytest.mark.parametrize(
+    "statuses, kept",
+    [
+        (("Started", "Accepted", "Succeeded"), True),
+        (("Start", "Accept", "Success"), True),
+        (("STARTED", "ACCEPTED", "SUCCEEDED"), True),
+        (("start", "accept", "success"), True),
+        (("Started", "Accepted", "Failed"), False),
+        (("Start", "Accept", "Failure"), False),
+        (("Started", "Successful"), False),
+        (("Started", "Succeeded."), True),
+        (("Started", "Not Success"), True),
+        (("Started", "Success\n"), True),
+        (("Started", "\nSuccess"), False),
+        (("Started", "\tSucceeded"), False),
+        (("Started", "\x01Success"), False),
+        (("Started",), False),
+        (("Started", None), False),
+    ],
+    ids=[
+        "classic-family",
+        "new-family",
+        "upper",
+        "lower",
+        "failed",
+        "failure",
+        "successful-is-another-term",
+        "punctuation-separates",
+        "space-separates",
+        "control-char-after",
+        "escaped-newline-fuses",
+        "escaped-tab-fuses",
+        "unicode-escape-fuses",
+        "started-only",
+        "null-status",
+    ],
+)
 def test_step04_where_list_has_any_success(statuses, kept):
-    out = c.where_list_has_any_success(c.summarize_by_correlation(activity(run_command(statuses=statuses))))
+    out = c.where_list_has_any_success(
+        c.summarize_by_correlation(activity(run_command(statuses=statuses)))
+    )
     assert len(out) == int(kept)
 
 
-# --- 5. parse_json(Authorization) and 6. split(Scope, "/")[2], [-1] --------------------------------
+# --- 5. parse_json(Authorization) and 6. split(Scope, "/")[2], [-1] -------------------------------
+
 
 def _scope_parts(auth):
     groups = c.summarize_by_correlation(activity([activity_row(Authorization=auth)]))
@@ -131,23 +222,44 @@ def _scope_parts(auth):
     return row["Subscription"], row["VirtualMachineName"]
 
 
-@pytest.mark.parametrize("auth, expected", [
-    (authorization(), ("sub-1", "vm-1")),
-    (authorization("/subscriptions/sub-1/resourceGroups/rg/providers/Microsoft.Compute/virtualMachineScaleSets/ss/virtualMachines/3"), ("sub-1", "3")),
-    (authorization("/subscriptions/sub-1/virtualMachines/"), ("sub-1", "")),
-    (authorization("/subscriptions"), ("", "subscriptions")),
-    (authorization("virtualMachines"), ("", "virtualMachines")),
-    (authorization(""), ("", "")),
-    (json.dumps({"action": "x"}) + " virtualMachines", ("", "")),
-    ("{not json} virtualMachines", ("", "")),
-    (json.dumps({"action": "virtualMachines"}), ("", "")),
-    (json.dumps({"scope": None, "x": "virtualMachines"}), ("", "")),
-    (json.dumps(["virtualMachines", {"scope": "/a/b/c"}]), ("", "")),
-    (json.dumps({"scope": 12, "a": "virtualMachines"}), ("", "12")),
-    (json.dumps({"scope": ["/subscriptions/s/virtualMachines/v"]}), ("s", 'v"]')),
-], ids=["vm", "vmss-instance-last-part", "trailing-slash-gives-empty-last", "short-scope-index-out-of-range",
-        "single-part", "empty-scope", "invalid-json-kept", "invalid-json-braces", "no-scope-key",
-        "null-scope", "json-array", "numeric-scope-tostring", "array-scope-tostring"])
+@pytest.mark.parametrize(
+    "auth, expected",
+    [
+        (authorization(), ("sub-1", "vm-1")),
+        (
+            authorization(
+                "/subscriptions/sub-1/resourceGroups/rg/providers/Microsoft.Compute/virtualMachineScaleSets/ss/virtualMachines/3"
+            ),
+            ("sub-1", "3"),
+        ),
+        (authorization("/subscriptions/sub-1/virtualMachines/"), ("sub-1", "")),
+        (authorization("/subscriptions"), ("", "subscriptions")),
+        (authorization("virtualMachines"), ("", "virtualMachines")),
+        (authorization(""), ("", "")),
+        (json.dumps({"action": "x"}) + " virtualMachines", ("", "")),
+        ("{not json} virtualMachines", ("", "")),
+        (json.dumps({"action": "virtualMachines"}), ("", "")),
+        (json.dumps({"scope": None, "x": "virtualMachines"}), ("", "")),
+        (json.dumps(["virtualMachines", {"scope": "/a/b/c"}]), ("", "")),
+        (json.dumps({"scope": 12, "a": "virtualMachines"}), ("", "12")),
+        (json.dumps({"scope": ["/subscriptions/s/virtualMachines/v"]}), ("s", 'v"]')),
+    ],
+    ids=[
+        "vm",
+        "vmss-instance-last-part",
+        "trailing-slash-gives-empty-last",
+        "short-scope-index-out-of-range",
+        "single-part",
+        "empty-scope",
+        "invalid-json-kept",
+        "invalid-json-braces",
+        "no-scope-key",
+        "null-scope",
+        "json-array",
+        "numeric-scope-tostring",
+        "array-scope-tostring",
+    ],
+)
 def test_step05_06_parse_json_scope_and_split_indexes(auth, expected):
     assert _scope_parts(auth) == expected
 
@@ -159,15 +271,20 @@ def test_step05_invalid_json_row_is_kept_not_failed():
     assert (out.iloc[0]["Subscription"], out.iloc[0]["VirtualMachineName"]) == ("", "")
 
 
-# --- 7. joinkey = tolower(Caller) and 12. tolower(UserPrincipalName) -------------------------------
+# --- 7. joinkey = tolower(Caller) and 12. tolower(UserPrincipalName) ------------------------------
 
-@pytest.mark.parametrize("caller, upn, joined", [
-    ("alice@contoso.com", "alice@contoso.com", True),
-    ("Alice@Contoso.COM", "alice@contoso.com", True),
-    ("alice@contoso.com", "ALICE@CONTOSO.COM", True),
-    ("alice@contoso.com", "alice@contoso.com ", False),
-    ("alice@contoso.com", "bob@contoso.com", False),
-], ids=["same", "caller-mixed-case", "upn-upper", "trailing-space", "other-user"])
+
+@pytest.mark.parametrize(
+    "caller, upn, joined",
+    [
+        ("alice@contoso.com", "alice@contoso.com", True),
+        ("Alice@Contoso.COM", "alice@contoso.com", True),
+        ("alice@contoso.com", "ALICE@CONTOSO.COM", True),
+        ("alice@contoso.com", "alice@contoso.com ", False),
+        ("alice@contoso.com", "bob@contoso.com", False),
+    ],
+    ids=["same", "caller-mixed-case", "upn-upper", "trailing-space", "other-user"],
+)
 def test_step07_12_joinkey_is_lowercased_caller_and_upn(caller, upn, joined):
     out = result_of(run_command(Caller=caller), [ueba_row(UserPrincipalName=upn)])
     assert len(out) == int(joined)
@@ -175,31 +292,54 @@ def test_step07_12_joinkey_is_lowercased_caller_and_upn(caller, upn, joined):
         assert out.iloc[0]["Caller"] == caller, "the output keeps the caller's own spelling"
 
 
-# --- 8. EventSource == "Azure AD" and 9. ActivityInsights.ActionUncommonlyPerformedByUser == "True" --
+# --- 8. EventSource == "Azure AD" and 9. ActivityInsights.ActionUncommonlyPerformedByUser == "True"
 
-@pytest.mark.parametrize("source, kept", [
-    ("Azure AD", True), ("AzureAD", False), ("azure ad", False), ("Azure AD ", False),
-    ("AzureActivity", False), (None, False),
-], ids=["exact", "no-space", "lower", "trailing-space", "other-source", "null"])
+
+@pytest.mark.parametrize(
+    "source, kept",
+    [
+        ("Azure AD", True),
+        ("AzureAD", False),
+        ("azure ad", False),
+        ("Azure AD ", False),
+        ("AzureActivity", False),
+        (None, False),
+    ],
+    ids=["exact", "no-space", "lower", "trailing-space", "other-source", "null"],
+)
 def test_step08_where_event_source_equals_case_sensitive(source, kept):
     assert len(c.where_azure_ad_uncommon_action(ueba([ueba_row(EventSource=source)]))) == int(kept)
 
 
-@pytest.mark.parametrize("insights, kept", [
-    ({"ActionUncommonlyPerformedByUser": "True"}, True),
-    ({"ActionUncommonlyPerformedByUser": "true"}, False),
-    ({"ActionUncommonlyPerformedByUser": "TRUE"}, False),
-    ({"ActionUncommonlyPerformedByUser": True}, False),
-    ({"ActionUncommonlyPerformedByUser": "False"}, False),
-    ({"actionuncommonlyperformedbyuser": "True"}, False),
-    ({"FirstTimeUserPerformedAction": "True"}, False),
-    ({"ActionUncommonlyPerformedByUser": ["True"]}, False),
-    ('{"ActionUncommonlyPerformedByUser": "True"', False),
-    ('"ActionUncommonlyPerformedByUser True"', False),
-    (None, False),
-], ids=["string-True", "lowercase-true", "uppercase", "json-boolean", "False", "key-case-differs",
-        "key-missing", "array-value", "invalid-json-text",
-        "json-string", "null"])
+@pytest.mark.parametrize(
+    "insights, kept",
+    [
+        ({"ActionUncommonlyPerformedByUser": "True"}, True),
+        ({"ActionUncommonlyPerformedByUser": "true"}, False),
+        ({"ActionUncommonlyPerformedByUser": "TRUE"}, False),
+        ({"ActionUncommonlyPerformedByUser": True}, False),
+        ({"ActionUncommonlyPerformedByUser": "False"}, False),
+        ({"actionuncommonlyperformedbyuser": "True"}, False),
+        ({"FirstTimeUserPerformedAction": "True"}, False),
+        ({"ActionUncommonlyPerformedByUser": ["True"]}, False),
+        ('{"ActionUncommonlyPerformedByUser": "True"', False),
+        ('"ActionUncommonlyPerformedByUser True"', False),
+        (None, False),
+    ],
+    ids=[
+        "string-True",
+        "lowercase-true",
+        "uppercase",
+        "json-boolean",
+        "False",
+        "key-case-differs",
+        "key-missing",
+        "array-value",
+        "invalid-json-text",
+        "json-string",
+        "null",
+    ],
+)
 def test_step09_where_activity_insight_is_string_True(insights, kept):
     text = insights if insights is None or isinstance(insights, str) else json.dumps(insights)
     out = c.where_azure_ad_uncommon_action(ueba([ueba_row(ActivityInsights=text)]))
@@ -211,11 +351,18 @@ def test_step09_unicode_escaped_key_is_parsed_not_missed():
     assert len(c.where_azure_ad_uncommon_action(ueba([ueba_row(ActivityInsights=text)]))) == 1
 
 
-# --- 10. project renames ---------------------------------------------------------------------------
+# --- 10. project renames --------------------------------------------------------------------------
+
 
 def test_step10_project_renames_ueba_columns():
-    out = result_of(run_command(), [ueba_row(ActionType="Sign-in", SourceIPLocation="NL",
-                                             UsersInsights=json.dumps({"k": "v"}))])
+    out = result_of(
+        run_command(),
+        [
+            ueba_row(
+                ActionType="Sign-in", SourceIPLocation="NL", UsersInsights=json.dumps({"k": "v"})
+            )
+        ],
+    )
     row = out.iloc[0]
     assert row["UEBAEventTime"] == ts("2026-10-31T09:30:00Z")
     assert (row["UEBAActionType"], row["UEBASourceIPLocation"]) == ("Sign-in", "NL")
@@ -229,18 +376,24 @@ def test_step10_null_action_type_is_empty_string_and_null_dynamic_is_null():
     assert out.iloc[0]["UEBAUsersInsights"] is None
 
 
-@pytest.mark.parametrize("users_insights, change", [
-    ({"k": "v"}, lambda v: v.clear()),
-    ({"k": {"nested": ["v"]}}, lambda v: v["k"]["nested"].append("x")),
-    (["a", "b"], lambda v: v.append("x")),
-    ([{"a": 1}], lambda v: v[0].clear()),
-], ids=["flat-object", "nested-object", "flat-array", "array-of-objects"])
+@pytest.mark.parametrize(
+    "users_insights, change",
+    [
+        ({"k": "v"}, lambda v: v.clear()),
+        ({"k": {"nested": ["v"]}}, lambda v: v["k"]["nested"].append("x")),
+        (["a", "b"], lambda v: v.append("x")),
+        ([{"a": 1}], lambda v: v[0].clear()),
+    ],
+    ids=["flat-object", "nested-object", "flat-array", "array-of-objects"],
+)
 def test_step10_rows_sharing_a_text_get_values_of_their_own(users_insights, change):
     """A UEBA text is parsed once for every row holding it, yet changing one row's value (as a
     caller may) changes no other row's."""
     text = json.dumps(users_insights)
-    out = result_of(run_command(), [ueba_row(TimeGenerated=f"2026-10-31T09:3{i}:00Z",
-                                             UsersInsights=text) for i in range(3)])
+    out = result_of(
+        run_command(),
+        [ueba_row(TimeGenerated=f"2026-10-31T09:3{i}:00Z", UsersInsights=text) for i in range(3)],
+    )
     values = list(out["UEBAUsersInsights"])
     assert len(values) == 3 and all(v == users_insights for v in values)
     change(values[0])
@@ -248,13 +401,28 @@ def test_step10_rows_sharing_a_text_get_values_of_their_own(users_insights, chan
     assert values[1] == values[2] == users_insights, "another row's value changed"
 
 
-# --- 11. isnotempty(UserPrincipalName) and isnotempty(UEBASourceIPLocation) ------------------------
+# --- 11. isnotempty(UserPrincipalName) and isnotempty(UEBASourceIPLocation) -----------------------
 
-@pytest.mark.parametrize("upn, location, kept", [
-    ("alice@contoso.com", "NL", True), ("", "NL", False), (None, "NL", False),
-    ("alice@contoso.com", "", False), ("alice@contoso.com", None, False),
-    ("alice@contoso.com", " ", True),
-], ids=["both-set", "empty-upn", "null-upn", "empty-location", "null-location", "blank-is-not-empty"])
+
+@pytest.mark.parametrize(
+    "upn, location, kept",
+    [
+        ("alice@contoso.com", "NL", True),
+        ("", "NL", False),
+        (None, "NL", False),
+        ("alice@contoso.com", "", False),
+        ("alice@contoso.com", None, False),
+        ("alice@contoso.com", " ", True),
+    ],
+    ids=[
+        "both-set",
+        "empty-upn",
+        "null-upn",
+        "empty-location",
+        "null-location",
+        "blank-is-not-empty",
+    ],
+)
 def test_step11_where_upn_and_location_are_not_empty(upn, location, kept):
     out = c.uncommon_logins(ueba([ueba_row(UserPrincipalName=upn, SourceIPLocation=location)]))
     assert len(out) == int(kept)
@@ -265,11 +433,14 @@ def test_step11_null_caller_never_joins_empty_upn():
     assert out.empty
 
 
-# --- 13. join kind=inner -----------------------------------------------------------------------------
+# --- 13. join kind=inner --------------------------------------------------------------------------
+
 
 def test_step13_inner_join_keeps_every_matching_pair():
-    ueba_rows = [ueba_row(TimeGenerated="2026-10-31T09:00:00Z"),
-                 ueba_row(TimeGenerated="2026-10-31T09:30:00Z")]
+    ueba_rows = [
+        ueba_row(TimeGenerated="2026-10-31T09:00:00Z"),
+        ueba_row(TimeGenerated="2026-10-31T09:30:00Z"),
+    ]
     activity_rows = run_command("corr-1") + run_command("corr-2", start="2026-10-31T11:00:00Z")
     out = result_of(activity_rows, ueba_rows)
     assert len(out) == 4, "inner, not innerunique: 2 runs x 2 UEBA rows"
@@ -280,19 +451,33 @@ def test_step13_identical_ueba_rows_each_give_a_row():
     assert len(out) == 2
 
 
-# --- 14. StartTime between (UEBAEventTime - 1h .. UEBAEventTime + 6h) ------------------------------
+# --- 14. StartTime between (UEBAEventTime - 1h .. UEBAEventTime + 6h) -----------------------------
 
-@pytest.mark.parametrize("start, kept", [
-    ("2026-10-31T09:00:00Z", True),                 # exactly -1h: inclusive
-    ("2026-10-31T08:59:59.9999999Z", False),        # 100 ns before -1h
-    ("2026-10-31T16:00:00Z", True),                 # exactly +6h: inclusive
-    ("2026-10-31T16:00:00.0000001Z", False),        # 100 ns after +6h
-    ("2026-10-31T10:00:00Z", True),
-    ("2026-10-31T16:00:01Z", False),
-], ids=["minus-1h-inclusive", "just-before", "plus-6h-inclusive", "100ns-after", "inside", "1s-after"])
+
+@pytest.mark.parametrize(
+    "start, kept",
+    [
+        ("2026-10-31T09:00:00Z", True),  # exactly -1h: inclusive
+        ("2026-10-31T08:59:59.9999999Z", False),  # 100 ns before -1h
+        ("2026-10-31T16:00:00Z", True),  # exactly +6h: inclusive
+        ("2026-10-31T16:00:00.0000001Z", False),  # 100 ns after +6h
+        ("2026-10-31T10:00:00Z", True),
+        ("2026-10-31T16:00:01Z", False),
+    ],
+    ids=[
+        "minus-1h-inclusive",
+        "just-before",
+        "plus-6h-inclusive",
+        "100ns-after",
+        "inside",
+        "1s-after",
+    ],
+)
 def test_step14_start_time_between_is_inclusive(start, kept):
-    out = result_of(run_command(start=start, statuses=("Succeeded",)),
-                    [ueba_row(TimeGenerated="2026-10-31T10:00:00Z")])
+    out = result_of(
+        run_command(start=start, statuses=("Succeeded",)),
+        [ueba_row(TimeGenerated="2026-10-31T10:00:00Z")],
+    )
     assert len(out) == int(kept)
 
 
@@ -304,32 +489,40 @@ def test_step14_window_uses_start_time_not_end_time():
     assert len(out) == 1 and out.iloc[0]["EndTime"] == ts("2026-10-31T17:00:00Z")
 
 
-# --- 15. output columns, AccountName / AccountUPNSuffix --------------------------------------------
+# --- 15. output columns, AccountName / AccountUPNSuffix -------------------------------------------
+
 
 def test_step15_output_columns_in_rule_order():
     out = result_of(run_command(), [ueba_row()])
     assert list(out.columns[:13]) == c.OUTPUT_COLUMNS
     from include.detection.rule import load_rule
+
     assert c.OUTPUT_COLUMNS == list(load_rule().output_columns)
 
 
-@pytest.mark.parametrize("caller, name, suffix", [
-    ("alice@contoso.com", "alice", "contoso.com"),
-    ("0d5b8b8e-4a7c-4a34-9d1b-3b1f2e2d1c0a", "0d5b8b8e-4a7c-4a34-9d1b-3b1f2e2d1c0a", ""),
-    ("a@b@c", "a", "b"),
-    ("@contoso.com", "", "contoso.com"),
-    ("alice@", "alice", ""),
-], ids=["upn", "service-principal-guid", "two-ats-takes-second-part", "leading-at", "trailing-at"])
+@pytest.mark.parametrize(
+    "caller, name, suffix",
+    [
+        ("alice@contoso.com", "alice", "contoso.com"),
+        ("0d5b8b8e-4a7c-4a34-9d1b-3b1f2e2d1c0a", "0d5b8b8e-4a7c-4a34-9d1b-3b1f2e2d1c0a", ""),
+        ("a@b@c", "a", "b"),
+        ("@contoso.com", "", "contoso.com"),
+        ("alice@", "alice", ""),
+    ],
+    ids=["upn", "service-principal-guid", "two-ats-takes-second-part", "leading-at", "trailing-at"],
+)
 def test_step15_account_name_and_upn_suffix_from_split(caller, name, suffix):
     out = result_of(run_command(Caller=caller), [ueba_row(UserPrincipalName=caller)])
     assert (out.iloc[0]["AccountName"], out.iloc[0]["AccountUPNSuffix"]) == (name, suffix)
 
 
-# --- The whole query --------------------------------------------------------------------------------
+# --- The whole query ------------------------------------------------------------------------------
+
 
 def test_correlate_end_to_end_failed_run_is_not_reported_but_success_is():
-    rows = run_command("ok") + run_command("failed", statuses=("Started", "Accepted", "Failed"),
-                                            start="2026-10-31T10:05:00Z")
+    rows = run_command("ok") + run_command(
+        "failed", statuses=("Started", "Accepted", "Failed"), start="2026-10-31T10:05:00Z"
+    )
     out = result_of(rows, [ueba_row()])
     assert len(out) == 1 and out.iloc[0]["CorrelationId"] == "ok"
 
@@ -340,7 +533,12 @@ def test_correlate_empty_inputs_give_empty_result_with_columns():
 
 
 def test_correlate_non_run_command_rows_are_ignored():
-    noise = [activity_row(OperationNameValue="Microsoft.Storage/storageAccounts/listKeys/action",
-                          CorrelationId=f"n{i}") for i in range(5)]
+    noise = [
+        activity_row(
+            OperationNameValue="Microsoft.Storage/storageAccounts/listKeys/action",
+            CorrelationId=f"n{i}",
+        )
+        for i in range(5)
+    ]
     assert result_of(noise, [ueba_row()]).empty
     assert RUN_COMMAND.lower() == c.RUN_COMMAND_OPERATION.lower()

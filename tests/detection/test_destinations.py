@@ -6,8 +6,8 @@ and credentials never show up anywhere."""
 import json
 import logging
 import time
-from email.utils import format_datetime as http_date
 from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime as http_date
 
 import pytest
 
@@ -26,12 +26,18 @@ W1 = ("2026-10-30T00:00:00Z", "2026-11-01T00:00:00Z")
 
 
 def executions(n, ueba_rows=None, window=W1):
-    acts = [row for i in range(n) for row in run_command(f"exec-{i}", start=f"2026-10-31T10:{i:02d}:00Z")]
+    acts = [
+        row
+        for i in range(n)
+        for row in run_command(f"exec-{i}", start=f"2026-10-31T10:{i:02d}:00Z")
+    ]
     return build_alerts(correlate(activity(acts), ueba(ueba_rows or [ueba_row()])), RULE, *window)
 
 
 def more_evidence(n):
-    return executions(n, [ueba_row(), ueba_row(TimeGenerated="2026-10-31T09:40:00Z", SourceIPLocation="Chile")])
+    return executions(
+        n, [ueba_row(), ueba_row(TimeGenerated="2026-10-31T09:40:00Z", SourceIPLocation="Chile")]
+    )
 
 
 @pytest.fixture
@@ -48,8 +54,11 @@ def tickets(name, fakes, tmp_path) -> dict[str, list[str]]:
             out.setdefault(json.loads(f.read_text())["id"], []).append(f.name)
     elif name == "jira":
         for issue in fakes["jira"].issues.values():
-            ids = [label.removeprefix("detection-alert-") for label in issue["labels"]
-                   if label.startswith("detection-alert-")]
+            ids = [
+                label.removeprefix("detection-alert-")
+                for label in issue["labels"]
+                if label.startswith("detection-alert-")
+            ]
             out.setdefault(ids[0], []).append(issue["key"])
     elif name == "servicenow":
         for inc in fakes["servicenow"].incidents.values():
@@ -61,10 +70,13 @@ def tickets(name, fakes, tmp_path) -> dict[str, list[str]]:
 
 
 def deliver(store, names, fakes, tmp_path, **http):
-    return destinations.deliver_pending(store, names, settings=settings_for(fakes, tmp_path, **http))
+    return destinations.deliver_pending(
+        store, names, settings=settings_for(fakes, tmp_path, **http)
+    )
 
 
 # --- each destination: one ticket, then updates of it ---------------------------------------------
+
 
 @pytest.mark.parametrize("name", ALL, ids=ALL)
 def test_one_ticket_per_alert_then_an_update_of_the_same_ticket(name, store, fakes, tmp_path):
@@ -72,10 +84,12 @@ def test_one_ticket_per_alert_then_an_update_of_the_same_ticket(name, store, fak
     store.upsert(first)
     assert deliver(store, [name], fakes, tmp_path) == {name: {"delivered": 2, "failed": 0}}
     before = {k: sorted(v) for k, v in tickets(name, fakes, tmp_path).items()}
-    assert sorted(before) == sorted(a["id"] for a in first) and all(len(v) == 1 for v in before.values())
+    assert sorted(before) == sorted(a["id"] for a in first) and all(
+        len(v) == 1 for v in before.values()
+    )
 
     assert deliver(store, [name], fakes, tmp_path)[name]["delivered"] == 0, "nothing twice"
-    store.upsert(more_evidence(1))                       # new evidence for exec-0 only
+    store.upsert(more_evidence(1))  # new evidence for exec-0 only
     assert deliver(store, [name], fakes, tmp_path)[name]["delivered"] == 1
     assert {k: sorted(v) for k, v in tickets(name, fakes, tmp_path).items()} == before
     updated = store.get(first[0]["id"])
@@ -84,14 +98,18 @@ def test_one_ticket_per_alert_then_an_update_of_the_same_ticket(name, store, fak
     assert [e["action"] for e in store.delivery_log(first[0]["id"])] == ["created", "updated"]
 
 
-def test_jira_issue_has_summary_description_labels_property_and_update_comment(store, fakes, tmp_path):
+def test_jira_issue_has_summary_description_labels_property_and_update_comment(
+    store, fakes, tmp_path
+):
     jira = fakes["jira"]
     store.upsert(executions(1))
     deliver(store, ["jira"], fakes, tmp_path)
     (issue,) = jira.issues.values()
     alert = store.alerts()[0]
     assert issue["fields"]["summary"] == alert["title"]
-    assert issue["fields"]["issuetype"] == {"name": "Task"} and issue["fields"]["project"] == {"key": "SEC"}
+    assert issue["fields"]["issuetype"] == {"name": "Task"} and issue["fields"]["project"] == {
+        "key": "SEC"
+    }
     assert f"detection-alert-{alert['id']}" in issue["labels"]
     assert issue["properties"]["detection.alert"]["id"] == alert["id"]
     text = issue["fields"]["description"]
@@ -99,7 +117,9 @@ def test_jira_issue_has_summary_description_labels_property_and_update_comment(s
     assert "T1570" in text and alert["id"] in text
 
 
-def test_servicenow_incident_has_correlation_id_impact_urgency_and_a_work_note_on_update(store, fakes, tmp_path):
+def test_servicenow_incident_has_correlation_id_impact_urgency_and_a_work_note_on_update(
+    store, fakes, tmp_path
+):
     servicenow = fakes["servicenow"]
     store.upsert(executions(1))
     deliver(store, ["servicenow"], fakes, tmp_path)
@@ -133,7 +153,9 @@ def test_webhook_with_a_wrong_secret_is_refused_and_not_retried(store, fakes):
     settings["webhook"]["secret"] = "not-the-right-secret"
     with pytest.raises(DeliveryError, match="HTTP 401"):
         destinations.deliver_pending(store, ["webhook"], settings=settings)
-    assert webhook.count() == 1 and webhook.deliveries == [] and len(store.pending_ids("webhook")) == 1
+    assert (
+        webhook.count() == 1 and webhook.deliveries == [] and len(store.pending_ids("webhook")) == 1
+    )
 
 
 @pytest.mark.parametrize("name", ["jira", "servicenow"], ids=["jira", "servicenow"])
@@ -142,14 +164,24 @@ def test_search_before_create_adopts_a_ticket_the_store_does_not_know(name, stor
     (alert,) = executions(1)
     store.upsert([alert])
     if name == "jira":
-        fakes["jira"].issues["SEC-77"] = {"id": "77", "key": "SEC-77", "fields": {"summary": "x"},
-                                          "labels": [f"detection-alert-{alert['id']}"],
-                                          "comments": [], "properties": {}, "created": 0}
+        fakes["jira"].issues["SEC-77"] = {
+            "id": "77",
+            "key": "SEC-77",
+            "fields": {"summary": "x"},
+            "labels": [f"detection-alert-{alert['id']}"],
+            "comments": [],
+            "properties": {},
+            "created": 0,
+        }
         existing = "SEC-77"
     else:
-        fakes["servicenow"].incidents["abc"] = {"sys_id": "abc", "number": "INC0000077",
-                                                "correlation_id": alert["id"], "sys_created_on": 0,
-                                                "work_notes_history": []}
+        fakes["servicenow"].incidents["abc"] = {
+            "sys_id": "abc",
+            "number": "INC0000077",
+            "correlation_id": alert["id"],
+            "sys_created_on": 0,
+            "work_notes_history": [],
+        }
         existing = "INC0000077"
     deliver(store, [name], fakes, tmp_path)
     assert tickets(name, fakes, tmp_path) == {alert["id"]: [existing]}
@@ -173,16 +205,21 @@ FAULTS = {
     "http-500": dict(times=1, status=500),
     "http-503-twice": dict(times=2, status=503),
     "http-429-retry-after-1s": dict(times=1, status=429, headers={"Retry-After": "1"}),
-    "timeout": dict(times=1, delay=0.8),                       # client timeout is 0.5 s
+    "timeout": dict(times=1, delay=0.8),  # client timeout is 0.5 s
     "timeout-after-the-write-happened": dict(times=1, delay=0.8, process=True),
 }
-WRITES = {"jira": ("POST", "/rest/api/2/issue"), "servicenow": ("POST", "/api/now/table/incident"),
-          "webhook": ("POST", "/hooks/detections")}
+WRITES = {
+    "jira": ("POST", "/rest/api/2/issue"),
+    "servicenow": ("POST", "/api/now/table/incident"),
+    "webhook": ("POST", "/hooks/detections"),
+}
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=list(FAULTS))
 @pytest.mark.parametrize("name", HTTP, ids=HTTP)
-def test_transient_failures_are_retried_and_deliver_exactly_one_ticket(name, fault, store, fakes, tmp_path):
+def test_transient_failures_are_retried_and_deliver_exactly_one_ticket(
+    name, fault, store, fakes, tmp_path
+):
     alerts = executions(2)
     store.upsert(alerts)
     fake = fakes[name]
@@ -211,9 +248,16 @@ def test_transient_failures_are_retried_and_deliver_exactly_one_ticket(name, fau
     assert time.monotonic() - started < 10
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("3", 3.0), ("0", 0.0), ("soon", None), (None, None),
-], ids=["seconds", "zero", "garbage", "absent"])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("3", 3.0),
+        ("0", 0.0),
+        ("soon", None),
+        (None, None),
+    ],
+    ids=["seconds", "zero", "garbage", "absent"],
+)
 def test_retry_after_header_forms(value, expected):
     assert retry_after_seconds(value) == expected
 
@@ -223,7 +267,9 @@ def test_retry_after_as_an_http_date():
     assert 25 <= retry_after_seconds(when) <= 31
 
 
-def test_a_retry_after_longer_than_the_longest_wait_leaves_the_alert_for_the_next_attempt(store, fakes, tmp_path):
+def test_a_retry_after_longer_than_the_longest_wait_leaves_the_alert_for_the_next_attempt(
+    store, fakes, tmp_path
+):
     store.upsert(executions(2))
     fakes["jira"].fail(times=1, status=429, headers={"Retry-After": "120"}, method="GET")
     started = time.monotonic()
@@ -249,6 +295,7 @@ def test_a_refused_alert_stays_pending_and_does_not_stop_the_next_one(store, fak
 
 # --- outages --------------------------------------------------------------------------------------
 
+
 def test_outage_then_recovery_delivers_every_pending_alert_once(store_url, fakes, tmp_path):
     with AlertStore(store_url) as store:
         alerts = executions(5)
@@ -265,11 +312,17 @@ def test_outage_then_recovery_delivers_every_pending_alert_once(store_url, fakes
         for fake in fakes.values():
             fake.up()
         assert deliver(store, ALL, fakes, tmp_path) == {
-            "file": {"delivered": 0, "failed": 0}, **{n: {"delivered": 5, "failed": 0} for n in HTTP}}
-        assert deliver(store, ALL, fakes, tmp_path) == {n: {"delivered": 0, "failed": 0} for n in ALL}
+            "file": {"delivered": 0, "failed": 0},
+            **{n: {"delivered": 5, "failed": 0} for n in HTTP},
+        }
+        assert deliver(store, ALL, fakes, tmp_path) == {
+            n: {"delivered": 0, "failed": 0} for n in ALL
+        }
         for name in ALL:
             held = tickets(name, fakes, tmp_path)
-            assert sorted(held) == sorted(a["id"] for a in alerts) and all(len(v) == 1 for v in held.values())
+            assert sorted(held) == sorted(a["id"] for a in alerts) and all(
+                len(v) == 1 for v in held.values()
+            )
         log = store.delivery_log()
         assert len(log) == 20 and {e["action"] for e in log} == {"created"}
 
@@ -281,21 +334,30 @@ def test_a_misconfigured_destination_fails_visibly_and_blocks_no_other(store, fa
     with pytest.raises(DeliveryError, match="'jira' is not configured: missing token") as err:
         destinations.deliver_pending(store, ALL, settings=settings)
     assert {n: r["delivered"] for n, r in err.value.report.items()} == {
-        "file": 1, "jira": 0, "servicenow": 1, "webhook": 1}
+        "file": 1,
+        "jira": 0,
+        "servicenow": 1,
+        "webhook": 1,
+    }
 
 
 # --- configuration from Airflow connections -------------------------------------------------------
 
+
 def test_settings_from_an_airflow_conn_uri_in_the_environment(store, jira, monkeypatch):
     host = jira.url.removeprefix("http://")
-    monkeypatch.setenv("AIRFLOW_CONN_DETECTION_JIRA",
-                       f"http://{jira.user.replace('@', '%40')}:{jira.password}@{host}/?project=SEC&attempts=1")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DETECTION_JIRA",
+        f"http://{jira.user.replace('@', '%40')}:{jira.password}@{host}/?project=SEC&attempts=1",
+    )
     store.upsert(executions(1))
     assert destinations.deliver_pending(store, ["jira"])["jira"]["delivered"] == 1
     assert len(jira.issues) == 1
 
 
-def test_settings_from_a_connection_object_passed_by_the_airflow_layer(store, servicenow, monkeypatch):
+def test_settings_from_a_connection_object_passed_by_the_airflow_layer(
+    store, servicenow, monkeypatch
+):
     class Connection:  # what airflow.sdk.Connection.get returns, read by attribute
         conn_id, conn_type, host, port = "detection_servicenow", "http", servicenow.url, None
         login, password, schema, extra_dejson = servicenow.user, servicenow.password, "", {}
@@ -303,28 +365,45 @@ def test_settings_from_a_connection_object_passed_by_the_airflow_layer(store, se
     for var in ("DETECTION_SERVICENOW_URL", "AIRFLOW_CONN_DETECTION_SERVICENOW"):
         monkeypatch.delenv(var, raising=False)
     store.upsert(executions(1))
-    report = destinations.deliver_pending(store, ["servicenow"], connections={"servicenow": Connection()})
+    report = destinations.deliver_pending(
+        store, ["servicenow"], connections={"servicenow": Connection()}
+    )
     assert report["servicenow"]["delivered"] == 1 and len(servicenow.incidents) == 1
 
 
 # --- secrets --------------------------------------------------------------------------------------
 
-def test_credentials_never_reach_logs_errors_stored_alerts_or_cli_output(fakes, tmp_path, monkeypatch,
-                                                                         caplog, capsys, detection_home):
-    secrets = {"jira": fakes["jira"].password, "servicenow": fakes["servicenow"].password,
-               "webhook": fakes["webhook"].secret,
-               "webhook URL path": fakes["webhook"].path.strip("/")}  # a capability URL
-    monkeypatch.setenv("AIRFLOW_CONN_DETECTION_JIRA", json.dumps({
-        "conn_type": "http", "host": fakes["jira"].url, "login": fakes["jira"].user,
-        "password": secrets["jira"], "extra": {"project": "SEC"}}))
+
+def test_credentials_never_reach_logs_errors_stored_alerts_or_cli_output(
+    fakes, tmp_path, monkeypatch, caplog, capsys, detection_home
+):
+    secrets = {
+        "jira": fakes["jira"].password,
+        "servicenow": fakes["servicenow"].password,
+        "webhook": fakes["webhook"].secret,
+        "webhook URL path": fakes["webhook"].path.strip("/"),
+    }  # a capability URL
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DETECTION_JIRA",
+        json.dumps(
+            {
+                "conn_type": "http",
+                "host": fakes["jira"].url,
+                "login": fakes["jira"].user,
+                "password": secrets["jira"],
+                "extra": {"project": "SEC"},
+            }
+        ),
+    )
     for key, value in env_for(fakes).items():
         if not key.startswith("DETECTION_JIRA_"):
             monkeypatch.setenv(key, value)
     monkeypatch.setenv("DETECTION_DESTINATIONS", "jira,servicenow,webhook")
     # Servers that echo the credentials back in their error bodies.
     fakes["jira"].down(status=500, body=json.dumps({"error": f"token {secrets['jira']} rejected"}))
-    fakes["servicenow"].down(status=500, body=f"user:password {fakes['servicenow'].user}:"
-                                               f"{secrets['servicenow']} invalid")
+    fakes["servicenow"].down(
+        status=500, body=f"user:password {fakes['servicenow'].user}:{secrets['servicenow']} invalid"
+    )
     fakes["webhook"].down(status=502, body=f"secret={secrets['webhook']}")
     with open_store() as store:
         store.upsert(executions(1))
@@ -345,6 +424,7 @@ def test_credentials_never_reach_logs_errors_stored_alerts_or_cli_output(fakes, 
 
 # --- the file destination on shared storage (issue #12 point 3) -----------------------------------
 
+
 @pytest.fixture
 def memory_tickets():
     import uuid
@@ -358,19 +438,23 @@ def memory_tickets():
         memory.rm(f"/{root}", recursive=True)
 
 
-def test_file_tickets_on_object_storage_one_per_alert_then_updated_in_place(store, memory_tickets,
-                                                                           tmp_path):
+def test_file_tickets_on_object_storage_one_per_alert_then_updated_in_place(
+    store, memory_tickets, tmp_path
+):
     from include.detection import storage
 
     settings = {"file": {"folder": memory_tickets}}
     first = executions(2)
     store.upsert(first)
     assert destinations.deliver_pending(store, ["file"], settings=settings) == {
-        "file": {"delivered": 2, "failed": 0}}
+        "file": {"delivered": 2, "failed": 0}
+    }
     names = sorted(f"{a['id']}.json" for a in first)
     assert storage.walk(memory_tickets) == names
     store.upsert(more_evidence(1))
-    assert destinations.deliver_pending(store, ["file"], settings=settings)["file"]["delivered"] == 1
+    assert (
+        destinations.deliver_pending(store, ["file"], settings=settings)["file"]["delivered"] == 1
+    )
     assert storage.walk(memory_tickets) == names, "updated in place, no second ticket, no temp key"
     ticket = json.loads(storage.read_text(f"{memory_tickets}/{first[0]['id']}.json"))
     assert ticket["revision"] == 2
@@ -378,10 +462,14 @@ def test_file_tickets_on_object_storage_one_per_alert_then_updated_in_place(stor
     assert not (tmp_path / "tickets").exists(), "nothing on local disk"
 
 
-@pytest.mark.parametrize("ref", ["../escape.json", "sub/escape.json", "..", ".hidden.json"],
-                         ids=["parent folder", "sub-folder", "dot-dot", "dot-name"])
-def test_file_tickets_on_object_storage_refuse_a_ticket_reference_that_is_a_path(ref,
-                                                                                memory_tickets):
+@pytest.mark.parametrize(
+    "ref",
+    ["../escape.json", "sub/escape.json", "..", ".hidden.json"],
+    ids=["parent folder", "sub-folder", "dot-dot", "dot-name"],
+)
+def test_file_tickets_on_object_storage_refuse_a_ticket_reference_that_is_a_path(
+    ref, memory_tickets
+):
     from include.detection import storage
     from include.detection.destinations import FileTickets, PermanentError
 

@@ -46,8 +46,10 @@ def test_the_internal_allow_list_names_existing_classes_only():
 
 
 def test_the_family_is_found_at_all():
-    assert {"include.detection.errors.SourceError",
-            "include.detection.destinations.base.DestinationError"} <= set(EXCEPTIONS)
+    assert {
+        "include.detection.errors.SourceError",
+        "include.detection.destinations.base.DestinationError",
+    } <= set(EXCEPTIONS)
 
 
 def test_the_cli_maps_any_family_error_to_its_exit_code(monkeypatch, capsys):

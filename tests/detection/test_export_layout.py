@@ -60,9 +60,15 @@ def scan(root, table="AzureActivity", source=None, **kwargs):
 
 # --- The layout is recognised, and pruned by the window ---------------------------------------
 
+
 def test_a_root_holding_am_containers_is_read_in_the_export_layout(tmp_path):
-    put_rows(tmp_path, "AzureActivity", WORKSPACE_ID, "2026-10-31T10:07:00Z",
-             [activity_row(TimeGenerated="2026-10-31T10:05:00Z")])
+    put_rows(
+        tmp_path,
+        "AzureActivity",
+        WORKSPACE_ID,
+        "2026-10-31T10:07:00Z",
+        [activity_row(TimeGenerated="2026-10-31T10:05:00Z")],
+    )
     got = scan(tmp_path)
     assert got.format == "export" and got.rows_in_window == 1
     assert got.source == str(tmp_path / "am-azureactivity")
@@ -74,8 +80,13 @@ def test_only_the_hours_of_the_window_and_one_hour_each_side_are_read(tmp_path):
     [start - 1h, end + 1h): 50 files, 48 records in the window."""
     for h in range(-72, 48 + 72):
         t = START + pd.Timedelta(hours=h, minutes=20)
-        put_rows(tmp_path, "AzureActivity", WORKSPACE_ID, t,
-                 [activity_row(TimeGenerated=t.isoformat(), CorrelationId=f"h{h}")])
+        put_rows(
+            tmp_path,
+            "AzureActivity",
+            WORKSPACE_ID,
+            t,
+            [activity_row(TimeGenerated=t.isoformat(), CorrelationId=f"h{h}")],
+        )
     got = scan(tmp_path)
     assert got.rows_read == 48 + 2
     assert got.rows_in_window == len(got.frame) == 48
@@ -96,37 +107,59 @@ def test_folders_outside_the_window_are_not_even_listed(tmp_path):
     assert scan(tmp_path).rows_in_window == 1
 
 
-LATE = {"exported 30 min late, past the window's end": (pd.Timedelta(minutes=30), None, True),
-        "exported 3 h late, beyond the default slack": (pd.Timedelta(hours=3), None, False),
-        "exported 3 h late, DETECTION_EXPORT_SLACK=4h": (pd.Timedelta(hours=3), "4h", True)}
+LATE = {
+    "exported 30 min late, past the window's end": (pd.Timedelta(minutes=30), None, True),
+    "exported 3 h late, beyond the default slack": (pd.Timedelta(hours=3), None, False),
+    "exported 3 h late, DETECTION_EXPORT_SLACK=4h": (pd.Timedelta(hours=3), "4h", True),
+}
 
 
 @pytest.mark.parametrize("delay, slack, read", LATE.values(), ids=LATE.keys())
-def test_a_late_record_is_read_when_it_arrived_within_the_slack(tmp_path, monkeypatch, delay,
-                                                               slack, read):
+def test_a_late_record_is_read_when_it_arrived_within_the_slack(
+    tmp_path, monkeypatch, delay, slack, read
+):
     if slack:
         monkeypatch.setenv("DETECTION_EXPORT_SLACK", slack)
     t = END - pd.Timedelta(minutes=1)
-    put_rows(tmp_path, "AzureActivity", WORKSPACE_ID, t + delay,
-             [activity_row(TimeGenerated=t.isoformat())])
+    put_rows(
+        tmp_path,
+        "AzureActivity",
+        WORKSPACE_ID,
+        t + delay,
+        [activity_row(TimeGenerated=t.isoformat())],
+    )
     put_rows(tmp_path, "AzureActivity", WORKSPACE_ID, "2026-10-31T10:00:00Z", [activity_row()])
     assert scan(tmp_path).rows_in_window == (2 if read else 1)
 
 
 def test_older_hourly_files_and_five_minute_files_are_both_read(tmp_path):
-    put_rows(tmp_path, "AzureActivity", WORKSPACE_ID, "2026-10-30T10:00:00Z",
-             [activity_row(TimeGenerated="2026-10-30T10:10:00Z"),
-              activity_row(TimeGenerated="2026-10-30T10:50:00Z")], name="PT1H.json")
+    put_rows(
+        tmp_path,
+        "AzureActivity",
+        WORKSPACE_ID,
+        "2026-10-30T10:00:00Z",
+        [
+            activity_row(TimeGenerated="2026-10-30T10:10:00Z"),
+            activity_row(TimeGenerated="2026-10-30T10:50:00Z"),
+        ],
+        name="PT1H.json",
+    )
     for minute in (0, 5, 55):
-        put_rows(tmp_path, "AzureActivity", WORKSPACE_ID, f"2026-10-31T10:{minute:02d}:00Z",
-                 [activity_row(TimeGenerated=f"2026-10-31T10:{minute:02d}:30Z")])
+        put_rows(
+            tmp_path,
+            "AzureActivity",
+            WORKSPACE_ID,
+            f"2026-10-31T10:{minute:02d}:00Z",
+            [activity_row(TimeGenerated=f"2026-10-31T10:{minute:02d}:30Z")],
+        )
     got = scan(tmp_path)
     assert got.rows_in_window == 5 and got.frame["TimeGenerated"].is_monotonic_increasing
 
 
 def test_a_bad_record_is_quarantined_naming_its_file_and_line(tmp_path):
-    path = put_rows(tmp_path, "AzureActivity", WORKSPACE_ID, "2026-10-31T10:00:00Z",
-                    [activity_row()])
+    path = put_rows(
+        tmp_path, "AzureActivity", WORKSPACE_ID, "2026-10-31T10:00:00Z", [activity_row()]
+    )
     with open(path, "a") as fh:
         fh.write("{not json\n")
     got = scan(tmp_path)
@@ -137,30 +170,38 @@ def test_a_bad_record_is_quarantined_naming_its_file_and_line(tmp_path):
 
 # --- Anything that does not fit the layout is named, never skipped -----------------------------
 
+
 def _ws(root):
     return root / "am-azureactivity" / f"WorkspaceResourceId={WORKSPACE_ID}"
 
 
 ODD = {
-    "a file beside the workspaces": (lambda r: (r / "am-azureactivity" / "README").write_text(
-        "x"), "unexpected file"),
+    "a file beside the workspaces": (
+        lambda r: (r / "am-azureactivity" / "README").write_text("x"),
+        "unexpected file",
+    ),
     "a folder that is not WorkspaceResourceId=": (
-        lambda r: (r / "am-azureactivity" / "tenant-a").mkdir(), "unexpected folder"),
+        lambda r: (r / "am-azureactivity" / "tenant-a").mkdir(),
+        "unexpected folder",
+    ),
     "a year that is not y=YYYY": (lambda r: (_ws(r) / "year=2026").mkdir(), "expected a folder y"),
-    "month 13": (lambda r: (_ws(r) / "y=2026" / "m=13" / "d=01").mkdir(parents=True),
-                 "not a date (2026-13-01)"),
+    "month 13": (
+        lambda r: (_ws(r) / "y=2026" / "m=13" / "d=01").mkdir(parents=True),
+        "not a date (2026-13-01)",
+    ),
     "a file not under h=HH/m=MM": (
         lambda r: (_ws(r) / "y=2026" / "m=10" / "d=31" / "PT05M.json").write_text("{}\n"),
-        "unexpected file"),
+        "unexpected file",
+    ),
     "a file that is not .json": (
-        lambda r: (_ws(r) / "y=2026" / "m=10" / "d=31" / "h=10" / "m=00" / "x.csv").write_text(
-            "a"), "unexpected file"),
+        lambda r: (_ws(r) / "y=2026" / "m=10" / "d=31" / "h=10" / "m=00" / "x.csv").write_text("a"),
+        "unexpected file",
+    ),
 }
 
 
 @pytest.mark.parametrize("make, problem", ODD.values(), ids=ODD.keys())
-def test_an_entry_that_does_not_fit_the_layout_is_a_source_error_naming_it(tmp_path, make,
-                                                                          problem):
+def test_an_entry_that_does_not_fit_the_layout_is_a_source_error_naming_it(tmp_path, make, problem):
     put_rows(tmp_path, "AzureActivity", WORKSPACE_ID, "2026-10-31T10:00:00Z", [activity_row()])
     make(tmp_path)
     with pytest.raises(SourceError) as err:
@@ -197,11 +238,22 @@ def test_a_fifo_in_an_hour_folder_is_refused_without_waiting(tmp_path):
 
 # --- Several workspaces in one export ----------------------------------------------------------
 
+
 def two_workspaces(root):
-    put_rows(root, "AzureActivity", WORKSPACE_ID, "2026-10-31T10:00:00Z",
-             [activity_row(CorrelationId="west")])
-    put_rows(root, "AzureActivity", OTHER_WORKSPACE_ID, "2026-10-31T10:00:00Z",
-             [activity_row(CorrelationId="tenant-b", TimeGenerated="2026-10-31T09:00:00Z")])
+    put_rows(
+        root,
+        "AzureActivity",
+        WORKSPACE_ID,
+        "2026-10-31T10:00:00Z",
+        [activity_row(CorrelationId="west")],
+    )
+    put_rows(
+        root,
+        "AzureActivity",
+        OTHER_WORKSPACE_ID,
+        "2026-10-31T10:00:00Z",
+        [activity_row(CorrelationId="tenant-b", TimeGenerated="2026-10-31T09:00:00Z")],
+    )
     put_rows(root, "BehaviorAnalytics", WORKSPACE_ID, "2026-10-31T10:00:00Z", [ueba_row()])
 
 
@@ -213,8 +265,9 @@ def test_every_workspace_of_an_export_is_read_unless_one_is_chosen(tmp_path):
     west = source.only(WORKSPACE_ID.upper())
     assert west.targets == [WORKSPACE_ID]
     assert list(scan(tmp_path, source=west).frame["CorrelationId"]) == ["west"]
-    assert list(scan(tmp_path, source=source.only(OTHER_WORKSPACE_ID))
-                .frame["CorrelationId"]) == ["tenant-b"]
+    assert list(scan(tmp_path, source=source.only(OTHER_WORKSPACE_ID)).frame["CorrelationId"]) == [
+        "tenant-b"
+    ]
 
 
 def test_a_workspace_a_table_was_not_exported_for_is_named(tmp_path):
@@ -222,8 +275,9 @@ def test_a_workspace_a_table_was_not_exported_for_is_named(tmp_path):
     tenant_b = sources.open_source(tmp_path).only(OTHER_WORKSPACE_ID)
     with pytest.raises(SourceError) as err:
         scan(tmp_path, "BehaviorAnalytics", source=tenant_b)
-    assert str(err.value).startswith(f"BehaviorAnalytics: workspace {OTHER_WORKSPACE_ID} has "
-                                     "no data export")
+    assert str(err.value).startswith(
+        f"BehaviorAnalytics: workspace {OTHER_WORKSPACE_ID} has no data export"
+    )
 
 
 def test_choosing_a_workspace_of_a_folder_that_has_none_is_a_source_error(tmp_path):
@@ -244,8 +298,11 @@ def demo_rows():
 
 def late_by_time(row, i):
     """A third of the records reach the export 35 minutes late, decided by their time alone."""
-    return pd.Timedelta(minutes=35) if pd.Timestamp(row["TimeGenerated"]).second % 3 == 0 \
+    return (
+        pd.Timedelta(minutes=35)
+        if pd.Timestamp(row["TimeGenerated"]).second % 3 == 0
         else pd.Timedelta(0)
+    )
 
 
 def detect_bytes(capsys, source, out) -> tuple[bytes, str]:
@@ -256,22 +313,30 @@ def detect_bytes(capsys, source, out) -> tuple[bytes, str]:
 
 
 def test_the_same_rows_give_the_same_detect_output_in_every_layout_and_place(
-        tmp_path, capsys, memory, monkeypatch, demo_rows):
+    tmp_path, capsys, memory, monkeypatch, demo_rows
+):
     """Point 5 of issue #10: a JSONL folder, the export layout on disk and on memory://, a JSONL
     folder on memory://, and a Log Analytics workspace holding the demo rows: one result file."""
     fs, root = memory
     layouts.jsonl(layouts.on_disk(tmp_path / "jsonl"), demo_rows)
-    layouts.export(layouts.on_disk(tmp_path / "export"), demo_rows, delay=late_by_time,
-                   hourly_before="2026-10-29T06:00:00Z")
+    layouts.export(
+        layouts.on_disk(tmp_path / "export"),
+        demo_rows,
+        delay=late_by_time,
+        hourly_before="2026-10-29T06:00:00Z",
+    )
     layouts.export(layouts.on_fsspec(fs, f"{root}/export"), demo_rows, delay=late_by_time)
     layouts.jsonl(layouts.on_fsspec(fs, f"{root}/jsonl"), demo_rows)
     fake = FakeLogAnalytics({WORKSPACE: demo_rows}).start()
     monkeypatch.setenv("DETECTION_LOGANALYTICS_ENDPOINT", fake.url)
     monkeypatch.setenv("DETECTION_LOGANALYTICS_TOKEN", TOKEN)
     monkeypatch.setenv("DETECTION_LOGANALYTICS_SLICE", "1d")
-    places = {"export": tmp_path / "export", "memory-export": f"memory://{root}/export",
-              "memory-jsonl": f"memory://{root}/jsonl",
-              "loganalytics": f"loganalytics://{WORKSPACE}"}
+    places = {
+        "export": tmp_path / "export",
+        "memory-export": f"memory://{root}/export",
+        "memory-jsonl": f"memory://{root}/jsonl",
+        "loganalytics": f"loganalytics://{WORKSPACE}",
+    }
     try:
         expected, err = detect_bytes(capsys, tmp_path / "jsonl", tmp_path / "jsonl.jsonl")
         assert expected.count(b"\n") >= 3 and "rows read (jsonl)" in err
@@ -285,13 +350,18 @@ def test_the_same_rows_give_the_same_detect_output_in_every_layout_and_place(
     # time order, and each layout still hands over the same frame, row for row.
     start = pd.Timestamp(DEMO_END) - pd.Timedelta(days=2)
     for table in ("AzureActivity", "BehaviorAnalytics"):
-        frames = [sources.read_table(where, table, start, pd.Timestamp(DEMO_END),
-                                     RULE.inputs[table]).frame
-                  for where in (tmp_path / "jsonl", places["export"], places["memory-export"])]
+        frames = [
+            sources.read_table(
+                where, table, start, pd.Timestamp(DEMO_END), RULE.inputs[table]
+            ).frame
+            for where in (tmp_path / "jsonl", places["export"], places["memory-export"])
+        ]
         pd.testing.assert_frame_equal(frames[1], frames[0])
         pd.testing.assert_frame_equal(frames[2], frames[0])
-    assert "rows read (export)" in detect_bytes(capsys, tmp_path / "export",
-                                                tmp_path / "again.jsonl")[1]
+    assert (
+        "rows read (export)"
+        in detect_bytes(capsys, tmp_path / "export", tmp_path / "again.jsonl")[1]
+    )
 
 
 def test_the_export_reads_only_the_window_and_its_slack(tmp_path, demo_rows):
@@ -299,8 +369,9 @@ def test_the_export_reads_only_the_window_and_its_slack(tmp_path, demo_rows):
     layouts.export(layouts.on_disk(tmp_path), demo_rows)
     start, end = pd.Timestamp(DEMO_END) - pd.Timedelta(days=2), pd.Timestamp(DEMO_END)
     got = sources.read_table(tmp_path, "AzureActivity", start, end, COLS, prefilter=False)
-    times = pd.to_datetime([r["TimeGenerated"] for r in demo_rows["AzureActivity"]], utc=True,
-                           format="ISO8601")
+    times = pd.to_datetime(
+        [r["TimeGenerated"] for r in demo_rows["AzureActivity"]], utc=True, format="ISO8601"
+    )
     lo, hi = start - pd.Timedelta(hours=1), end + pd.Timedelta(hours=1)
     assert got.rows_read == int(((times >= lo) & (times < hi)).sum()) < len(times)
     assert got.rows_in_window == int(((times >= start) & (times < end)).sum())
@@ -320,12 +391,20 @@ def test_run_commands_split_across_export_files_still_correlate(tmp_path, capsys
     """One execution's events in three 5-minute files and two hours: one result, as from JSONL."""
     rows = run_command("split", start="2026-10-31T10:04:59Z")
     for i, row in enumerate(rows):
-        put_rows(tmp_path / "export", "AzureActivity", WORKSPACE_ID,
-                 pd.Timestamp(row["TimeGenerated"]) + pd.Timedelta(minutes=28 * i), [row])
-    put_rows(tmp_path / "export", "BehaviorAnalytics", WORKSPACE_ID, "2026-10-31T09:31:00Z",
-             [ueba_row()])
-    frames = {t: sources.read_table(tmp_path / "export", t, START, END, RULE.inputs[t]).frame
-              for t in ("AzureActivity", "BehaviorAnalytics")}
+        put_rows(
+            tmp_path / "export",
+            "AzureActivity",
+            WORKSPACE_ID,
+            pd.Timestamp(row["TimeGenerated"]) + pd.Timedelta(minutes=28 * i),
+            [row],
+        )
+    put_rows(
+        tmp_path / "export", "BehaviorAnalytics", WORKSPACE_ID, "2026-10-31T09:31:00Z", [ueba_row()]
+    )
+    frames = {
+        t: sources.read_table(tmp_path / "export", t, START, END, RULE.inputs[t]).frame
+        for t in ("AzureActivity", "BehaviorAnalytics")
+    }
     from include.detection.correlation import correlate
 
     result = correlate(frames["AzureActivity"], frames["BehaviorAnalytics"])

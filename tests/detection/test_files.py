@@ -41,8 +41,9 @@ def write_with_atomic_path(target: Path, text: str) -> None:
 
 
 def write_with_file_destination(target: Path, text: str) -> None:
-    FileTickets(folder=target.parent).deliver({"id": target.name.removesuffix(".json"),
-                                               "text": text}, None)
+    FileTickets(folder=target.parent).deliver(
+        {"id": target.name.removesuffix(".json"), "text": text}, None
+    )
 
 
 def write_with_storage(target: Path, text: str) -> None:
@@ -54,14 +55,19 @@ def write_with_storage_file_url(target: Path, text: str) -> None:
 
 
 def write_with_file_destination_url(target: Path, text: str) -> None:
-    FileTickets(folder=target.parent.as_uri()).deliver({"id": target.name.removesuffix(".json"),
-                                                        "text": text}, None)
+    FileTickets(folder=target.parent.as_uri()).deliver(
+        {"id": target.name.removesuffix(".json"), "text": text}, None
+    )
 
 
-WRITERS = {"write_text": write_with_write_text, "atomic_path": write_with_atomic_path,
-           "file-destination": write_with_file_destination, "storage path": write_with_storage,
-           "storage file://": write_with_storage_file_url,
-           "file-destination file://": write_with_file_destination_url}
+WRITERS = {
+    "write_text": write_with_write_text,
+    "atomic_path": write_with_atomic_path,
+    "file-destination": write_with_file_destination,
+    "storage path": write_with_storage,
+    "storage file://": write_with_storage_file_url,
+    "file-destination file://": write_with_file_destination_url,
+}
 
 
 def folder_files(folder: Path) -> set[str]:
@@ -94,8 +100,9 @@ def test_a_symlink_at_the_target_is_replaced_and_its_target_left_alone(write, tm
     assert not target.is_symlink() and "new ticket" in target.read_text()
 
 
-def test_a_temp_file_swapped_for_a_symlink_while_written_is_not_renamed_into_place(tmp_path,
-                                                                                 victim):
+def test_a_temp_file_swapped_for_a_symlink_while_written_is_not_renamed_into_place(
+    tmp_path, victim
+):
     target = tmp_path / "result.jsonl"
     target.write_text("old result\n")
     with pytest.raises(OSError, match="replaced while being written"):
@@ -116,8 +123,9 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):
     assert target.read_text() == "old result\n" and folder_files(tmp_path) == {"result.jsonl"}
 
 
-@pytest.mark.parametrize("write", [write_with_write_text, write_with_atomic_path],
-                         ids=["write_text", "atomic_path"])
+@pytest.mark.parametrize(
+    "write", [write_with_write_text, write_with_atomic_path], ids=["write_text", "atomic_path"]
+)
 def test_written_files_get_the_mode_open_would_give_them_or_the_one_asked_for(write, tmp_path):
     old = os.umask(0o027)
     try:
@@ -131,10 +139,17 @@ def test_written_files_get_the_mode_open_would_give_them_or_the_one_asked_for(wr
 
 # --- the file destination's ticket reference ------------------------------------------------------
 
-BAD_REFS = {"parent-folder": "../escape.json", "absolute-path": "/tmp/escape.json",
-            "sub-folder": "sub/escape.json", "backslash": "sub\\escape.json", "dot-dot": "..",
-            "dot-dot-inside": "a..json", "dot-name": ".hidden.json", "nul": "x\x00.json",
-            "newline": "x\n.json"}
+BAD_REFS = {
+    "parent-folder": "../escape.json",
+    "absolute-path": "/tmp/escape.json",
+    "sub-folder": "sub/escape.json",
+    "backslash": "sub\\escape.json",
+    "dot-dot": "..",
+    "dot-dot-inside": "a..json",
+    "dot-name": ".hidden.json",
+    "nul": "x\x00.json",
+    "newline": "x\n.json",
+}
 
 
 @pytest.mark.parametrize("ref", list(BAD_REFS.values()), ids=list(BAD_REFS))
@@ -166,8 +181,10 @@ def test_a_hostile_ticket_reference_from_the_store_leaves_that_alert_pending(tmp
         destinations.deliver_pending(store, ["file"], settings=settings)
         tampered = alerts[0]["id"]
         with store._tx() as cur:
-            cur.execute("UPDATE alert_deliveries SET ticket_ref = ? WHERE alert_id = ?",
-                        ("../escape.json", tampered))
+            cur.execute(
+                "UPDATE alert_deliveries SET ticket_ref = ? WHERE alert_id = ?",
+                ("../escape.json", tampered),
+            )
         store.upsert(more_evidence(2))
         with pytest.raises(destinations.DeliveryError):
             destinations.deliver_pending(store, ["file"], settings=settings)

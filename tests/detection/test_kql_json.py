@@ -34,8 +34,9 @@ def check(texts, dtype="str"):
     assert kql.is_object(column).tolist() == [per_row_is_object(t) for t in texts]
     for key in (KEY, "scope"):
         assert kql.has_property(column, key).tolist() == [per_row_has(t, key) for t in texts]
-        assert (kql.property_equals(column, key, "True").tolist()
-                == [per_row_equals(t, key, "True") for t in texts])
+        assert kql.property_equals(column, key, "True").tolist() == [
+            per_row_equals(t, key, "True") for t in texts
+        ]
     # the scan's cheap pre-filter never drops a row the rule keeps
     may_hold = kql.may_hold(column, KEY, "True").tolist()
     assert all(may or not per_row_equals(t, KEY, "True") for t, may in zip(texts, may_hold))
@@ -43,12 +44,21 @@ def check(texts, dtype="str"):
 
 # --- generated JSON-ish text ---------------------------------------------------------------------
 
-scalars = st.one_of(st.sampled_from(["True", "true", "False", "", "True ", "T\u0000rue"]),
-                    st.text(max_size=6), st.booleans(), st.none(), st.integers(-10**20, 10**20),
-                    st.floats(allow_nan=False, allow_infinity=False))
-values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=3),
-    st.lists(st.tuples(st.sampled_from(KEYS), inner), max_size=4)), max_leaves=12)
+scalars = st.one_of(
+    st.sampled_from(["True", "true", "False", "", "True ", "T\u0000rue"]),
+    st.text(max_size=6),
+    st.booleans(),
+    st.none(),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.lists(st.tuples(st.sampled_from(KEYS), inner), max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 def render(value, draw) -> str:
@@ -72,28 +82,47 @@ def render_string(text: str, draw) -> str:
     return out
 
 
-MUTATIONS = ["", "x", ",", "}", "{", "]", "\\", '"', "\ufeff", "\u00a0", "\x0c", "\x01", "\\ud800",
-             "\\u0054", " ", "NaN", "1" * 5000]
+MUTATIONS = [
+    "",
+    "x",
+    ",",
+    "}",
+    "{",
+    "]",
+    "\\",
+    '"',
+    "\ufeff",
+    "\u00a0",
+    "\x0c",
+    "\x01",
+    "\\ud800",
+    "\\u0054",
+    " ",
+    "NaN",
+    "1" * 5000,
+]
 
 
 @st.composite
 def json_ish(draw):
     value = draw(values)
     top = draw(st.sampled_from(["object", "object", "any"]))
-    if top == "object" and not (isinstance(value, list) and all(isinstance(p, tuple) for p in value)):
+    if top == "object" and not (
+        isinstance(value, list) and all(isinstance(p, tuple) for p in value)
+    ):
         value = [(draw(st.sampled_from(KEYS)), value), (KEY, draw(scalars))]
         if draw(st.booleans()):
             value.reverse()
     text = render(value, draw)
     choice = draw(st.integers(0, 9))
-    if choice == 0:      # truncated: mostly invalid JSON
-        text = text[:draw(st.integers(0, len(text)))]
-    elif choice == 1:    # something inserted anywhere
+    if choice == 0:  # truncated: mostly invalid JSON
+        text = text[: draw(st.integers(0, len(text)))]
+    elif choice == 1:  # something inserted anywhere
         at = draw(st.integers(0, len(text)))
         text = text[:at] + draw(st.sampled_from(MUTATIONS)) + text[at:]
-    elif choice == 2:    # a JSON string holding the object's text
+    elif choice == 2:  # a JSON string holding the object's text
         text = json.dumps(text)
-    elif choice == 3:    # blank around it
+    elif choice == 3:  # blank around it
         text = draw(st.sampled_from([" ", "\n", "\u2028", ""])) + text + " "
     return text
 
@@ -101,7 +130,7 @@ def json_ish(draw):
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.one_of(json_ish(), st.none(), st.text(max_size=8)), min_size=1, max_size=8))
 def test_fast_path_equals_per_row_parse_on_any_text(texts):
-    check(texts + texts[:2])   # repeated texts: each distinct one decided once
+    check(texts + texts[:2])  # repeated texts: each distinct one decided once
 
 
 @settings(max_examples=100, deadline=None)
@@ -129,10 +158,18 @@ CASES = [
     ("the pair nested one level down", '{"x":%s}' % FLAG, True, False),
     ("the pair nested and a top-level False", '{"x":%s,"%s":"False"}' % (FLAG, KEY), True, False),
     ("the pair inside a string value", '{"x":"\\"%s\\":\\"True\\""}' % KEY, True, False),
-    ("nested deeper than Python parses", '{"%s":"True","d":%s}' % (KEY, "[" * 3000 + "]" * 3000),
-     False, False),
-    ("an integer Python refuses (over 4,300 digits)", '{"%s":"True","n":%s}' % (KEY, "9" * 5000),
-     False, False),
+    (
+        "nested deeper than Python parses",
+        '{"%s":"True","d":%s}' % (KEY, "[" * 3000 + "]" * 3000),
+        False,
+        False,
+    ),
+    (
+        "an integer Python refuses (over 4,300 digits)",
+        '{"%s":"True","n":%s}' % (KEY, "9" * 5000),
+        False,
+        False,
+    ),
     ("NaN (Python's json takes it)", '{"%s":"True","n":NaN}' % KEY, True, True),
     ("a raw control character in a string", '{"%s":"True","c":"\x01"}' % KEY, False, False),
     ("a lone surrogate escape", '{"%s":"True","s":"\\ud800"}' % KEY, True, True),
@@ -143,8 +180,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("text, is_object, flagged", [c[1:] for c in CASES],
-                         ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    "text, is_object, flagged", [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_insight_flag_case(text, is_object, flagged):
     column = pd.Series([text, text, FLAG], dtype="str")
     assert kql.is_object(column).tolist() == [is_object, is_object, True]
@@ -152,17 +190,29 @@ def test_insight_flag_case(text, is_object, flagged):
     check([text, FLAG])
 
 
-@pytest.mark.parametrize("text, has_scope", [
-    ('{"action":"a","scope":"/subscriptions/s/x","evidence":{"role":"Owner"}}', True),
-    ('{"action":"a","evidence":{"scope":"/subscriptions/s"}}', False),
-    ('{"evidence":{"scope":"x"},"scope":"y"}', True),
-    ('{"Scope":"y"}', False),
-    ('{"sc\\u006fpe":"y"}', True),
-    ('{"scope":null}', True),
-    ('{"scope":"y"', False),
-    ('"{\\"scope\\":\\"y\\"}"', False),
-], ids=["top-level-scope-beside-nested-evidence", "scope-only-nested", "nested-and-top-level",
-        "other-case", "escaped-key", "null-scope-is-still-a-key", "invalid-json", "json-string"])
+@pytest.mark.parametrize(
+    "text, has_scope",
+    [
+        ('{"action":"a","scope":"/subscriptions/s/x","evidence":{"role":"Owner"}}', True),
+        ('{"action":"a","evidence":{"scope":"/subscriptions/s"}}', False),
+        ('{"evidence":{"scope":"x"},"scope":"y"}', True),
+        ('{"Scope":"y"}', False),
+        ('{"sc\\u006fpe":"y"}', True),
+        ('{"scope":null}', True),
+        ('{"scope":"y"', False),
+        ('"{\\"scope\\":\\"y\\"}"', False),
+    ],
+    ids=[
+        "top-level-scope-beside-nested-evidence",
+        "scope-only-nested",
+        "nested-and-top-level",
+        "other-case",
+        "escaped-key",
+        "null-scope-is-still-a-key",
+        "invalid-json",
+        "json-string",
+    ],
+)
 def test_authorization_has_scope_case(text, has_scope):
     assert kql.has_property(pd.Series([text], dtype="str"), "scope").tolist() == [has_scope]
 
@@ -174,7 +224,7 @@ def test_each_distinct_undecided_text_is_parsed_once(monkeypatch):
     real = kql.parse_json
     monkeypatch.setattr(kql, "parse_json", lambda t: calls.append(t) or real(t))
     kql._parsed_memo.cache_clear()
-    escaped = '{"%s":"\\u0054rue"}' % KEY        # undecided: an escape
+    escaped = '{"%s":"\\u0054rue"}' % KEY  # undecided: an escape
     column = pd.Series([escaped] * 1000 + [FLAG] * 1000, dtype="str")
     assert kql.property_equals(column, KEY, "True").all()
     assert kql.is_object(column).all()

@@ -42,19 +42,28 @@ class Flaky:
         return f"T-{len(self.calls)}"
 
 
-def test_destination_down_keeps_alerts_pending_then_delivers_each_once(store, monkeypatch, tmp_path):
+def test_destination_down_keeps_alerts_pending_then_delivers_each_once(
+    store, monkeypatch, tmp_path
+):
     monkeypatch.setenv("DETECTION_TICKET_DIR", str(tmp_path / "tickets"))
     flaky = Flaky()
     monkeypatch.setitem(destinations.DESTINATIONS, "flaky", lambda: flaky)
-    store.upsert(alerts_for(run_command("c1") + run_command("c2", start="2026-10-31T10:20:00Z"),
-                            [ueba_row()]))
+    store.upsert(
+        alerts_for(
+            run_command("c1") + run_command("c2", start="2026-10-31T10:20:00Z"), [ueba_row()]
+        )
+    )
     with pytest.raises(DeliveryError):
         destinations.deliver_pending(store, ["flaky", "file"])
-    assert len(list((tmp_path / "tickets").glob("*.json"))) == 2, "a broken destination blocks no other"
+    assert len(list((tmp_path / "tickets").glob("*.json"))) == 2, (
+        "a broken destination blocks no other"
+    )
     assert len(store.pending("flaky")) == 2
     flaky.down = False
     assert destinations.deliver_pending(store, ["flaky", "file"]) == {
-        "flaky": {"delivered": 2, "failed": 0}, "file": {"delivered": 0, "failed": 0}}
+        "flaky": {"delivered": 2, "failed": 0},
+        "file": {"delivered": 0, "failed": 0},
+    }
     assert destinations.deliver_pending(store, ["flaky"])["flaky"]["delivered"] == 0
     assert sorted(flaky.calls) == sorted(a["id"] for a in store.alerts())
 

@@ -15,8 +15,14 @@ print(threading.active_count(), os.environ.get("GX_ANALYTICS_ENABLED"))
 
 
 def test_preload_imports_the_task_modules_and_starts_no_python_thread():
-    out = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, check=True,
-                         cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}).stdout.splitlines()
+    out = subprocess.run(
+        [sys.executable, "-c", CHECK],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    ).stdout.splitlines()
     assert out[0] == str(sorted(["duckdb", "great_expectations", "pandas", "pyarrow"]))
     # a Python thread alive at fork time would be missing (its locks possibly held) in every task
     assert out[1] == "1 false"

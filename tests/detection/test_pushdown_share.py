@@ -57,15 +57,22 @@ def want(frames):
     for table, frame in frames.items():
         inside = frame[(frame["TimeGenerated"] >= START) & (frame["TimeGenerated"] < END)]
         if table == "AzureActivity":
-            keep = [isinstance(v, str) and v.casefold() ==
-                    "microsoft.compute/virtualmachines/runcommand/action"
-                    for v in inside["OperationNameValue"]]
+            keep = [
+                isinstance(v, str)
+                and v.casefold() == "microsoft.compute/virtualmachines/runcommand/action"
+                for v in inside["OperationNameValue"]
+            ]
         else:
-            keep = [source == "Azure AD" and _uncommon(insights) for source, insights
-                    in zip(inside["EventSource"], inside["ActivityInsights"])]
-        out[table] = {"in_window": len(inside), "candidates": sum(keep),
-                      "hours": inside["TimeGenerated"].dt.floor("h").nunique(),
-                      "outside": len(frame) - len(inside)}
+            keep = [
+                source == "Azure AD" and _uncommon(insights)
+                for source, insights in zip(inside["EventSource"], inside["ActivityInsights"])
+            ]
+        out[table] = {
+            "in_window": len(inside),
+            "candidates": sum(keep),
+            "hours": inside["TimeGenerated"].dt.floor("h").nunique(),
+            "outside": len(frame) - len(inside),
+        }
     return out
 
 
@@ -92,7 +99,8 @@ def test_the_small_lake_exercises_the_filters(want, folder_result):
 
 @pytest.mark.parametrize("cap", [None, CAP], ids=["no cap", f"cap {CAP}"])
 def test_only_candidates_and_the_profile_cross_the_wire_and_the_result_is_the_folders(
-        served, want, folder_result, cap):
+    served, want, folder_result, cap
+):
     figures, detection = remote.measure(served, WORKSPACE, TOKEN, END, cap)
     for table in TABLES:
         kinds = figures["tables"][table]["kinds"]
@@ -114,5 +122,4 @@ def test_only_candidates_and_the_profile_cross_the_wire_and_the_result_is_the_fo
     assert figures["other_queries"] == []
     for lo, hi in figures["windows"]:
         assert START <= pd.Timestamp(lo) < pd.Timestamp(hi) <= END
-    assert as_counter(normalize_ours(detection.result)) == \
-        as_counter(normalize_ours(folder_result))
+    assert as_counter(normalize_ours(detection.result)) == as_counter(normalize_ours(folder_result))

@@ -20,7 +20,7 @@ FIRST_DAY, LAST_DAY = pd.Timestamp("2026-11-02", tz="UTC"), pd.Timestamp("2026-1
 DAY = pd.Timedelta(days=1)
 # (day, user): a Run Command at 10:00 after a suspicious Azure AD sign-in at 09:30
 TRUE_POSITIVES = [("2026-11-03", "ann"), ("2026-11-05", "bob"), ("2026-11-10", "cem")]
-MISSING_DAY = "2026-11-11"   # a Wednesday in the second week
+MISSING_DAY = "2026-11-11"  # a Wednesday in the second week
 
 
 def iso(t: pd.Timestamp) -> str:
@@ -31,18 +31,29 @@ def tenant(folder, missing_day: str | None = None):
     """Two weeks of the business tenant's exports as JSONL; BehaviorAnalytics without
     `missing_day` when given."""
     hours = pd.date_range(FIRST_DAY, LAST_DAY, freq="h", inclusive="left")
-    activity = [activity_row(**NOISE, TimeGenerated=iso(h + pd.Timedelta(minutes=m)))
-                for h in hours for m in (5, 35)]
-    office = [h for h in hours if h.dayofweek < 5 and 8 <= h.hour < 18
-              and h.strftime("%Y-%m-%d") != missing_day]
-    ueba = [ueba_row(EventSource="Device logons", TimeGenerated=iso(h + pd.Timedelta(minutes=m)))
-            for h in office for m in (10, 40)]
+    activity = [
+        activity_row(**NOISE, TimeGenerated=iso(h + pd.Timedelta(minutes=m)))
+        for h in hours
+        for m in (5, 35)
+    ]
+    office = [
+        h
+        for h in hours
+        if h.dayofweek < 5 and 8 <= h.hour < 18 and h.strftime("%Y-%m-%d") != missing_day
+    ]
+    ueba = [
+        ueba_row(EventSource="Device logons", TimeGenerated=iso(h + pd.Timedelta(minutes=m)))
+        for h in office
+        for m in (10, 40)
+    ]
     for day, user in TRUE_POSITIVES:
-        activity += run_command(f"tp-{user}", start=f"{day}T10:00:00Z",
-                                Caller=f"{user}@contoso.com")
+        activity += run_command(
+            f"tp-{user}", start=f"{day}T10:00:00Z", Caller=f"{user}@contoso.com"
+        )
         if day != missing_day:
-            ueba.append(ueba_row(TimeGenerated=f"{day}T09:30:00Z",
-                                 UserPrincipalName=f"{user}@contoso.com"))
+            ueba.append(
+                ueba_row(TimeGenerated=f"{day}T09:30:00Z", UserPrincipalName=f"{user}@contoso.com")
+            )
     return write_jsonl(folder, activity, ueba)
 
 
@@ -64,8 +75,9 @@ def run(source, end, capsys) -> tuple[int, str]:
 def test_daily_runs_pass_through_quiet_nights_and_weekends(tmp_path, store, capsys):
     source = tenant(tmp_path / "source")
     outcomes = {end: run(source, end, capsys) for end in daily_ends("2026-11-04", "2026-11-13")}
-    assert {end: code for end, (code, _) in outcomes.items()} == dict.fromkeys(outcomes, 0), \
-        {end: err for end, (code, err) in outcomes.items() if code}
+    assert {end: code for end, (code, _) in outcomes.items()} == dict.fromkeys(outcomes, 0), {
+        end: err for end, (code, err) in outcomes.items() if code
+    }
     # Monday's window (Saturday and Sunday) has no BehaviorAnalytics row: no outage, no failure
     monday, friday = outcomes["2026-11-09T00:00:00Z"][1], outcomes["2026-11-13T00:00:00Z"][1]
     assert "BehaviorAnalytics: 203 rows read (jsonl), 0 in window" in monday
@@ -84,10 +96,14 @@ def test_a_working_day_without_rows_fails_the_windows_covering_it(tmp_path, stor
     outcomes = {end: run(source, end, capsys) for end in daily_ends("2026-11-04", "2026-11-14")}
     failed = {end: err for end, (code, err) in outcomes.items() if code}
     assert {end: outcomes[end][0] for end in failed} == {
-        "2026-11-12T00:00:00Z": 3, "2026-11-13T00:00:00Z": 3}, failed
+        "2026-11-12T00:00:00Z": 3,
+        "2026-11-13T00:00:00Z": 3,
+    }, failed
     for err in failed.values():
-        assert ("BehaviorAnalytics.TimeGenerated: no_gap failed (observed: no rows "
-                "2026-11-11T08..17, 10 hours that usually have rows)") in err
+        assert (
+            "BehaviorAnalytics.TimeGenerated: no_gap failed (observed: no rows "
+            "2026-11-11T08..17, 10 hours that usually have rows)"
+        ) in err
         assert "AzureActivity" not in err.split("error:")[1]
     # the failed runs are kept as failed: the next windows still know Wednesday has rows
     with open_store() as s:
@@ -105,12 +121,15 @@ def test_the_dag_steps_wait_for_a_working_day_without_rows(tmp_path, store):
             start = iso(pd.Timestamp(end) - RULE.query_period)
             for table in ("AzureActivity", "BehaviorAnalytics"):
                 try:
-                    extracted = pipeline.extract_to_stage(source, table, start, end,
-                                                          tmp_path / "staging", RULE, store=s)
+                    extracted = pipeline.extract_to_stage(
+                        source, table, start, end, tmp_path / "staging", RULE, store=s
+                    )
                 except IncompleteDataError as exc:
                     waited[(end, table)] = str(exc)
                     continue
                 pipeline.validate_stage(extracted, s, RULE)
-    assert list(waited) == [("2026-11-12T00:00:00Z", "BehaviorAnalytics"),
-                            ("2026-11-13T00:00:00Z", "BehaviorAnalytics")]
+    assert list(waited) == [
+        ("2026-11-12T00:00:00Z", "BehaviorAnalytics"),
+        ("2026-11-13T00:00:00Z", "BehaviorAnalytics"),
+    ]
     assert all("no rows 2026-11-11T08..17" in message for message in waited.values())

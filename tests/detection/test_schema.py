@@ -24,8 +24,13 @@ UNVERSIONED = "b33f3ed"  # the last commit whose store had no schema version
 
 def old_store_module():
     """include/detection/store.py as it was at UNVERSIONED, importable beside today's modules."""
-    source = subprocess.run(["git", "show", f"{UNVERSIONED}:include/detection/store.py"],
-                            cwd=REPO, check=True, capture_output=True, text=True).stdout
+    source = subprocess.run(
+        ["git", "show", f"{UNVERSIONED}:include/detection/store.py"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     spec = importlib.util.spec_from_loader("include.detection._store_unversioned", loader=None)
     module = types.ModuleType(spec.name)
     module.__package__ = "include.detection"
@@ -34,18 +39,26 @@ def old_store_module():
     return module
 
 
-
-
 def test_a_store_made_before_versioning_is_upgraded_keeping_every_alert_and_delivery(store_url):
     old = old_store_module()
-    first, second = executions(3, [ueba_row()]), executions(3, [ueba_row(SourceIPLocation="Peru")], W2)
+    first, second = (
+        executions(3, [ueba_row()]),
+        executions(3, [ueba_row(SourceIPLocation="Peru")], W2),
+    )
     with old.AlertStore(store_url) as store:
         store.upsert(first)
         store.upsert(second)  # revision 2: merged evidence
         for alert in first[:2]:
             claim = store.claim(alert["id"], "file", "old-worker", 60)
-            store.mark_delivered(alert["id"], "file", f"{alert['id']}.json", claim.revision,
-                                 claim.fingerprint, "old-worker", "created")
+            store.mark_delivered(
+                alert["id"],
+                "file",
+                f"{alert['id']}.json",
+                claim.revision,
+                claim.fingerprint,
+                "old-worker",
+                "created",
+            )
         store.mark_failed(first[2]["id"], "jira", "HTTP 503")
         store.record_run("rule", "AzureActivity", W1[1], 42, "passed")
         before = store.alerts(["file", "jira"])

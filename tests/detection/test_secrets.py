@@ -25,8 +25,9 @@ from tests.fakes.leaks import LEAKS, EveryRecord, leaks_in, provoke, unique
 
 
 @pytest.mark.parametrize("leak", list(LEAKS.values()), ids=list(LEAKS))
-def test_an_echoed_credential_reaches_no_output_channel(leak, store_url, monkeypatch, capsys,
-                                                        detection_home):
+def test_an_echoed_credential_reaches_no_output_channel(
+    leak, store_url, monkeypatch, capsys, detection_home
+):
     with EveryRecord() as logs:
         case = provoke(leak, store_url, monkeypatch)
         try:
@@ -39,23 +40,31 @@ def test_an_echoed_credential_reaches_no_output_channel(leak, store_url, monkeyp
         finally:
             case.close()
     with AlertStore(store_url) as store:
-        stored = json.dumps(store.alerts(), ensure_ascii=False) + \
-            json.dumps(store.delivery_log(), ensure_ascii=False)
+        stored = json.dumps(store.alerts(), ensure_ascii=False) + json.dumps(
+            store.delivery_log(), ensure_ascii=False
+        )
     assert redeliver == 4, redeliver_out.err
-    channels = {"exception": case.error, "logs": logs.text, "store": stored,
-                "cli stderr": redeliver_out.err + shown.err + listed.err,
-                "cli stdout": redeliver_out.out + shown.out + listed.out}
+    channels = {
+        "exception": case.error,
+        "logs": logs.text,
+        "store": stored,
+        "cli stderr": redeliver_out.err + shown.err + listed.err,
+        "cli stdout": redeliver_out.out + shown.out + listed.out,
+    }
     assert "HTTP 500" in case.error and "HTTP 500" in stored, "the failure was recorded"
     found = {where: leaks_in(text, case.secrets) for where, text in channels.items()}
     assert {where: hits for where, hits in found.items() if hits} == {}
     assert MASK in stored, "the echo was masked, not dropped"
 
 
-def test_a_password_in_the_alert_store_url_never_shows_when_the_store_is_down(monkeypatch, capsys,
-                                                                              detection_home):
+def test_a_password_in_the_alert_store_url_never_shows_when_the_store_is_down(
+    monkeypatch, capsys, detection_home
+):
     secret = unique("pg-pass-")
-    monkeypatch.setenv("DETECTION_ALERT_STORE", "postgresql://postgres@127.0.0.1:1/test"
-                                                f"?connect_timeout=2&password={secret}")
+    monkeypatch.setenv(
+        "DETECTION_ALERT_STORE",
+        f"postgresql://postgres@127.0.0.1:1/test?connect_timeout=2&password={secret}",
+    )
     with EveryRecord() as logs:
         assert cli.main(["alerts"]) == 2
     err = capsys.readouterr().err
@@ -71,28 +80,52 @@ def test_a_password_in_the_alert_store_url_is_registered_wherever_it_echoes(dete
     assert leaks_in(redact(echoed), {"store password": secret}) == []
 
 
-@pytest.mark.parametrize("text, secret", [
-    ("GET https://hooks.example/x?token=SECRET1x&a=1", "SECRET1x"),
-    ("url=https://h/x?a=1&API_KEY=SECRET2x#frag", "SECRET2x"),
-    ("https://h/x?sig=SECRET3x", "SECRET3x"),
-    ("postgresql://u@h/db?password=SECRET4x", "SECRET4x"),
-    ("postgresql://u:SECRET5x@h/db", "SECRET5x"),
-    ("{'Authorization': 'Bearer SECRET6x.abc'}", "SECRET6x"),
-    ("Authorization: Basic dXNlcjpTRUNSRVQ3eA==", "dXNlcjpTRUNSRVQ3eA"),
-    ('{"access_token": "SECRET8x"}', "SECRET8x"),
-    ("host=h password=SECRET9x dbname=d", "SECRET9x"),
-], ids=["query-token", "query-api-key-uppercase", "query-sig", "postgres-query-password",
-        "url-userinfo", "bearer-header-in-a-dict", "basic-header", "json-access-token",
-        "libpq-dsn-password"])
+@pytest.mark.parametrize(
+    "text, secret",
+    [
+        ("GET https://hooks.example/x?token=SECRET1x&a=1", "SECRET1x"),
+        ("url=https://h/x?a=1&API_KEY=SECRET2x#frag", "SECRET2x"),
+        ("https://h/x?sig=SECRET3x", "SECRET3x"),
+        ("postgresql://u@h/db?password=SECRET4x", "SECRET4x"),
+        ("postgresql://u:SECRET5x@h/db", "SECRET5x"),
+        ("{'Authorization': 'Bearer SECRET6x.abc'}", "SECRET6x"),
+        ("Authorization: Basic dXNlcjpTRUNSRVQ3eA==", "dXNlcjpTRUNSRVQ3eA"),
+        ('{"access_token": "SECRET8x"}', "SECRET8x"),
+        ("host=h password=SECRET9x dbname=d", "SECRET9x"),
+    ],
+    ids=[
+        "query-token",
+        "query-api-key-uppercase",
+        "query-sig",
+        "postgres-query-password",
+        "url-userinfo",
+        "bearer-header-in-a-dict",
+        "basic-header",
+        "json-access-token",
+        "libpq-dsn-password",
+    ],
+)
 def test_credentials_nobody_registered_are_masked_by_their_shape(text, secret):
     assert secret not in redact(text) and MASK in redact(text)
 
 
-@pytest.mark.parametrize("text", [
-    "Basic authentication failed", "Bearer token invalid", "missing token, password (set X)",
-    "https://h/x?page=2&keyword=abc", "sslkey=/etc/k.pem",
-], ids=["basic-prose", "bearer-prose", "missing-setting-message", "query-not-secret",
-        "libpq-key-path"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Basic authentication failed",
+        "Bearer token invalid",
+        "missing token, password (set X)",
+        "https://h/x?page=2&keyword=abc",
+        "sslkey=/etc/k.pem",
+    ],
+    ids=[
+        "basic-prose",
+        "bearer-prose",
+        "missing-setting-message",
+        "query-not-secret",
+        "libpq-key-path",
+    ],
+)
 def test_ordinary_text_is_not_masked(text):
     assert redact(text) == text
 
@@ -106,20 +139,31 @@ def test_register_url_registers_userinfo_and_secret_query_values():
 # --- issue #9, point 4 (d): HTTP tuning out of range ---------------------------------------------
 
 BAD_TUNING = [
-    ("DETECTION_HTTP_TIMEOUT", "-1"), ("DETECTION_HTTP_TIMEOUT", "0"),
-    ("DETECTION_HTTP_TIMEOUT", "301"), ("DETECTION_HTTP_TIMEOUT", "nan"),
-    ("DETECTION_HTTP_ATTEMPTS", "0"), ("DETECTION_HTTP_ATTEMPTS", "1e9"),
-    ("DETECTION_HTTP_ATTEMPTS", "2.5"), ("DETECTION_HTTP_ATTEMPTS", "21"),
-    ("DETECTION_HTTP_BACKOFF", "-0.5"), ("DETECTION_HTTP_BACKOFF", "61"),
-    ("DETECTION_HTTP_MAX_WAIT", "nan"), ("DETECTION_HTTP_MAX_WAIT", "inf"),
-    ("DETECTION_HTTP_MAX_WAIT", "-1"), ("DETECTION_HTTP_MAX_WAIT", "3601"),
-    ("DETECTION_JIRA_TIMEOUT", "-5"), ("DETECTION_HTTP_TIMEOUT", "soon"),
+    ("DETECTION_HTTP_TIMEOUT", "-1"),
+    ("DETECTION_HTTP_TIMEOUT", "0"),
+    ("DETECTION_HTTP_TIMEOUT", "301"),
+    ("DETECTION_HTTP_TIMEOUT", "nan"),
+    ("DETECTION_HTTP_ATTEMPTS", "0"),
+    ("DETECTION_HTTP_ATTEMPTS", "1e9"),
+    ("DETECTION_HTTP_ATTEMPTS", "2.5"),
+    ("DETECTION_HTTP_ATTEMPTS", "21"),
+    ("DETECTION_HTTP_BACKOFF", "-0.5"),
+    ("DETECTION_HTTP_BACKOFF", "61"),
+    ("DETECTION_HTTP_MAX_WAIT", "nan"),
+    ("DETECTION_HTTP_MAX_WAIT", "inf"),
+    ("DETECTION_HTTP_MAX_WAIT", "-1"),
+    ("DETECTION_HTTP_MAX_WAIT", "3601"),
+    ("DETECTION_JIRA_TIMEOUT", "-5"),
+    ("DETECTION_HTTP_TIMEOUT", "soon"),
 ]
 
 
 def _jira_env(monkeypatch):
-    for key, value in {"DETECTION_JIRA_URL": "http://127.0.0.1:9",
-                       "DETECTION_JIRA_TOKEN": "t0ken-x", "DETECTION_JIRA_PROJECT": "SEC"}.items():
+    for key, value in {
+        "DETECTION_JIRA_URL": "http://127.0.0.1:9",
+        "DETECTION_JIRA_TOKEN": "t0ken-x",
+        "DETECTION_JIRA_PROJECT": "SEC",
+    }.items():
         monkeypatch.setenv(key, value)
     for var in ("TIMEOUT", "ATTEMPTS", "BACKOFF", "MAX_WAIT"):
         monkeypatch.delenv(f"DETECTION_HTTP_{var}", raising=False)
@@ -135,23 +179,29 @@ def test_http_tuning_out_of_range_is_refused_naming_the_variable(var, value, mon
         Jira()
 
 
-@pytest.mark.parametrize("key, value", [("timeout", -1), ("attempts", 0), ("backoff", math.inf),
-                                        ("max_wait", math.nan)],
-                         ids=["timeout", "attempts", "backoff", "max_wait"])
+@pytest.mark.parametrize(
+    "key, value",
+    [("timeout", -1), ("attempts", 0), ("backoff", math.inf), ("max_wait", math.nan)],
+    ids=["timeout", "attempts", "backoff", "max_wait"],
+)
 def test_http_tuning_out_of_range_in_explicit_settings_is_refused(key, value):
     settings = {"url": "http://127.0.0.1:9", "user": "u", "password": "p4ssword", key: value}
     with pytest.raises(UsageError, match=f"servicenow setting {key}"):
         ServiceNow(settings=settings)
 
 
-@pytest.mark.parametrize("var, value, attribute, expected", [
-    ("DETECTION_HTTP_TIMEOUT", "300", "timeout", 300.0),
-    ("DETECTION_HTTP_ATTEMPTS", "1", "attempts", 1),
-    ("DETECTION_HTTP_ATTEMPTS", "20", "attempts", 20),
-    ("DETECTION_HTTP_BACKOFF", "0", "backoff", 0.0),
-    ("DETECTION_HTTP_MAX_WAIT", "0", "max_wait", 0.0),
-    ("DETECTION_HTTP_MAX_WAIT", "3600", "max_wait", 3600.0),
-], ids=["timeout-300", "attempts-1", "attempts-20", "backoff-0", "max-wait-0", "max-wait-3600"])
+@pytest.mark.parametrize(
+    "var, value, attribute, expected",
+    [
+        ("DETECTION_HTTP_TIMEOUT", "300", "timeout", 300.0),
+        ("DETECTION_HTTP_ATTEMPTS", "1", "attempts", 1),
+        ("DETECTION_HTTP_ATTEMPTS", "20", "attempts", 20),
+        ("DETECTION_HTTP_BACKOFF", "0", "backoff", 0.0),
+        ("DETECTION_HTTP_MAX_WAIT", "0", "max_wait", 0.0),
+        ("DETECTION_HTTP_MAX_WAIT", "3600", "max_wait", 3600.0),
+    ],
+    ids=["timeout-300", "attempts-1", "attempts-20", "backoff-0", "max-wait-0", "max-wait-3600"],
+)
 def test_http_tuning_at_its_bounds_is_accepted(var, value, attribute, expected, monkeypatch):
     _jira_env(monkeypatch)
     monkeypatch.setenv(var, value)
@@ -159,8 +209,16 @@ def test_http_tuning_at_its_bounds_is_accepted(var, value, attribute, expected, 
 
 
 def test_webhook_tuning_from_its_connection_names_the_connection(monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_DETECTION_WEBHOOK", json.dumps({
-        "conn_type": "http", "host": "http://127.0.0.1:9/hook", "password": "s3cret-x",
-        "extra": {"timeout": "-3"}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DETECTION_WEBHOOK",
+        json.dumps(
+            {
+                "conn_type": "http",
+                "host": "http://127.0.0.1:9/hook",
+                "password": "s3cret-x",
+                "extra": {"timeout": "-3"},
+            }
+        ),
+    )
     with pytest.raises(UsageError, match="connection 'detection_webhook' timeout"):
         Webhook()

@@ -41,8 +41,10 @@ HOSTILE = {
 FORMULAS = {k: v for k, v in HOSTILE.items() if k.startswith("formula-")}
 
 # Characters no ticket field may carry raw: C0 but LF, DEL, C1, bidi and invisible format chars.
-UNSEEN = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2028\u2029"
-                    "\u2060-\u2064\u2066-\u2069\ufeff]")
+UNSEEN = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2028\u2029"
+    "\u2060-\u2064\u2066-\u2069\ufeff]"
+)
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 CODE_TAG = re.compile(r"\[\s*/?\s*code\s*\]", re.IGNORECASE)
 NOFORMAT = re.compile(r"\{\s*noformat", re.IGNORECASE)
@@ -50,9 +52,14 @@ NOFORMAT = re.compile(r"\{\s*noformat", re.IGNORECASE)
 
 def hostile_alert(value: str) -> dict:
     (alert,) = build_alerts(
-        correlate(activity(run_command(Caller=value)),
-                  ueba([ueba_row(UserPrincipalName=value, SourceIPLocation=value)])),
-        RULE, "2026-10-30T00:00:00Z", "2026-11-01T00:00:00Z")
+        correlate(
+            activity(run_command(Caller=value)),
+            ueba([ueba_row(UserPrincipalName=value, SourceIPLocation=value)]),
+        ),
+        RULE,
+        "2026-10-30T00:00:00Z",
+        "2026-11-01T00:00:00Z",
+    )
     assert alert["description"].startswith(value), "the value starts the description"
     return alert
 
@@ -63,15 +70,24 @@ def words(value: str) -> list[str]:
 
 
 def jira_issue(jira, alert) -> dict:
-    settings = {"url": jira.url, "user": jira.user, "token": jira.password,
-                "project": jira.project, **FAST_HTTP}
+    settings = {
+        "url": jira.url,
+        "user": jira.user,
+        "token": jira.password,
+        "project": jira.project,
+        **FAST_HTTP,
+    }
     key = Jira(settings=settings).deliver(alert, None).ticket_ref
     return jira.issues[key]["fields"]
 
 
 def servicenow_incident(servicenow, alert) -> dict:
-    settings = {"url": servicenow.url, "user": servicenow.user,
-                "password": servicenow.password, **FAST_HTTP}
+    settings = {
+        "url": servicenow.url,
+        "user": servicenow.user,
+        "password": servicenow.password,
+        **FAST_HTTP,
+    }
     ServiceNow(settings=settings).deliver(alert, None)
     (incident,) = servicenow.by_correlation(alert["id"])
     return incident
@@ -130,8 +146,12 @@ def test_a_title_starting_with_a_formula_is_quoted_in_jira_and_servicenow(value,
 
 
 def test_servicenow_work_note_of_an_update_has_no_code_tag_or_control_character(servicenow):
-    settings = {"url": servicenow.url, "user": servicenow.user,
-                "password": servicenow.password, **FAST_HTTP}
+    settings = {
+        "url": servicenow.url,
+        "user": servicenow.user,
+        "password": servicenow.password,
+        **FAST_HTTP,
+    }
     alert = hostile_alert(HOSTILE["servicenow-code-tag"])
     ServiceNow(settings=settings).deliver(alert, None)
     ServiceNow(settings=settings).deliver({**alert, "revision": 2}, "INC")
@@ -144,30 +164,72 @@ def test_servicenow_work_note_of_an_update_has_no_code_tag_or_control_character(
 # --- the shared helpers (include/detection/text.py) ----------------------------------------------
 
 PRINTABLE = [
-    ("a\r\nb", "a\\x0d\\x0ab"), ("tab\there", "tab\\x09here"), ("nul\x00", "nul\\x00"),
-    ("esc\x1b[2J", "esc\\x1b[2J"), ("del\x7f", "del\\x7f"), ("c1\x85\x9b", "c1\\x85\\x9b"),
-    ("rlo\u202eexe", "rlo\\u202eexe"), ("iso\u2066x\u2069", "iso\\u2066x\\u2069"),
+    ("a\r\nb", "a\\x0d\\x0ab"),
+    ("tab\there", "tab\\x09here"),
+    ("nul\x00", "nul\\x00"),
+    ("esc\x1b[2J", "esc\\x1b[2J"),
+    ("del\x7f", "del\\x7f"),
+    ("c1\x85\x9b", "c1\\x85\\x9b"),
+    ("rlo\u202eexe", "rlo\\u202eexe"),
+    ("iso\u2066x\u2069", "iso\\u2066x\\u2069"),
     ("zw\u200bj\u200dbom\ufeff", "zw\\u200bj\\u200dbom\\ufeff"),
     ("ls\u2028ps\u2029", "ls\\u2028ps\\u2029"),
-    ("lone\ud800", "lone\\ud800"), ("été 東京 ✓", "été 東京 ✓"), ("plain", "plain"),
+    ("lone\ud800", "lone\\ud800"),
+    ("été 東京 ✓", "été 東京 ✓"),
+    ("plain", "plain"),
 ]
 
 
-@pytest.mark.parametrize("value, shown", PRINTABLE,
-                         ids=["crlf", "tab", "nul", "escape-sequence", "del", "c1", "bidi-override",
-                              "bidi-isolates", "zero-width-and-bom", "line-paragraph-separators",
-                              "lone-surrogate", "ordinary-unicode-kept", "ascii-kept"])
+@pytest.mark.parametrize(
+    "value, shown",
+    PRINTABLE,
+    ids=[
+        "crlf",
+        "tab",
+        "nul",
+        "escape-sequence",
+        "del",
+        "c1",
+        "bidi-override",
+        "bidi-isolates",
+        "zero-width-and-bom",
+        "line-paragraph-separators",
+        "lone-surrogate",
+        "ordinary-unicode-kept",
+        "ascii-kept",
+    ],
+)
 def test_printable_shows_control_and_invisible_characters_as_escapes(value, shown):
     from include.detection.text import printable
 
     assert printable(value) == shown
 
 
-@pytest.mark.parametrize("value, safe", [
-    ("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"), ("@SUM(A1)", "'@SUM(A1)"),
-    ("\t=1", "'\t=1"), ("\r=1", "'\r=1"), ("a=1", "a=1"), ("", ""), ("'=1", "'=1"),
-], ids=["equals", "plus", "minus", "at", "tab", "cr", "formula-char-inside", "empty",
-        "already-quoted"])
+@pytest.mark.parametrize(
+    "value, safe",
+    [
+        ("=1+1", "'=1+1"),
+        ("+1", "'+1"),
+        ("-1", "'-1"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\t=1", "'\t=1"),
+        ("\r=1", "'\r=1"),
+        ("a=1", "a=1"),
+        ("", ""),
+        ("'=1", "'=1"),
+    ],
+    ids=[
+        "equals",
+        "plus",
+        "minus",
+        "at",
+        "tab",
+        "cr",
+        "formula-char-inside",
+        "empty",
+        "already-quoted",
+    ],
+)
 def test_formula_safe_quotes_a_leading_formula_character(value, safe):
     from include.detection.text import formula_safe
 

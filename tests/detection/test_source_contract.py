@@ -25,8 +25,10 @@ from tests.oracle import as_counter, normalize_ours
 
 START, END = (pd.Timestamp(t) for t in WINDOW)
 TABLES = sorted(RULE.inputs)
-FIRST_STEP = {"AzureActivity": correlation.where_operation_is_run_command,
-              "BehaviorAnalytics": correlation.where_azure_ad_uncommon_action}
+FIRST_STEP = {
+    "AzureActivity": correlation.where_operation_is_run_command,
+    "BehaviorAnalytics": correlation.where_azure_ad_uncommon_action,
+}
 
 
 def late(row, i):
@@ -64,8 +66,9 @@ def world(tmp_path_factory):
     layouts.parquet(layouts.on_disk(base / "parquet"), tables, RULE.inputs)
     layouts.portal_csv(layouts.on_disk(base / "csv"), tables, RULE.inputs)
     layouts.jsonl(layouts.on_fsspec(memory, f"{root}/jsonl"), tables)
-    layouts.export(layouts.on_disk(base / "export"), tables, delay=late,
-                   hourly_before="2026-10-30T12:00:00Z")
+    layouts.export(
+        layouts.on_disk(base / "export"), tables, delay=late, hourly_before="2026-10-30T12:00:00Z"
+    )
     layouts.export(layouts.on_fsspec(memory, f"{root}/export"), tables, delay=late)
     la = FakeLogAnalytics({WORKSPACE: tables}).start()
     server, thread = _serve(database_file(base / "lake.duckdb", tables))
@@ -128,8 +131,11 @@ def test_every_kind_scans_the_same_rows_and_profile(world, kind, table):
     assert list(scan.frame.dtypes) == list(local.frame.dtypes)
     pd.testing.assert_frame_equal(comparable(scan.frame, table), comparable(local.frame, table))
     assert scan.frame["TimeGenerated"].is_monotonic_increasing, "rows come in time order"
-    assert (scan.rows_in_window, scan.hourly, scan.newest) == \
-        (local.rows_in_window, local.hourly, local.newest)
+    assert (scan.rows_in_window, scan.hourly, scan.newest) == (
+        local.rows_in_window,
+        local.hourly,
+        local.newest,
+    )
     assert scan.rows_in_window == len(scan.frame) > 0
     assert scan.missing_columns == [] and scan.quarantine == []
     assert scan.summary()["rows_in_window"] == local.rows_in_window
@@ -145,23 +151,37 @@ def test_every_kind_keeps_every_row_the_rules_first_where_keeps(world, kind, tab
     got = FIRST_STEP[table](scan.frame).reset_index(drop=True)
     assert 0 < len(expected) < local.rows_in_window
     pd.testing.assert_frame_equal(comparable(got, table), comparable(expected, table))
-    assert (scan.rows_in_window, scan.hourly, scan.newest) == \
-        (local.rows_in_window, local.hourly, local.newest)
+    assert (scan.rows_in_window, scan.hourly, scan.newest) == (
+        local.rows_in_window,
+        local.hourly,
+        local.newest,
+    )
 
 
 def test_every_kind_gives_the_same_correlate_result(world, kind):
     source = opened(world, kind)
-    ours = correlation.correlate(*(source.scan(t, START, END, RULE.inputs[t]).frame
-                                   for t in ("AzureActivity", "BehaviorAnalytics")))
-    theirs = correlation.correlate(*(reference(world, t).frame
-                                     for t in ("AzureActivity", "BehaviorAnalytics")))
+    ours = correlation.correlate(
+        *(
+            source.scan(t, START, END, RULE.inputs[t]).frame
+            for t in ("AzureActivity", "BehaviorAnalytics")
+        )
+    )
+    theirs = correlation.correlate(
+        *(reference(world, t).frame for t in ("AzureActivity", "BehaviorAnalytics"))
+    )
     assert len(theirs) >= 3
     assert as_counter(normalize_ours(ours)) == as_counter(normalize_ours(theirs))
 
 
 def test_read_table_opens_any_kind_and_scans(world, kind):
-    scan = sources.read_table(world.urls[kind], "BehaviorAnalytics", START, END,
-                              RULE.inputs["BehaviorAnalytics"], prefilter=False)
+    scan = sources.read_table(
+        world.urls[kind],
+        "BehaviorAnalytics",
+        START,
+        END,
+        RULE.inputs["BehaviorAnalytics"],
+        prefilter=False,
+    )
     assert scan.rows_in_window == reference(world, "BehaviorAnalytics", False).rows_in_window
 
 
@@ -170,14 +190,15 @@ def test_the_reference_rows_hold_what_the_contract_is_about(world):
     dropped to microseconds, late exports, dynamic values as objects and as text."""
     local = reference(world, "AzureActivity", prefilter=False)
     assert local.frame["TimeGenerated"].min() == START
-    rows = [json.loads(line) for line in
-            (world.reference / "BehaviorAnalytics.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line)
+        for line in (world.reference / "BehaviorAnalytics.jsonl").read_text().splitlines()
+    ]
     assert {type(r["ActivityInsights"]) for r in rows} == {dict, str}
     assert any(late(r, 0) for r in rows) and not all(late(r, 0) for r in rows)
 
 
-def test_detect_over_adx_writes_what_detect_over_the_folder_writes(tmp_path, capsys,
-                                                                   monkeypatch):
+def test_detect_over_adx_writes_what_detect_over_the_folder_writes(tmp_path, capsys, monkeypatch):
     """The command line on a kusto:// URL (the demo rows at microseconds, as duckdb-kql holds
     them): the same result file, byte for byte, as on the same rows in a folder."""
     import re
@@ -195,8 +216,9 @@ def test_detect_over_adx_writes_what_detect_over_the_folder_writes(tmp_path, cap
     end = f"{demo.DEMO_ALERT_DATE}T00:00:00Z"
     try:
         outs = []
-        for i, source in enumerate((tmp_path / "folder", f"kusto://{server.url.split('://')[1]}/"
-                                                         f"{server.database}")):
+        for i, source in enumerate(
+            (tmp_path / "folder", f"kusto://{server.url.split('://')[1]}/{server.database}")
+        ):
             out = tmp_path / f"r{i}.jsonl"
             code = cli.main(["detect", "--source", str(source), "--end", end, "--out", str(out)])
             assert code == 0, capsys.readouterr().err

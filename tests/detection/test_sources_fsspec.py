@@ -60,8 +60,14 @@ def test_every_layout_on_memory_reads_as_on_local_disk(tmp_path, memory, layout,
     a = sources.read_table(local, table, START, WINDOW_END, RULE.inputs[table], prefilter=False)
     b = sources.read_table(url, table, START, WINDOW_END, RULE.inputs[table], prefilter=False)
     pd.testing.assert_frame_equal(a.frame, b.frame)
-    assert (a.format, a.rows_read, a.rows_in_window, a.hourly, a.newest, a.missing_columns) == \
-        (b.format, b.rows_read, b.rows_in_window, b.hourly, b.newest, b.missing_columns)
+    assert (a.format, a.rows_read, a.rows_in_window, a.hourly, a.newest, a.missing_columns) == (
+        b.format,
+        b.rows_read,
+        b.rows_in_window,
+        b.hourly,
+        b.newest,
+        b.missing_columns,
+    )
     assert b.source.startswith(url)
 
 
@@ -69,8 +75,7 @@ def test_a_url_that_went_through_a_path_still_names_the_memory_folder(tmp_path, 
     """intervals.py and older callers wrap the source in Path(), which merges `//`."""
     _, url = both(tmp_path, memory, LAYOUTS["jsonl"])
     scan = sources.read_table(Path(url), "AzureActivity", START, WINDOW_END, COLS)
-    assert scan.rows_in_window == 8 and sources.open_source(Path(url)).url == \
-        url
+    assert scan.rows_in_window == 8 and sources.open_source(Path(url)).url == url
 
 
 def put_parquet(fs, path, rows):
@@ -82,8 +87,9 @@ def put_parquet(fs, path, rows):
 
 
 @pytest.mark.parametrize("parts", INJECTIONS.values(), ids=INJECTIONS.keys())
-def test_a_hostile_parquet_file_name_on_object_storage_runs_no_sql(tmp_path, monkeypatch, memory,
-                                                                    parts):
+def test_a_hostile_parquet_file_name_on_object_storage_runs_no_sql(
+    tmp_path, monkeypatch, memory, parts
+):
     fs, root, url = memory
     folder = f"{root}/AzureActivity/date=2026-10-31"
     put_parquet(fs, f"{folder}/part-0.parquet", ROWS)
@@ -104,13 +110,15 @@ def test_glob_characters_in_names_on_object_storage_read_each_file_once(memory):
     assert sorted(scan.frame["CorrelationId"]) == [f"f{i}" for i in range(len(names))]
 
 
-def test_parquet_on_object_storage_is_scanned_by_duckdb_with_the_window_pushed_down(tmp_path,
-                                                                                   memory):
+def test_parquet_on_object_storage_is_scanned_by_duckdb_with_the_window_pushed_down(
+    tmp_path, memory
+):
     """The same rows as the local Parquet tests: half-open window at 100 ns, 3 of 6 rows."""
     fs, root, url = memory
     put_parquet(fs, f"{root}/AzureActivity/date=2026-10-31/part-0.parquet", ROWS)
-    table = pq.read_table(io.BytesIO(fs.cat(f"{root}/AzureActivity/date=2026-10-31/"
-                                            "part-0.parquet")))
+    table = pq.read_table(
+        io.BytesIO(fs.cat(f"{root}/AzureActivity/date=2026-10-31/part-0.parquet"))
+    )
     local = tmp_path / "AzureActivity" / "date=2026-10-31"
     local.mkdir(parents=True)
     pq.write_table(table, local / "part-0.parquet")
@@ -140,6 +148,7 @@ def test_a_table_in_two_layouts_on_object_storage_is_ambiguous(memory):
 
 # --- The command line takes every kind; only a local folder is checked up front ----------------
 
+
 def test_detect_reads_a_folder_on_object_storage(tmp_path, memory, capsys):
     local, url = both(tmp_path, memory, LAYOUTS["jsonl"])
     outs = []
@@ -159,19 +168,29 @@ def test_detect_on_a_missing_bucket_folder_names_what_it_looked_for(memory, caps
     assert f"error: AzureActivity: not found in {url}" in err
 
 
-@pytest.mark.parametrize("source, problem", [
-    ("ftp://example.org/lake", "not a kind of source known here"),
-    ("s3://bucket/lake", "needs the s3fs package (pip install s3fs)"),
-    ("gs://bucket/lake", "needs the gcsfs package (pip install gcsfs)"),
-    ("file://fileserver/share/lake", "only local files"),
-    ("memory://lake?token=x", "takes no options"),
-], ids=["an-unknown-scheme", "s3-without-s3fs", "gcs-without-gcsfs", "a-remote-file-url",
-        "options-on-memory"])
+@pytest.mark.parametrize(
+    "source, problem",
+    [
+        ("ftp://example.org/lake", "not a kind of source known here"),
+        ("s3://bucket/lake", "needs the s3fs package (pip install s3fs)"),
+        ("gs://bucket/lake", "needs the gcsfs package (pip install gcsfs)"),
+        ("file://fileserver/share/lake", "only local files"),
+        ("memory://lake?token=x", "takes no options"),
+    ],
+    ids=[
+        "an-unknown-scheme",
+        "s3-without-s3fs",
+        "gcs-without-gcsfs",
+        "a-remote-file-url",
+        "options-on-memory",
+    ],
+)
 def test_a_source_url_that_cannot_be_read_is_a_usage_error(tmp_path, capsys, source, problem):
     with pytest.raises(UsageError, match=problem.replace("(", r"\(").replace(")", r"\)")):
         sources.open_source(source)
-    code = cli.main(["detect", "--source", source, "--end", END,
-                     "--out", str(tmp_path / "r.jsonl")])
+    code = cli.main(
+        ["detect", "--source", source, "--end", END, "--out", str(tmp_path / "r.jsonl")]
+    )
     assert code == 2 and problem in capsys.readouterr().err
 
 
@@ -179,19 +198,24 @@ def test_a_file_url_is_the_local_folder(tmp_path, capsys):
     layouts.jsonl(layouts.on_disk(tmp_path / "my lake"), TABLES)
     url = (tmp_path / "my lake").as_uri()
     assert sources.local_path(url) == tmp_path / "my lake"
-    assert cli.main(["detect", "--source", url, "--end", END,
-                     "--out", str(tmp_path / "r.jsonl")]) == 0
+    assert (
+        cli.main(["detect", "--source", url, "--end", END, "--out", str(tmp_path / "r.jsonl")]) == 0
+    )
     missing = (tmp_path / "nowhere").as_uri()
-    assert cli.main(["detect", "--source", missing, "--end", END,
-                     "--out", str(tmp_path / "r.jsonl")]) == 2
+    assert (
+        cli.main(["detect", "--source", missing, "--end", END, "--out", str(tmp_path / "r.jsonl")])
+        == 2
+    )
     assert f"--source {tmp_path / 'nowhere'} is not a folder" in capsys.readouterr().err
 
 
 # --- Azure storage: a SAS token is a credential -------------------------------------------------
 
 SIG = "Zm9vYmFyU2VjcmV0U2lnbmF0dXJl%3D"
-SAS_URL = ("abfs://am-exports@contosolake.dfs.core.windows.net/?sv=2024-11-04&ss=b&srt=co"
-           f"&sp=rl&se=2026-12-01T00:00:00Z&sig={SIG}")
+SAS_URL = (
+    "abfs://am-exports@contosolake.dfs.core.windows.net/?sv=2024-11-04&ss=b&srt=co"
+    f"&sp=rl&se=2026-12-01T00:00:00Z&sig={SIG}"
+)
 
 
 def test_a_sas_token_becomes_the_filesystems_credential_and_never_its_name():
@@ -200,12 +224,14 @@ def test_a_sas_token_becomes_the_filesystems_credential_and_never_its_name():
     assert source.storage.fs.account_name == "contosolake"
     assert source.storage.fs.sas_token.endswith(SIG)
     assert "sig=" not in source.url and SIG not in repr(source)
-    assert SIG not in redact(f"GET https://contosolake.blob.core.windows.net/x?sig={SIG}") and \
-        "Zm9vYmFyU2VjcmV0U2lnbmF0dXJl" not in redact("Zm9vYmFyU2VjcmV0U2lnbmF0dXJl=")
+    assert SIG not in redact(
+        f"GET https://contosolake.blob.core.windows.net/x?sig={SIG}"
+    ) and "Zm9vYmFyU2VjcmV0U2lnbmF0dXJl" not in redact("Zm9vYmFyU2VjcmV0U2lnbmF0dXJl=")
 
 
 def test_storage_errors_that_echo_the_sas_url_are_masked_on_the_command_line(
-        tmp_path, capsys, monkeypatch):
+    tmp_path, capsys, monkeypatch
+):
     """Azure's errors quote the request URL, SAS included: the CLI prints the table, the place
     and the reason, never the signature."""
     from adlfs import AzureBlobFileSystem
@@ -214,15 +240,19 @@ def test_storage_errors_that_echo_the_sas_url_are_masked_on_the_command_line(
     def refuse(self, path, **kwargs):
         raise ClientAuthenticationError(
             "Server failed to authenticate the request. RequestUrl: https://contosolake.blob."
-            f"core.windows.net/am-exports?restype=container&sv=2024-11-04&sig={SIG}")
+            f"core.windows.net/am-exports?restype=container&sv=2024-11-04&sig={SIG}"
+        )
 
     monkeypatch.setattr(AzureBlobFileSystem, "exists", refuse)
-    code = cli.main(["detect", "--source", SAS_URL, "--end", END,
-                     "--out", str(tmp_path / "r.jsonl")])
+    code = cli.main(
+        ["detect", "--source", SAS_URL, "--end", END, "--out", str(tmp_path / "r.jsonl")]
+    )
     err = capsys.readouterr().err
     assert code == 2
-    assert "error: AzureActivity: cannot read abfs://am-exports@contosolake.dfs.core.windows." \
-           "net/AzureActivity.jsonl: Server failed to authenticate" in err
+    assert (
+        "error: AzureActivity: cannot read abfs://am-exports@contosolake.dfs.core.windows."
+        "net/AzureActivity.jsonl: Server failed to authenticate" in err
+    )
     assert SIG not in err and "Zm9vYmFyU2VjcmV0U2lnbmF0dXJl" not in err
 
 
@@ -278,7 +308,8 @@ def test_at_an_account_root_only_container_names_are_asked_about(monkeypatch):
 
     source = sources.open_source("abfs://contosolake.dfs.core.windows.net/")
     monkeypatch.setattr(source.storage.fs, "exists", exists)  # no network: adlfs answers this
-    monkeypatch.setattr(source.storage.fs, "info",
-                        lambda path, **kw: {"name": path, "type": "directory"})
+    monkeypatch.setattr(
+        source.storage.fs, "info", lambda path, **kw: {"name": path, "type": "directory"}
+    )
     assert source.locate("AzureActivity") == ("export", "am-azureactivity")
     assert asked == ["am-azureactivity"]

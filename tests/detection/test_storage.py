@@ -5,12 +5,11 @@ the same behaviour on a local path, a file:// URL and fsspec's memory:// filesys
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 
 import fsspec
 import pyarrow as pa
-import sys
-
 import pytest
 
 from include.detection import console, storage
@@ -55,8 +54,9 @@ def test_join_keeps_the_form_it_was_given(tmp_path):
     assert storage.join("memory://x/", "a") == "memory://x/a"
     assert storage.join("memory://", "a") == "memory://a"
     assert storage.join("s3://bucket", "r", "f") == "s3://bucket/r/f"
-    assert storage.join(str(tmp_path), "/etc/passwd") == f"{tmp_path}/etc/passwd", \
+    assert storage.join(str(tmp_path), "/etc/passwd") == f"{tmp_path}/etc/passwd", (
         "a name never replaces the base"
+    )
 
 
 def test_what_is_written_is_read_back_and_removed(area):
@@ -167,8 +167,10 @@ def docs_area(area):
     docs = storage.join(run, "data_docs", "AzureActivity")
     storage.write_text(storage.join(docs, "index.html"), "<html>docs of the run</html>")
     storage.write_text(storage.join(docs, "static", "s.css"), "body {}")
-    storage.write_text(storage.join(run, "quality", "AzureActivity.validation.json"),
-                       '{"summary": {"status": "passed", "summary": "42 rows in window"}}')
+    storage.write_text(
+        storage.join(run, "quality", "AzureActivity.validation.json"),
+        '{"summary": {"status": "passed", "summary": "42 rows in window"}}',
+    )
     storage.write_text(storage.join(run, "quality", "secret.json"), "SECRET-VERDICT")
     storage.write_text(storage.join(area, "alerts.db"), "SECRET-STORE")
     return area
@@ -181,10 +183,17 @@ def test_the_console_serves_data_docs_from_the_staging_area(docs_area):
     assert css.data == b"body {}" and css.media_type == "text/css"
 
 
-TRAVERSALS = {"dot-dot": "../../../alerts.db", "into the verdicts": "../../quality/secret.json",
-              "absolute": "/alerts.db", "backslash": "..\\..\\..\\alerts.db",
-              "empty segment": "static//s.css", "dot segment": "./index.html",
-              "a folder": "static", "missing": "nope.html", "nul": "index.html\x00"}
+TRAVERSALS = {
+    "dot-dot": "../../../alerts.db",
+    "into the verdicts": "../../quality/secret.json",
+    "absolute": "/alerts.db",
+    "backslash": "..\\..\\..\\alerts.db",
+    "empty segment": "static//s.css",
+    "dot segment": "./index.html",
+    "a folder": "static",
+    "missing": "nope.html",
+    "nul": "index.html\x00",
+}
 
 
 @pytest.mark.parametrize("path", TRAVERSALS.values(), ids=TRAVERSALS.keys())
@@ -193,9 +202,11 @@ def test_the_console_never_reads_outside_the_runs_data_docs(docs_area, path):
         console.docs_file(docs_area, RULE_ID, FOLDER, "AzureActivity", path)
 
 
-@pytest.mark.parametrize("folder,table", [("..", "AzureActivity"), (FOLDER, "../quality"),
-                                          (FOLDER, "SecurityAlert")],
-                         ids=["folder not a run folder", "table a path", "table not read"])
+@pytest.mark.parametrize(
+    "folder,table",
+    [("..", "AzureActivity"), (FOLDER, "../quality"), (FOLDER, "SecurityAlert")],
+    ids=["folder not a run folder", "table a path", "table not read"],
+)
 def test_the_console_takes_only_a_run_folder_and_a_table_it_knows(docs_area, folder, table):
     with pytest.raises(FileNotFoundError):
         console.docs_file(docs_area, RULE_ID, folder, table, "index.html")
@@ -204,13 +215,23 @@ def test_the_console_takes_only_a_run_folder_and_a_table_it_knows(docs_area, fol
 def test_the_console_reads_verdicts_from_the_staging_area(docs_area):
     quality = console.run_quality(docs_area, RULE_ID, START, END)
     assert quality["AzureActivity"] == {
-        "table": "AzureActivity", "workspace": None,
-        "verdict": {"status": "passed", "summary": "42 rows in window"}, "docs": True,
-        "folder": FOLDER}
-    assert quality["BehaviorAnalytics"] == {"table": "BehaviorAnalytics", "workspace": None,
-                                            "verdict": None, "docs": False, "folder": FOLDER}
-    storage.write_text(storage.join(docs_area, RULE_ID, FOLDER, "quality",
-                                    "BehaviorAnalytics.validation.json"), "{not json")
+        "table": "AzureActivity",
+        "workspace": None,
+        "verdict": {"status": "passed", "summary": "42 rows in window"},
+        "docs": True,
+        "folder": FOLDER,
+    }
+    assert quality["BehaviorAnalytics"] == {
+        "table": "BehaviorAnalytics",
+        "workspace": None,
+        "verdict": None,
+        "docs": False,
+        "folder": FOLDER,
+    }
+    storage.write_text(
+        storage.join(docs_area, RULE_ID, FOLDER, "quality", "BehaviorAnalytics.validation.json"),
+        "{not json",
+    )
     broken = console.run_quality(docs_area, RULE_ID, START, END)["BehaviorAnalytics"]["verdict"]
     assert broken["status"] == "unreadable"
 
@@ -225,15 +246,26 @@ def test_subfolders_lists_the_folders_directly_inside_and_no_file(area):
 def test_the_console_lists_each_workspaces_verdicts_of_a_run(area):
     """A run over several workspaces stages each in `workspace=<id>/` of its run folder."""
     for workspace, status in (("w-1", "passed"), ("w-2", "failed")):
-        storage.write_text(storage.join(area, RULE_ID, FOLDER, f"workspace={workspace}", "quality",
-                                        "AzureActivity.validation.json"),
-                           json.dumps({"summary": {"status": status, "summary": status}}))
+        storage.write_text(
+            storage.join(
+                area,
+                RULE_ID,
+                FOLDER,
+                f"workspace={workspace}",
+                "quality",
+                "AzureActivity.validation.json",
+            ),
+            json.dumps({"summary": {"status": status, "summary": status}}),
+        )
     quality = console.run_quality(area, RULE_ID, START, END)
-    assert {k: (q["table"], q["workspace"], q["verdict"] and q["verdict"]["status"], q["folder"])
-            for k, q in quality.items()} == {
+    assert {
+        k: (q["table"], q["workspace"], q["verdict"] and q["verdict"]["status"], q["folder"])
+        for k, q in quality.items()
+    } == {
         "AzureActivity (w-1)": ("AzureActivity", "w-1", "passed", f"{FOLDER}~workspace=w-1"),
         "BehaviorAnalytics (w-1)": ("BehaviorAnalytics", "w-1", None, f"{FOLDER}~workspace=w-1"),
         "AzureActivity (w-2)": ("AzureActivity", "w-2", "failed", f"{FOLDER}~workspace=w-2"),
-        "BehaviorAnalytics (w-2)": ("BehaviorAnalytics", "w-2", None, f"{FOLDER}~workspace=w-2")}
+        "BehaviorAnalytics (w-2)": ("BehaviorAnalytics", "w-2", None, f"{FOLDER}~workspace=w-2"),
+    }
     only = console.run_quality(area, RULE_ID, START, END, workspace="w-2")
     assert list(only) == ["AzureActivity (w-2)", "BehaviorAnalytics (w-2)"]

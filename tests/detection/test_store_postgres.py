@@ -23,8 +23,11 @@ FORK = multiprocessing.get_context("fork")
 
 
 def executions(n, ueba_rows, window=W1):
-    acts = [row for i in range(n)
-            for row in run_command(f"exec-{i}", start=f"2026-10-31T10:{i:02d}:00Z")]
+    acts = [
+        row
+        for i in range(n)
+        for row in run_command(f"exec-{i}", start=f"2026-10-31T10:{i:02d}:00Z")
+    ]
     return build_alerts(correlate(activity(acts), ueba(ueba_rows)), RULE, *window)
 
 
@@ -47,7 +50,9 @@ def test_delivery_is_recorded_per_destination_and_a_new_revision_is_pending_agai
         store.upsert([alert])
         claim = store.claim(alert["id"], "jira", "w1", 60)
         assert claim.revision == 1 and claim.ticket_ref is None
-        store.mark_delivered(alert["id"], "jira", "SEC-1", claim.revision, claim.fingerprint, "w1", "created")
+        store.mark_delivered(
+            alert["id"], "jira", "SEC-1", claim.revision, claim.fingerprint, "w1", "created"
+        )
         assert store.pending_ids("jira") == [] and store.pending_ids("file") == [alert["id"]]
         store.upsert(executions(1, [ueba_row(), ueba_row(SourceIPLocation="Chile")]))
         claim = store.claim(alert["id"], "jira", "w1", 60)
@@ -65,11 +70,14 @@ def test_a_claimed_alert_is_skipped_until_its_lease_ends(store_url):
         time.sleep(0.4)
         assert store.claim(alert["id"], "jira", "w2", 60) is not None, "w1's lease ran out"
         store.mark_failed(alert["id"], "jira", "boom", "w2")
-        assert store.claim(alert["id"], "jira", "w3", 60) is not None, "a failure releases the claim"
+        assert store.claim(alert["id"], "jira", "w3", 60) is not None, (
+            "a failure releases the claim"
+        )
 
 
-def test_an_alert_held_by_a_dead_worker_is_delivered_once_its_lease_ends(store_url, jira,
-                                                                          monkeypatch):
+def test_an_alert_held_by_a_dead_worker_is_delivered_once_its_lease_ends(
+    store_url, jira, monkeypatch
+):
     """Issue #9: a claim left by a killed worker blocked delivery for its whole lease (120-500 s)
     and failed the run meanwhile. Now the lease is short and renewed by a live worker's
     heartbeat; a run finding a claim waits for it to end and delivers the alert itself."""
@@ -78,8 +86,15 @@ def test_an_alert_held_by_a_dead_worker_is_delivered_once_its_lease_ends(store_u
         (alert,) = executions(1, [ueba_row()])
         store.upsert([alert])
         assert store.claim(alert["id"], "jira", "dead-worker", 1) is not None
-        settings = {"jira": {"url": jira.url, "user": jira.user, "token": jira.password,
-                             "project": "SEC", **FAST_HTTP}}
+        settings = {
+            "jira": {
+                "url": jira.url,
+                "user": jira.user,
+                "token": jira.password,
+                "project": "SEC",
+                **FAST_HTTP,
+            }
+        }
         report = destinations.deliver_pending(store, ["jira"], settings=settings)
         assert report["jira"] == {"delivered": 1, "failed": 0}
         assert len(jira.issues) == 1 and store.pending_ids("jira") == []
@@ -110,8 +125,9 @@ def _slow_delivery(url, settings):
         destinations.deliver_pending(store, ["jira"], settings={"jira": settings})
 
 
-def test_a_worker_killed_mid_delivery_leaves_no_duplicate_and_no_stuck_alert(store_url, jira,
-                                                                             monkeypatch):
+def test_a_worker_killed_mid_delivery_leaves_no_duplicate_and_no_stuck_alert(
+    store_url, jira, monkeypatch
+):
     """SIGKILL while the create is in flight: the next worker takes the alert over once the
     dead worker's lease ends, finds the issue the dead one created by its label, and updates it."""
     monkeypatch.setenv("DETECTION_CLAIM_LEASE", "2")
@@ -119,8 +135,14 @@ def test_a_worker_killed_mid_delivery_leaves_no_duplicate_and_no_stuck_alert(sto
         (alert,) = executions(1, [ueba_row()])
         store.upsert([alert])
     jira.fail(times=1, delay=MAX_DELAY, process=True, method="POST", path="/rest/api/2/issue")
-    settings = {"url": jira.url, "user": jira.user, "token": jira.password, "project": "SEC",
-                **FAST_HTTP, "timeout": 60}
+    settings = {
+        "url": jira.url,
+        "user": jira.user,
+        "token": jira.password,
+        "project": "SEC",
+        **FAST_HTTP,
+        "timeout": 60,
+    }
     victim = FORK.Process(target=_slow_delivery, args=(store_url, settings))
     victim.start()
     deadline = time.monotonic() + 30
@@ -130,8 +152,9 @@ def test_a_worker_killed_mid_delivery_leaves_no_duplicate_and_no_stuck_alert(sto
     victim.join(10)
     assert victim.exitcode == -9 and len(jira.issues) == 1
     with AlertStore(store_url) as store:
-        report = destinations.deliver_pending(store, ["jira"], settings={"jira": {**settings,
-                                                                                  "timeout": 5}})
+        report = destinations.deliver_pending(
+            store, ["jira"], settings={"jira": {**settings, "timeout": 5}}
+        )
         assert report["jira"]["delivered"] == 1
         assert len(jira.issues) == 1, "found by its label and updated, not created twice"
         assert [e["action"] for e in store.delivery_log()] == ["updated"]
@@ -172,10 +195,14 @@ def test_a_connection_object_from_the_airflow_layer_is_used(pg_url):
         assert len(store.alerts()) == 1
 
 
-@pytest.mark.parametrize("value, message", [
-    ("no_such_conn", "no connection 'no_such_conn' is defined"),
-    ("postgresql://postgres:hunter2-secret@127.0.0.1:1/test", "cannot connect"),
-], ids=["unknown-connection-id", "unreachable-server"])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("no_such_conn", "no connection 'no_such_conn' is defined"),
+        ("postgresql://postgres:hunter2-secret@127.0.0.1:1/test", "cannot connect"),
+    ],
+    ids=["unknown-connection-id", "unreachable-server"],
+)
 def test_store_configuration_errors_are_usage_errors_without_secrets(value, message, monkeypatch):
     monkeypatch.setenv("DETECTION_ALERT_STORE", value)
     with pytest.raises(UsageError, match=message) as err:
@@ -184,6 +211,7 @@ def test_store_configuration_errors_are_usage_errors_without_secrets(value, mess
 
 
 # --- two processes at once -----------------------------------------------------------------------
+
 
 def _upsert_worker(url, alerts, rounds, barrier):
     barrier.wait(10)
@@ -212,7 +240,9 @@ def run_in_two_processes(target, args_a, args_b):
 
 def test_two_processes_upserting_the_same_alerts_lose_no_evidence(store_url):
     left = executions(6, [ueba_row()])
-    right = executions(6, [ueba_row(TimeGenerated="2026-10-31T09:55:00Z", SourceIPLocation="Kenya")])
+    right = executions(
+        6, [ueba_row(TimeGenerated="2026-10-31T09:55:00Z", SourceIPLocation="Kenya")]
+    )
     AlertStore(store_url).close()  # schema first: the race is on the rows
     # One round each: a lost update would be final (later rounds would merge it back in).
     run_in_two_processes(_upsert_worker, (store_url, left, 1), (store_url, right, 1))
@@ -229,8 +259,14 @@ def test_two_processes_delivering_at_once_create_one_ticket_per_alert(store_url,
         store.upsert(alerts)
     # Slow creates: without claims both workers would search, find nothing, and both create.
     jira.fail(times=100, delay=0.15, slow=True, method="POST", path="/rest/api/2/issue")
-    settings = {"url": jira.url, "user": jira.user, "token": jira.password, "project": "SEC",
-                **FAST_HTTP, "timeout": 5}
+    settings = {
+        "url": jira.url,
+        "user": jira.user,
+        "token": jira.password,
+        "project": "SEC",
+        **FAST_HTTP,
+        "timeout": 5,
+    }
     run_in_two_processes(_deliver_worker, (store_url, settings), (store_url, settings))
     assert len(jira.issues) == 6
     assert sorted(len(jira.by_label(f"detection-alert-{a['id']}")) for a in alerts) == [1] * 6
@@ -242,18 +278,28 @@ def test_two_processes_delivering_at_once_create_one_ticket_per_alert(store_url,
         assert store.pending_ids("jira") == []
 
 
-UNSTORABLE = {"nul": "mal\x00lory@contoso.com", "lone-surrogate": "mal\udc80lory@contoso.com",
-              "both": "\x00\ud800@contoso.com"}
+UNSTORABLE = {
+    "nul": "mal\x00lory@contoso.com",
+    "lone-surrogate": "mal\udc80lory@contoso.com",
+    "both": "\x00\ud800@contoso.com",
+}
 
 
 @pytest.mark.parametrize("caller", UNSTORABLE.values(), ids=UNSTORABLE.keys())
 def test_one_unstorable_caller_never_blocks_the_windows_other_alerts(store_url, caller):
     """Issue #9: a NUL in one Caller made PostgreSQL refuse the upsert and roll back every alert
     of the window (a lone surrogate failed on both stores). Both are stored as U+FFFD."""
-    placeholder = "PLACEHOLDER@contoso.com"  # the sources clean surrogates; the store must not rely on it
-    good = [*run_command("exec-good", Caller="alice@contoso.com"),
-            *run_command("exec-bad", Caller=placeholder, start="2026-10-31T10:05:00Z")]
-    rows = [ueba_row(UserPrincipalName="alice@contoso.com"), ueba_row(UserPrincipalName=placeholder)]
+    placeholder = (
+        "PLACEHOLDER@contoso.com"  # the sources clean surrogates; the store must not rely on it
+    )
+    good = [
+        *run_command("exec-good", Caller="alice@contoso.com"),
+        *run_command("exec-bad", Caller=placeholder, start="2026-10-31T10:05:00Z"),
+    ]
+    rows = [
+        ueba_row(UserPrincipalName="alice@contoso.com"),
+        ueba_row(UserPrincipalName=placeholder),
+    ]
     built = build_alerts(correlate(activity(good), ueba(rows)), RULE, *W1)
     alerts = json.loads(json.dumps(built).replace(placeholder, json.dumps(caller)[1:-1]))
     for alert in alerts:

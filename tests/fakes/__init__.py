@@ -2,7 +2,7 @@
 ServiceNow and webhook APIs the destinations use, with injectable faults (HTTP errors, 429 with
 Retry-After, slow answers that time the client out). `python -m tests.fakes` serves all three."""
 
-from .http import Fault, FakeService, Request  # noqa: F401
+from .http import FakeService, Fault, Request  # noqa: F401
 from .jira import FakeJira  # noqa: F401
 from .servicenow import FakeServiceNow  # noqa: F401
 from .webhook import FakeWebhook  # noqa: F401

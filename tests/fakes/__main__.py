@@ -27,13 +27,19 @@ def main() -> int:
     jira = FakeJira(args.jira_port).start()
     snow = FakeServiceNow(args.servicenow_port).start()
     hook = FakeWebhook(args.webhook_port).start()
-    print("\n".join([
-        f"export DETECTION_JIRA_URL={jira.url} DETECTION_JIRA_USER={jira.user} "
-        f"DETECTION_JIRA_TOKEN={jira.password} DETECTION_JIRA_PROJECT={jira.project}",
-        f"export DETECTION_SERVICENOW_URL={snow.url} DETECTION_SERVICENOW_USER={snow.user} "
-        f"DETECTION_SERVICENOW_PASSWORD={snow.password}",
-        f"export DETECTION_WEBHOOK_URL={hook.url}{hook.path} DETECTION_WEBHOOK_SECRET={hook.secret}",
-    ]), flush=True)
+    print(
+        "\n".join(
+            [
+                f"export DETECTION_JIRA_URL={jira.url} DETECTION_JIRA_USER={jira.user} "
+                f"DETECTION_JIRA_TOKEN={jira.password} DETECTION_JIRA_PROJECT={jira.project}",
+                f"export DETECTION_SERVICENOW_URL={snow.url} DETECTION_SERVICENOW_USER={snow.user} "
+                f"DETECTION_SERVICENOW_PASSWORD={snow.password}",
+                f"export DETECTION_WEBHOOK_URL={hook.url}{hook.path} "
+                f"DETECTION_WEBHOOK_SECRET={hook.secret}",
+            ]
+        ),
+        flush=True,
+    )
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *a: stop.update(now=True))
     deadline = time.monotonic() + args.seconds
@@ -43,14 +49,33 @@ def main() -> int:
     except KeyboardInterrupt:
         pass
     state = {
-        "jira": sorted(({"key": i["key"], "labels": i["labels"], "comments": len(i["comments"])}
-                        for i in jira.issues.values()), key=lambda i: i["key"]),
-        "servicenow": sorted(({"number": i["number"], "correlation_id": i["correlation_id"],
-                               "work_notes": len(i["work_notes_history"])}
-                              for i in snow.incidents.values()), key=lambda i: i["number"]),
-        "webhook": {"deliveries": [d["delivery_id"] for d in hook.deliveries], "tickets": hook.tickets},
-        "requests": {"jira": len(jira.requests), "servicenow": len(snow.requests),
-                     "webhook": len(hook.requests)},
+        "jira": sorted(
+            (
+                {"key": i["key"], "labels": i["labels"], "comments": len(i["comments"])}
+                for i in jira.issues.values()
+            ),
+            key=lambda i: i["key"],
+        ),
+        "servicenow": sorted(
+            (
+                {
+                    "number": i["number"],
+                    "correlation_id": i["correlation_id"],
+                    "work_notes": len(i["work_notes_history"]),
+                }
+                for i in snow.incidents.values()
+            ),
+            key=lambda i: i["number"],
+        ),
+        "webhook": {
+            "deliveries": [d["delivery_id"] for d in hook.deliveries],
+            "tickets": hook.tickets,
+        },
+        "requests": {
+            "jira": len(jira.requests),
+            "servicenow": len(snow.requests),
+            "webhook": len(hook.requests),
+        },
     }
     for fake in (jira, snow, hook):
         fake.stop()

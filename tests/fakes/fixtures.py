@@ -71,12 +71,24 @@ def settings_for(fakes: dict, tmp_path=None, **http) -> dict:
     """Destination settings pointing at the fakes, with fast retries."""
     tune = {**FAST_HTTP, **http}
     out = {
-        "jira": {"url": fakes["jira"].url, "user": fakes["jira"].user,
-                 "token": fakes["jira"].password, "project": fakes["jira"].project, **tune},
-        "servicenow": {"url": fakes["servicenow"].url, "user": fakes["servicenow"].user,
-                       "password": fakes["servicenow"].password, **tune},
-        "webhook": {"url": fakes["webhook"].url + fakes["webhook"].path,
-                    "secret": fakes["webhook"].secret, **tune},
+        "jira": {
+            "url": fakes["jira"].url,
+            "user": fakes["jira"].user,
+            "token": fakes["jira"].password,
+            "project": fakes["jira"].project,
+            **tune,
+        },
+        "servicenow": {
+            "url": fakes["servicenow"].url,
+            "user": fakes["servicenow"].user,
+            "password": fakes["servicenow"].password,
+            **tune,
+        },
+        "webhook": {
+            "url": fakes["webhook"].url + fakes["webhook"].path,
+            "secret": fakes["webhook"].secret,
+            **tune,
+        },
     }
     if tmp_path is not None:
         out["file"] = {"folder": str(tmp_path / "tickets")}
@@ -87,10 +99,16 @@ def env_for(fakes: dict, **http) -> dict:
     """The same as environment variables (what the CLI and the DAG read)."""
     tune = {**FAST_HTTP, **http}
     j, s, w = fakes["jira"], fakes["servicenow"], fakes["webhook"]
-    env = {"DETECTION_JIRA_URL": j.url, "DETECTION_JIRA_USER": j.user,
-           "DETECTION_JIRA_TOKEN": j.password, "DETECTION_JIRA_PROJECT": j.project,
-           "DETECTION_SERVICENOW_URL": s.url, "DETECTION_SERVICENOW_USER": s.user,
-           "DETECTION_SERVICENOW_PASSWORD": s.password,
-           "DETECTION_WEBHOOK_URL": w.url + w.path, "DETECTION_WEBHOOK_SECRET": w.secret}
+    env = {
+        "DETECTION_JIRA_URL": j.url,
+        "DETECTION_JIRA_USER": j.user,
+        "DETECTION_JIRA_TOKEN": j.password,
+        "DETECTION_JIRA_PROJECT": j.project,
+        "DETECTION_SERVICENOW_URL": s.url,
+        "DETECTION_SERVICENOW_USER": s.user,
+        "DETECTION_SERVICENOW_PASSWORD": s.password,
+        "DETECTION_WEBHOOK_URL": w.url + w.path,
+        "DETECTION_WEBHOOK_SECRET": w.secret,
+    }
     env.update({f"DETECTION_HTTP_{k.upper()}": str(v) for k, v in tune.items()})
     return env

@@ -9,8 +9,8 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 MAX_DELAY = 5.0  # a fault never holds a server thread longer than this
@@ -50,8 +50,9 @@ class Fault:
     body: str | Callable[[Request], str] = '{"errorMessages": ["injected fault"]}'
 
     def matches(self, req: Request) -> bool:
-        return (self.method is None or self.method == req.method) and \
-            (self.path is None or self.path in req.path)
+        return (self.method is None or self.method == req.method) and (
+            self.path is None or self.path in req.path
+        )
 
 
 class FakeService(ABC):
@@ -90,8 +91,12 @@ class FakeService(ABC):
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=self.name, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=self.name,
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -149,8 +154,11 @@ class FakeService(ABC):
 
     def count(self, method: str | None = None, path: str | None = None) -> int:
         with self.lock:
-            return sum(1 for r in self.requests if (method is None or r.method == method)
-                       and (path is None or path in r.path))
+            return sum(
+                1
+                for r in self.requests
+                if (method is None or r.method == method) and (path is None or path in r.path)
+            )
 
     def wait_idle(self, timeout: float = MAX_DELAY + 1) -> None:
         """Wait until no request is being answered (late answers of timed-out requests)."""
@@ -170,9 +178,15 @@ class FakeService(ABC):
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
         parts = urlsplit(h.path)
-        req = Request(h.command, parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()},
-                      {k.lower(): v for k, v in h.headers.items()}, body, time.monotonic(),
-                      target=h.path)
+        req = Request(
+            h.command,
+            parts.path,
+            {k: v[0] for k, v in parse_qs(parts.query).items()},
+            {k.lower(): v for k, v in h.headers.items()},
+            body,
+            time.monotonic(),
+            target=h.path,
+        )
         with self.lock:
             self.requests.append(req)
             self.in_flight += 1
@@ -200,8 +214,11 @@ class FakeService(ABC):
                 status, payload, headers = 500, {"fake_error": repr(exc)}, {}
             if fault is not None:
                 time.sleep(min(fault.delay, MAX_DELAY))
-        data = payload if isinstance(payload, bytes) else (
-            payload.encode() if isinstance(payload, str) else json.dumps(payload).encode())
+        data = (
+            payload
+            if isinstance(payload, bytes)
+            else (payload.encode() if isinstance(payload, str) else json.dumps(payload).encode())
+        )
         try:
             h.send_response(status)
             h.send_header("Content-Type", "application/json")

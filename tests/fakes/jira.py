@@ -12,7 +12,9 @@ from .http import FakeService, Request
 class FakeJira(FakeService):
     name = "fake-jira"
 
-    def __init__(self, port=0, user="soc-bot@example.com", token="jira-token-5f3a9c", project="SEC"):
+    def __init__(
+        self, port=0, user="soc-bot@example.com", token="jira-token-5f3a9c", project="SEC"
+    ):
         super().__init__(port, user, token)
         self.project = project
         self.issues: dict[str, dict] = {}
@@ -31,24 +33,41 @@ class FakeJira(FakeService):
         with self.lock:
             if req.method == "POST" and p == "/rest/api/2/issue":
                 fields = req.json["fields"]
-                if fields.get("project", {}).get("key") != self.project or not fields.get("summary"):
+                if fields.get("project", {}).get("key") != self.project or not fields.get(
+                    "summary"
+                ):
                     return 400, {"errors": {"project": "bad project or summary"}}, {}
                 n = next(self._ids)
                 key = f"{self.project}-{n - 10000}"
-                self.issues[key] = {"id": str(n), "key": key, "fields": fields,
-                                    "labels": list(fields.get("labels", [])), "comments": [],
-                                    "properties": {}, "created": n}
+                self.issues[key] = {
+                    "id": str(n),
+                    "key": key,
+                    "fields": fields,
+                    "labels": list(fields.get("labels", [])),
+                    "comments": [],
+                    "properties": {},
+                    "created": n,
+                }
                 return 201, {"id": str(n), "key": key, "self": f"/rest/api/2/issue/{n}"}, {}
             if req.method == "GET" and p in ("/rest/api/2/search/jql", "/rest/api/2/search"):
                 jql = req.query.get("jql", "")
                 wanted = re.search(r'labels\s*=\s*"([^"]+)"', jql)
                 project = re.search(r'project\s*=\s*"?([A-Z0-9]+)"?', jql)
-                found = sorted((i for i in self.issues.values()
-                                if (not wanted or wanted.group(1) in i["labels"])
-                                and (not project or i["key"].startswith(project.group(1) + "-"))),
-                               key=lambda i: i["created"])
+                found = sorted(
+                    (
+                        i
+                        for i in self.issues.values()
+                        if (not wanted or wanted.group(1) in i["labels"])
+                        and (not project or i["key"].startswith(project.group(1) + "-"))
+                    ),
+                    key=lambda i: i["created"],
+                )
                 limit = int(req.query.get("maxResults", 50))
-                return 200, {"issues": [{"id": i["id"], "key": i["key"]} for i in found[:limit]]}, {}
+                return (
+                    200,
+                    {"issues": [{"id": i["id"], "key": i["key"]} for i in found[:limit]]},
+                    {},
+                )
             m = re.fullmatch(r"/rest/api/2/issue/([A-Z0-9]+-\d+)(/comment|/properties/[\w.]+)?", p)
             if not m:
                 return 404, {"errorMessages": [f"no route {req.method} {p}"]}, {}

@@ -18,10 +18,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-WORKSPACE_ID = ("/subscriptions/0a1b2c3d-0000-4000-8000-00000000000a/resourcegroups/soc-rg/"
-                "providers/microsoft.operationalinsights/workspaces/sentinel-west")
-OTHER_WORKSPACE_ID = ("/subscriptions/0a1b2c3d-0000-4000-8000-00000000000b/resourcegroups/"
-                      "tenant-b/providers/microsoft.operationalinsights/workspaces/sentinel-b")
+WORKSPACE_ID = (
+    "/subscriptions/0a1b2c3d-0000-4000-8000-00000000000a/resourcegroups/soc-rg/"
+    "providers/microsoft.operationalinsights/workspaces/sentinel-west"
+)
+OTHER_WORKSPACE_ID = (
+    "/subscriptions/0a1b2c3d-0000-4000-8000-00000000000b/resourcegroups/"
+    "tenant-b/providers/microsoft.operationalinsights/workspaces/sentinel-b"
+)
 
 
 def on_disk(folder):
@@ -29,12 +33,14 @@ def on_disk(folder):
         path = folder / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+
     return put
 
 
 def on_fsspec(fs, root: str):
     def put(relative: str, data: bytes) -> None:
         fs.pipe(f"{root.rstrip('/')}/{relative}", data)
+
     return put
 
 
@@ -70,8 +76,11 @@ def parquet(put, tables: dict[str, list[dict]], columns: dict[str, dict]) -> Non
             by_day[_time(row).strftime("%Y-%m-%d")].append(row)
         for day, part in sorted(by_day.items()):
             times = pd.to_datetime([r["TimeGenerated"] for r in part], utc=True, format="ISO8601")
-            data = {"TimeGenerated": pa.array(times.as_unit("ns").tz_localize(None).asi8,
-                                              pa.int64()).cast(pa.timestamp("ns", tz="UTC"))}
+            data = {
+                "TimeGenerated": pa.array(
+                    times.as_unit("ns").tz_localize(None).asi8, pa.int64()
+                ).cast(pa.timestamp("ns", tz="UTC"))
+            }
             for name in names:
                 data[name] = pa.array([_text(r.get(name)) for r in part], pa.string())
             buffer = io.BytesIO()
@@ -95,13 +104,20 @@ def export_path(table: str, workspace: str, exported: pd.Timestamp, hourly: bool
     """Where the data export puts a record exported at `exported`."""
     minute = 0 if hourly else exported.minute // 5 * 5
     name = "PT1H.json" if hourly else "PT05M.json"
-    return (f"am-{table.lower()}/WorkspaceResourceId={workspace}/"
-            f"y={exported:%Y}/m={exported:%m}/d={exported:%d}/h={exported:%H}/"
-            f"m={minute:02d}/{name}")
+    return (
+        f"am-{table.lower()}/WorkspaceResourceId={workspace}/"
+        f"y={exported:%Y}/m={exported:%m}/d={exported:%d}/h={exported:%H}/"
+        f"m={minute:02d}/{name}"
+    )
 
 
-def export(put, tables: dict[str, list[dict]], workspace: str = WORKSPACE_ID,
-           delay=lambda row, i: pd.Timedelta(0), hourly_before=None) -> None:
+def export(
+    put,
+    tables: dict[str, list[dict]],
+    workspace: str = WORKSPACE_ID,
+    delay=lambda row, i: pd.Timedelta(0),
+    hourly_before=None,
+) -> None:
     """The data export's layout: each record in the file of the time it was exported
     (TimeGenerated + delay(row, index)); hours before `hourly_before` as the older PT1H.json."""
     for table, rows in tables.items():
@@ -120,10 +136,10 @@ def rows_of(tables: dict[str, pa.Table]) -> dict[str, list[dict]]:
 
     out = {}
     for name, table in tables.items():
-        data = {c: table.column(c).to_pylist() for c in table.column_names
-                if c != "TimeGenerated"}
-        data["TimeGenerated"] = list(demo._iso(table.column("TimeGenerated").cast(pa.int64())
-                                               .to_numpy()))
+        data = {c: table.column(c).to_pylist() for c in table.column_names if c != "TimeGenerated"}
+        data["TimeGenerated"] = list(
+            demo._iso(table.column("TimeGenerated").cast(pa.int64()).to_numpy())
+        )
         for c in demo.DYNAMIC_COLUMNS.get(name, ()):
             data[c] = [demo._parse_dynamic(v) for v in data[c]]
         names = table.column_names

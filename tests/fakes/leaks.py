@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import quote, quote_plus
 
+from .fixtures import FAST_HTTP
 from .http import FakeService, Request
 from .jira import FakeJira
 from .servicenow import FakeServiceNow
 from .webhook import FakeWebhook
-from .fixtures import FAST_HTTP
 
 
 def unique(prefix: str) -> str:
@@ -45,11 +45,14 @@ def basic(user: str, password: str) -> str:
 
 def forms(secret: str) -> dict[str, str]:
     """The forms a leaked `secret` takes in the channels we search."""
-    out = {"raw": secret, "url-quoted": quote(secret, safe=""),
-           "url-quoted-plus": quote_plus(secret),
-           "json-escaped": json.dumps(secret, ensure_ascii=False)[1:-1],
-           "json-escaped-ascii": json.dumps(secret)[1:-1],
-           "whitespace-collapsed": " ".join(secret.split())}
+    out = {
+        "raw": secret,
+        "url-quoted": quote(secret, safe=""),
+        "url-quoted-plus": quote_plus(secret),
+        "json-escaped": json.dumps(secret, ensure_ascii=False)[1:-1],
+        "json-escaped-ascii": json.dumps(secret)[1:-1],
+        "whitespace-collapsed": " ".join(secret.split()),
+    }
     return {name: value for name, value in out.items() if value}
 
 
@@ -60,7 +63,7 @@ def leaks_in(text: str, secrets: dict[str, str], window: int = 8) -> list[str]:
     for name, secret in secrets.items():
         for form_name, form in forms(secret).items():
             size = min(window, len(form))
-            if any(form[i:i + size] in text for i in range(len(form) - size + 1)):
+            if any(form[i : i + size] in text for i in range(len(form) - size + 1)):
                 found.append(f"{name} ({form_name})")
                 break
     return found
@@ -100,6 +103,7 @@ class EveryRecord(logging.Handler):
 
 # --- the leaks ------------------------------------------------------------------------------------
 
+
 @dataclass
 class Leak:
     """A destination whose server echoes a credential in its error bodies.
@@ -114,7 +118,8 @@ class Leak:
     secret: Callable[[], str] = field(default=lambda: unique("Zq7-"))
     env: Callable[[FakeService, str], dict] = field(default=lambda fake, secret: {})
     secrets: Callable[[FakeService, str], dict] = field(
-        default=lambda fake, secret: {"credential": secret})
+        default=lambda fake, secret: {"credential": secret}
+    )
 
 
 def _jira(secret):
@@ -140,43 +145,69 @@ def _basic_secrets(fake, secret):
 LEAKS: dict[str, Leak] = {
     # A gateway answering 401 with the Authorization header it got.
     "jira-basic-header-echoed": Leak(
-        "jira", _jira,
+        "jira",
+        _jira,
         lambda req, s: json.dumps({"error": f"rejected Authorization: {_auth(req)}"}),
-        secrets=_basic_secrets),
+        secrets=_basic_secrets,
+    ),
     "servicenow-basic-credentials-echoed-without-header-name": Leak(
-        "servicenow", _snow,
-        lambda req, s: json.dumps({"error": {"detail": f"bad credentials "
-                                                       f"{_auth(req).split()[-1]}"}}),
-        secrets=_basic_secrets),
+        "servicenow",
+        _snow,
+        lambda req, s: json.dumps(
+            {"error": {"detail": f"bad credentials {_auth(req).split()[-1]}"}}
+        ),
+        secrets=_basic_secrets,
+    ),
     # A webhook URL with its token in the query string; the server echoes the request target.
     "webhook-token-in-query-string": Leak(
-        "webhook", _hook, lambda req, s: f"<h1>502</h1>no route for POST {req.target}",
-        env=lambda fake, s: {"DETECTION_WEBHOOK_URL": f"{fake.url}{fake.path}?token={s}"}),
+        "webhook",
+        _hook,
+        lambda req, s: f"<h1>502</h1>no route for POST {req.target}",
+        env=lambda fake, s: {"DETECTION_WEBHOOK_URL": f"{fake.url}{fake.path}?token={s}"},
+    ),
     # The secret starts near the 200th character: a body cut before masking keeps half of it.
     "servicenow-token-cut-by-truncation": Leak(
-        "servicenow", _snow, lambda req, s: json.dumps({"error": "x" * 170 + f" password {s}"})),
+        "servicenow", _snow, lambda req, s: json.dumps({"error": "x" * 170 + f" password {s}"})
+    ),
     # Whitespace in the password, collapsed by the error text (ours or the server's).
     "servicenow-password-whitespace-collapsed-by-server": Leak(
-        "servicenow", _snow, lambda req, s: f"login failed for password {' '.join(s.split())}",
-        secret=lambda: f"pa  ss\t{unique('w')}"),
+        "servicenow",
+        _snow,
+        lambda req, s: f"login failed for password {' '.join(s.split())}",
+        secret=lambda: f"pa  ss\t{unique('w')}",
+    ),
     "servicenow-password-with-whitespace-echoed": Leak(
-        "servicenow", _snow, lambda req, s: f"login failed for password {s}",
-        secret=lambda: f"pa  ss  {unique('w')}"),
+        "servicenow",
+        _snow,
+        lambda req, s: f"login failed for password {s}",
+        secret=lambda: f"pa  ss  {unique('w')}",
+    ),
     # The password echoed JSON-escaped: \" and \\u00e9, and / as \/ (PHP, some Java encoders).
     "jira-token-json-escaped": Leak(
-        "jira", _jira, lambda req, s: json.dumps({"error": f"token {s} invalid"}),
-        secret=lambda: f'pa"ss\\{unique("é")}'),
+        "jira",
+        _jira,
+        lambda req, s: json.dumps({"error": f"token {s} invalid"}),
+        secret=lambda: f'pa"ss\\{unique("é")}',
+    ),
     "jira-token-json-escaped-slashes": Leak(
-        "jira", _jira, lambda req, s: json.dumps({"error": f"token {s}"}).replace("/", "\\/"),
-        secret=lambda: f"pa/ss/{unique('k')}"),
+        "jira",
+        _jira,
+        lambda req, s: json.dumps({"error": f"token {s}"}).replace("/", "\\/"),
+        secret=lambda: f"pa/ss/{unique('k')}",
+    ),
     "servicenow-password-json-in-json": Leak(
-        "servicenow", _snow,
+        "servicenow",
+        _snow,
         lambda req, s: json.dumps({"error": json.dumps({"password": s})}),
-        secret=lambda: f'p"w/{unique("é")}'),
+        secret=lambda: f'p"w/{unique("é")}',
+    ),
     # The password URL-encoded, spaces as + (form encoding).
     "servicenow-password-form-encoded": Leak(
-        "servicenow", _snow, lambda req, s: f"bad request: user=svc&password={quote_plus(s)}",
-        secret=lambda: f"p w&{unique('x')}"),
+        "servicenow",
+        _snow,
+        lambda req, s: f"bad request: user=svc&password={quote_plus(s)}",
+        secret=lambda: f"p w&{unique('x')}",
+    ),
 }
 
 
@@ -199,24 +230,33 @@ def provoke(leak: Leak, store_url: str, monkeypatch, alert: dict | None = None) 
     alert store `store_url`), store `alert` (default: one built from tests.factories), deliver it
     through the library: the delivery fails and the error is recorded."""
     from include.detection import destinations
-    from include.detection.errors import DeliveryError
-    from include.detection.store import AlertStore
-
     from include.detection.alerts import build_alerts
     from include.detection.correlation import correlate
+    from include.detection.errors import DeliveryError
+    from include.detection.store import AlertStore
     from tests.factories import RULE, activity, run_command, ueba, ueba_row
 
     secret = leak.secret()
     fake = leak.fake(secret).start()
     fake.down(status=500, body=lambda req: leak.echo(req, secret))
-    env = {"DETECTION_ALERT_STORE": store_url, "DETECTION_DESTINATIONS": leak.destination,
-           **{f"DETECTION_HTTP_{k.upper()}": str(v) for k, v in FAST_HTTP.items()}}
+    env = {
+        "DETECTION_ALERT_STORE": store_url,
+        "DETECTION_DESTINATIONS": leak.destination,
+        **{f"DETECTION_HTTP_{k.upper()}": str(v) for k, v in FAST_HTTP.items()},
+    }
     if leak.destination == "jira":
-        env.update(DETECTION_JIRA_URL=fake.url, DETECTION_JIRA_USER=fake.user,
-                   DETECTION_JIRA_TOKEN=fake.password, DETECTION_JIRA_PROJECT=fake.project)
+        env.update(
+            DETECTION_JIRA_URL=fake.url,
+            DETECTION_JIRA_USER=fake.user,
+            DETECTION_JIRA_TOKEN=fake.password,
+            DETECTION_JIRA_PROJECT=fake.project,
+        )
     elif leak.destination == "servicenow":
-        env.update(DETECTION_SERVICENOW_URL=fake.url, DETECTION_SERVICENOW_USER=fake.user,
-                   DETECTION_SERVICENOW_PASSWORD=fake.password)
+        env.update(
+            DETECTION_SERVICENOW_URL=fake.url,
+            DETECTION_SERVICENOW_USER=fake.user,
+            DETECTION_SERVICENOW_PASSWORD=fake.password,
+        )
     else:
         env.update(DETECTION_WEBHOOK_URL=fake.url + fake.path, DETECTION_WEBHOOK_SECRET=fake.secret)
     env.update(leak.env(fake, secret))
@@ -224,8 +264,12 @@ def provoke(leak: Leak, store_url: str, monkeypatch, alert: dict | None = None) 
         monkeypatch.setenv(key, value)
     monkeypatch.delenv(f"AIRFLOW_CONN_DETECTION_{leak.destination.upper()}", raising=False)
     if alert is None:
-        (alert,) = build_alerts(correlate(activity(run_command()), ueba([ueba_row()])), RULE,
-                                "2026-10-30T00:00:00Z", "2026-11-01T00:00:00Z")
+        (alert,) = build_alerts(
+            correlate(activity(run_command()), ueba([ueba_row()])),
+            RULE,
+            "2026-10-30T00:00:00Z",
+            "2026-11-01T00:00:00Z",
+        )
     error = ""
     with AlertStore(store_url) as store:
         store.upsert([alert])

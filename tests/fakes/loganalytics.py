@@ -49,15 +49,25 @@ from .http import FakeService, Request
 WORKSPACE = "6f2c3a1e-8d4b-4c1a-9e7f-2b5d8a9c0e11"
 TOKEN = "la-fake-token-7c41e9d2"
 # Kusto type -> DuckDB type of a stored column
-_DUCK = {"datetime": "TIMESTAMP_NS", "string": "VARCHAR", "dynamic": "JSON", "guid": "UUID",
-         "long": "BIGINT", "int": "INTEGER", "real": "DOUBLE", "bool": "BOOLEAN"}
+_DUCK = {
+    "datetime": "TIMESTAMP_NS",
+    "string": "VARCHAR",
+    "dynamic": "JSON",
+    "guid": "UUID",
+    "long": "BIGINT",
+    "int": "INTEGER",
+    "real": "DOUBLE",
+    "bool": "BOOLEAN",
+}
 _WINDOWED = re.compile(
     r"^\s*(?P<table>[A-Za-z_][A-Za-z0-9_]*)\s*\|\s*where "
     r"TimeGenerated >= datetime\((?P<start>[^)]+)\)"
-    r" and TimeGenerated < datetime\((?P<end>[^)]+)\)\s*(?:\||$)")
+    r" and TimeGenerated < datetime\((?P<end>[^)]+)\)\s*(?:\||$)"
+)
 _HOUR_BIN = re.compile(
     r"to_timestamp\(floor\(epoch\((?P<v>[^()]+)\) / epoch\(INTERVAL '1h'\)\) \* "
-    r"epoch\(INTERVAL '1h'\)\) AT TIME ZONE 'UTC'")
+    r"epoch\(INTERVAL '1h'\)\) AT TIME ZONE 'UTC'"
+)
 _HOUR_NS = 3600 * 10**9
 _PATH = re.compile(r"^/v1/(?:workspaces/(?P<id>[^/]+)|(?P<rid>subscriptions/.+))/query$")
 
@@ -107,8 +117,9 @@ def load_table(con, name: str, rows, types: dict[str, str]) -> None:
             times = pd.to_datetime(values, format="ISO8601", utc=True).dt.as_unit("ns")
             if times.isna().any():
                 raise ValueError(f"{name}.{column}: Log Analytics holds no row without a time")
-            arrays[column] = pa.array(times.dt.floor("100ns").dt.tz_localize(None).astype("int64"),
-                                      pa.int64())
+            arrays[column] = pa.array(
+                times.dt.floor("100ns").dt.tz_localize(None).astype("int64"), pa.int64()
+            )
             casts.append(f'make_timestamp_ns("{column}") AS "{column}"')
             continue
         convert = _dynamic if kind == "dynamic" else _text
@@ -122,9 +133,16 @@ def load_table(con, name: str, rows, types: dict[str, str]) -> None:
 class FakeLogAnalytics(FakeService):
     name = "fake-loganalytics"
 
-    def __init__(self, workspaces: dict, types: dict | None = None, token: str | None = TOKEN,
-                 cap: int | None = None, require_window: bool = True, port: int = 0,
-                 schemas: dict | None = None):
+    def __init__(
+        self,
+        workspaces: dict,
+        types: dict | None = None,
+        token: str | None = TOKEN,
+        cap: int | None = None,
+        require_window: bool = True,
+        port: int = 0,
+        schemas: dict | None = None,
+    ):
         """workspaces: {workspace id or resource id: {table: rows}}; types: {table: {column:
         Kusto type}} (default: the rule's inputs, plus string for any other column); schemas:
         {workspace: types} for a workspace whose tables differ."""
@@ -143,8 +161,9 @@ class FakeLogAnalytics(FakeService):
             own = (schemas or {}).get(workspace) or types or {}
             for table, rows in tables.items():
                 declared = dict(own.get(table) or inputs.get(table) or {})
-                sample = rows.columns if isinstance(rows, pd.DataFrame) else \
-                    {k for r in rows for k in r}
+                sample = (
+                    rows.columns if isinstance(rows, pd.DataFrame) else {k for r in rows for k in r}
+                )
                 declared.update({c: "string" for c in sample if c not in declared})
                 load_table(con, table, rows, declared)
             self._cons[workspace.lower()] = con
@@ -157,8 +176,12 @@ class FakeLogAnalytics(FakeService):
             self._cons.clear()
 
     def throttle_first(self, seconds: int = 1, times: int = 1) -> None:
-        self.fail(times=times, status=429, headers={"Retry-After": str(seconds)},
-                  body=json.dumps(_error("Throttled", "Too many requests (fake)")))
+        self.fail(
+            times=times,
+            status=429,
+            headers={"Retry-After": str(seconds)},
+            body=json.dumps(_error("Throttled", "Too many requests (fake)")),
+        )
 
     def authorized(self, req: Request) -> bool:
         return True  # checked in handle(), to answer in the service's error shape
@@ -170,8 +193,14 @@ class FakeLogAnalytics(FakeService):
         if req.method != "POST" or not match:
             return 404, _error("PathNotFoundError", f"no route {req.method} {req.path}"), {}
         if self.token is not None and req.headers.get("authorization") != f"Bearer {self.token}":
-            return 401, _error("AuthenticationFailed", "Authentication failed (fake): "
-                               "missing or invalid bearer token"), {}
+            return (
+                401,
+                _error(
+                    "AuthenticationFailed",
+                    "Authentication failed (fake): missing or invalid bearer token",
+                ),
+                {},
+            )
         if "application/json" not in req.headers.get("content-type", ""):
             return 200, b"", {}  # what the service does without a JSON content type
         workspace = (match.group("id") or "/" + match.group("rid")).lower()
@@ -181,32 +210,57 @@ class FakeLogAnalytics(FakeService):
         body = req.json or {}
         query = body.get("query") or ""
         window = _WINDOWED.match(query)
-        record = {"workspace": workspace, "query": query, "timespan": body.get("timespan"),
-                  "table": window.group("table") if window else None,
-                  "window": (window.group("start"), window.group("end")) if window else None,
-                  "kind": _kind(query), "rows": None, "truncated": False}
+        record = {
+            "workspace": workspace,
+            "query": query,
+            "timespan": body.get("timespan"),
+            "table": window.group("table") if window else None,
+            "window": (window.group("start"), window.group("end")) if window else None,
+            "kind": _kind(query),
+            "rows": None,
+            "truncated": False,
+        }
         with self.lock:
             self.queries.append(record)
         if self.require_window and not window:
-            return 400, _error("BadArgumentError", "fake: the query does not filter "
-                               "TimeGenerated to a window first", "SemanticError"), {}
+            return (
+                400,
+                _error(
+                    "BadArgumentError",
+                    "fake: the query does not filter TimeGenerated to a window first",
+                    "SemanticError",
+                ),
+                {},
+            )
         try:
             columns, rows = self._run(con, query)
         except Exception as exc:  # a KQL or DuckDB error: the service's 400
-            return 400, _error("BadArgumentError", f"{type(exc).__name__}: {exc}",
-                               "SemanticError"), {}
+            return (
+                400,
+                _error("BadArgumentError", f"{type(exc).__name__}: {exc}", "SemanticError"),
+                {},
+            )
         payload = {"tables": [{"name": "PrimaryResult", "columns": columns, "rows": rows}]}
         if self.cap is not None and len(rows) > self.cap:
-            payload["tables"][0]["rows"] = rows[:self.cap]
+            payload["tables"][0]["rows"] = rows[: self.cap]
             payload["error"] = {
-                "code": "PartialError", "message": "Response contained partial errors",
-                "details": [{"code": "EngineError",
-                             "message": "Something went wrong processing your query on the server.",
-                             "innererror": {
-                                 "code": "-2133196797", "severity": 2, "severityName": "Error",
-                                 "message": f"Query result set has exceeded the internal record "
-                                            f"count limit {self.cap} (E_QUERY_RESULT_SET_TOO_LARGE;"
-                                            f" see https://aka.ms/kustoquerylimits)"}}]}
+                "code": "PartialError",
+                "message": "Response contained partial errors",
+                "details": [
+                    {
+                        "code": "EngineError",
+                        "message": "Something went wrong processing your query on the server.",
+                        "innererror": {
+                            "code": "-2133196797",
+                            "severity": 2,
+                            "severityName": "Error",
+                            "message": f"Query result set has exceeded the internal record "
+                            f"count limit {self.cap} (E_QUERY_RESULT_SET_TOO_LARGE;"
+                            f" see https://aka.ms/kustoquerylimits)",
+                        },
+                    }
+                ],
+            }
             record["truncated"] = True
         record["rows"] = len(payload["tables"][0]["rows"])
         return 200, payload, {}
@@ -215,9 +269,10 @@ class FakeLogAnalytics(FakeService):
         import duckdb_kql
         from duckdb_kql.types import kusto_type
 
-        sql = _HOUR_BIN.sub(lambda m: f"make_timestamp_ns(epoch_ns({m.group('v')}) "
-                                      f"// {_HOUR_NS} * {_HOUR_NS})",
-                            str(duckdb_kql.to_sql(query)))
+        sql = _HOUR_BIN.sub(
+            lambda m: f"make_timestamp_ns(epoch_ns({m.group('v')}) // {_HOUR_NS} * {_HOUR_NS})",
+            str(duckdb_kql.to_sql(query)),
+        )
         with self._db_lock:
             rel = con.sql(sql)
             kinds = [kusto_type(t) for t in rel.types]
@@ -238,8 +293,11 @@ class FakeLogAnalytics(FakeService):
 
     def sent(self, kind: str | None = None, table: str | None = None) -> list[dict]:
         with self.lock:
-            return [q for q in self.queries if (kind is None or q["kind"] == kind)
-                    and (table is None or q["table"] == table)]
+            return [
+                q
+                for q in self.queries
+                if (kind is None or q["kind"] == kind) and (table is None or q["table"] == table)
+            ]
 
 
 def _kind(query: str) -> str:
@@ -273,34 +331,62 @@ def sample_tables(precision: str = "100ns") -> dict[str, list[dict]]:
     other = "MICROSOFT.RESOURCES/DEPLOYMENTS/WRITE"
     activity = [
         *run_command("corr-1", start=t("2026-10-31T10:00:00.1234567Z")),
-        *[{**r, "OperationNameValue": r["OperationNameValue"].lower()}
-          for r in run_command("corr-2", start="2026-10-30T03:00:00Z", Caller="Bob@Contoso.com")],
-        *run_command("corr-3", start=t("2026-10-31T23:59:57.9999999Z"), Caller="zoë@contoso.com",
-                     Authorization=authorization(note='quote " backslash \\ end')),
+        *[
+            {**r, "OperationNameValue": r["OperationNameValue"].lower()}
+            for r in run_command("corr-2", start="2026-10-30T03:00:00Z", Caller="Bob@Contoso.com")
+        ],
+        *run_command(
+            "corr-3",
+            start=t("2026-10-31T23:59:57.9999999Z"),
+            Caller="zoë@contoso.com",
+            Authorization=authorization(note='quote " backslash \\ end'),
+        ),
         activity_row(CorrelationId="edge-start", TimeGenerated="2026-10-30T00:00:00Z"),
         activity_row(CorrelationId="edge-before", TimeGenerated=t("2026-10-29T23:59:59.9999999Z")),
         activity_row(CorrelationId="edge-end", TimeGenerated="2026-11-01T00:00:00Z"),
-        activity_row(CorrelationId="no-ip", CallerIpAddress=None,
-                     TimeGenerated="2026-10-31T08:00:00Z",
-                     Authorization={"scope": "/subscriptions/s/virtualMachines/vm-obj"}),
-        *[activity_row(CorrelationId=f"noise-{i}", OperationNameValue=other,
-                       TimeGenerated=f"2026-10-3{i % 2}T{i % 24:02d}:15:00Z") for i in range(40)],
+        activity_row(
+            CorrelationId="no-ip",
+            CallerIpAddress=None,
+            TimeGenerated="2026-10-31T08:00:00Z",
+            Authorization={"scope": "/subscriptions/s/virtualMachines/vm-obj"},
+        ),
+        *[
+            activity_row(
+                CorrelationId=f"noise-{i}",
+                OperationNameValue=other,
+                TimeGenerated=f"2026-10-3{i % 2}T{i % 24:02d}:15:00Z",
+            )
+            for i in range(40)
+        ],
     ]
     insight = {"ActionUncommonlyPerformedByUser": "True"}
     ueba = [
-        ueba_row(TimeGenerated=t("2026-10-31T09:30:00.7654321Z"), ActivityInsights=insight,
-                 UsersInsights={"IsDormantAccount": "False", "City": "Zürich"}),
-        ueba_row(TimeGenerated="2026-10-30T02:30:00Z", UserPrincipalName="bob@contoso.com",
-                 ActivityInsights='{"ActionUncommonlyPerformedByUser" : "\\u0054rue"}'),
-        ueba_row(TimeGenerated=t("2026-10-31T23:59:59.9999999Z"),
-                 UserPrincipalName="zoë@contoso.com", ActivityInsights=insight),
+        ueba_row(
+            TimeGenerated=t("2026-10-31T09:30:00.7654321Z"),
+            ActivityInsights=insight,
+            UsersInsights={"IsDormantAccount": "False", "City": "Zürich"},
+        ),
+        ueba_row(
+            TimeGenerated="2026-10-30T02:30:00Z",
+            UserPrincipalName="bob@contoso.com",
+            ActivityInsights='{"ActionUncommonlyPerformedByUser" : "\\u0054rue"}',
+        ),
+        ueba_row(
+            TimeGenerated=t("2026-10-31T23:59:59.9999999Z"),
+            UserPrincipalName="zoë@contoso.com",
+            ActivityInsights=insight,
+        ),
         ueba_row(TimeGenerated="2026-10-31T09:00:00Z", ActivityInsights={"Nested": insight}),
-        ueba_row(TimeGenerated="2026-10-31T09:10:00Z",
-                 ActivityInsights={"ActionUncommonlyPerformedByUser": True}),
+        ueba_row(
+            TimeGenerated="2026-10-31T09:10:00Z",
+            ActivityInsights={"ActionUncommonlyPerformedByUser": True},
+        ),
         ueba_row(TimeGenerated="2026-10-31T09:20:00Z", EventSource="azure ad"),
         ueba_row(TimeGenerated="2026-10-31T09:40:00Z", EventSource="Azure AD", UsersInsights=None),
-        *[ueba_row(TimeGenerated=f"2026-10-30T{i:02d}:45:00Z", EventSource="Other")
-          for i in range(12)],
+        *[
+            ueba_row(TimeGenerated=f"2026-10-30T{i:02d}:45:00Z", EventSource="Other")
+            for i in range(12)
+        ],
     ]
     return {"AzureActivity": activity, "BehaviorAnalytics": ueba}
 
@@ -324,30 +410,42 @@ def main() -> int:
     p.add_argument("--cap", type=int, default=None)
     p.add_argument("--throttle-first", action="store_true")
     p.add_argument("--seconds", type=float, default=900)
-    p.add_argument("--write-duckdb", metavar="FILE", default=None,
-                   help="write the tables to a DuckDB file for `duckdb-kql serve FILE` and exit")
+    p.add_argument(
+        "--write-duckdb",
+        metavar="FILE",
+        default=None,
+        help="write the tables to a DuckDB file for `duckdb-kql serve FILE` and exit",
+    )
     args = p.parse_args()
     inputs = load_rule().inputs
     far = (pd.Timestamp("1900-01-01", tz="UTC"), pd.Timestamp("2200-01-01", tz="UTC"))
-    tables = {t: sources.read_table(args.source, t, *far, inputs[t], prefilter=False).frame
-              for t in inputs}
+    tables = {
+        t: sources.read_table(args.source, t, *far, inputs[t], prefilter=False).frame
+        for t in inputs
+    }
     if args.write_duckdb:
-        import duckdb
         from pathlib import Path
+
+        import duckdb
 
         con = duckdb.connect(args.write_duckdb)
         for table, frame in tables.items():
             load_table(con, table, frame, inputs[table])
         con.close()
-        print(f".venv/bin/duckdb-kql serve {args.write_duckdb} -p 31415\n"
-              f"# detect --source kusto://127.0.0.1:31415/{Path(args.write_duckdb).stem}")
+        print(
+            f".venv/bin/duckdb-kql serve {args.write_duckdb} -p 31415\n"
+            f"# detect --source kusto://127.0.0.1:31415/{Path(args.write_duckdb).stem}"
+        )
         return 0
     fake = FakeLogAnalytics({args.workspace: tables}, cap=args.cap, port=args.port).start()
     if args.throttle_first:
         fake.throttle_first()
-    print(f"export DETECTION_LOGANALYTICS_ENDPOINT={fake.url} "
-          f"DETECTION_LOGANALYTICS_TOKEN={fake.token}\n"
-          f"# detect --source loganalytics://{args.workspace}", flush=True)
+    print(
+        f"export DETECTION_LOGANALYTICS_ENDPOINT={fake.url} "
+        f"DETECTION_LOGANALYTICS_TOKEN={fake.token}\n"
+        f"# detect --source loganalytics://{args.workspace}",
+        flush=True,
+    )
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as Ctrl-C does
     try:
         time.sleep(args.seconds)

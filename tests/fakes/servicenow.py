@@ -31,9 +31,13 @@ class FakeServiceNow(FakeService):
             if req.method == "GET" and sys_id is None:
                 query = req.query.get("sysparm_query", "")
                 cid = re.match(r"correlation_id=([^^]*)", query)
-                rows = [i for i in self.incidents.values() if not cid or i["correlation_id"] == cid.group(1)]
+                rows = [
+                    i
+                    for i in self.incidents.values()
+                    if not cid or i["correlation_id"] == cid.group(1)
+                ]
                 rows.sort(key=lambda i: i["sys_created_on"])
-                rows = rows[:int(req.query.get("sysparm_limit", 10000))]
+                rows = rows[: int(req.query.get("sysparm_limit", 10000))]
                 fields = req.query.get("sysparm_fields")
                 if fields:
                     rows = [{k: i.get(k) for k in fields.split(",")} for i in rows]
@@ -43,8 +47,13 @@ class FakeServiceNow(FakeService):
                 if not record.get("short_description"):
                     return 400, {"error": {"message": "short_description required"}}, {}
                 n = next(self._numbers)
-                new = {**record, "sys_id": uuid.uuid4().hex, "number": f"INC{n:07d}",
-                       "sys_created_on": n, "work_notes_history": []}
+                new = {
+                    **record,
+                    "sys_id": uuid.uuid4().hex,
+                    "number": f"INC{n:07d}",
+                    "sys_created_on": n,
+                    "work_notes_history": [],
+                }
                 self.incidents[new["sys_id"]] = new
                 return 201, {"result": new}, {}
             if req.method == "PATCH" and sys_id:

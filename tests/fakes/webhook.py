@@ -16,15 +16,19 @@ class FakeWebhook(FakeService):
     def __init__(self, port=0, secret="hook-secret-2b7c9d", path="/hooks/detections"):
         super().__init__(port)
         self.secret, self.path = secret, path
-        self.deliveries: list[dict] = []       # verified, in order
-        self.tickets: dict[str, str] = {}      # alert id -> ticket id
-        self.events: list[dict] = []           # verified run events (include/notifiers.py)
+        self.deliveries: list[dict] = []  # verified, in order
+        self.tickets: dict[str, str] = {}  # alert id -> ticket id
+        self.events: list[dict] = []  # verified run events (include/notifiers.py)
         self._n = itertools.count(1)
 
     def verify(self, req: Request) -> bool:
         timestamp = req.headers.get("x-detection-timestamp", "")
-        expected = "sha256=" + hmac.new(self.secret.encode(), timestamp.encode() + b"." + req.body,
-                                        hashlib.sha256).hexdigest()
+        expected = (
+            "sha256="
+            + hmac.new(
+                self.secret.encode(), timestamp.encode() + b"." + req.body, hashlib.sha256
+            ).hexdigest()
+        )
         return hmac.compare_digest(req.headers.get("x-detection-signature-256", ""), expected)
 
     def handle(self, req: Request):
@@ -35,13 +39,23 @@ class FakeWebhook(FakeService):
         payload = req.json
         if "alert" not in payload:  # a run event (failed / skipped / late run), not an alert
             with self.lock:
-                self.events.append({"delivery_id": req.headers.get("idempotency-key"),
-                                    "event": payload.get("event"), "body": req.body.decode(),
-                                    "payload": payload})
+                self.events.append(
+                    {
+                        "delivery_id": req.headers.get("idempotency-key"),
+                        "event": payload.get("event"),
+                        "body": req.body.decode(),
+                        "payload": payload,
+                    }
+                )
             return 200, {"ok": True}, {}
         with self.lock:
             alert_id = payload["alert"]["id"]
-            self.deliveries.append({"delivery_id": req.headers.get("idempotency-key"),
-                                    "event": payload["event"], "alert": payload["alert"]})
+            self.deliveries.append(
+                {
+                    "delivery_id": req.headers.get("idempotency-key"),
+                    "event": payload["event"],
+                    "alert": payload["alert"],
+                }
+            )
             ticket = self.tickets.setdefault(alert_id, f"WH-{next(self._n)}")
         return 200, {"ticket": ticket}, {}

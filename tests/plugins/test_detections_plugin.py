@@ -23,7 +23,9 @@ USERS = {"admin": "admin", "analyst": "viewer", "responder": "user"}
 
 @pytest.fixture
 def stored_alert(detection_home):
-    result = correlate(activity(run_command(Caller=CALLER)), ueba([ueba_row(UserPrincipalName=CALLER)]))
+    result = correlate(
+        activity(run_command(Caller=CALLER)), ueba([ueba_row(UserPrincipalName=CALLER)])
+    )
     (alert,) = build_alerts(result, RULE, "2026-10-30T00:00:00Z", "2026-11-01T00:00:00Z")
     with open_store() as store:
         store.upsert([alert])
@@ -34,16 +36,21 @@ def stored_alert(detection_home):
 def api(airflow_db, tmp_path_factory):
     """The API server's app with the plugin mounted, and a JWT per user."""
     mp = pytest.MonkeyPatch()
-    mp.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
-              ",".join(f"{u}:{r}" for u, r in USERS.items()))
-    mp.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
-              str(tmp_path_factory.mktemp("auth") / "passwords.json"))
+    mp.setenv(
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", ",".join(f"{u}:{r}" for u, r in USERS.items())
+    )
+    mp.setenv(
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
+        str(tmp_path_factory.mktemp("auth") / "passwords.json"),
+    )
     from airflow.api_fastapi.app import create_app, get_auth_manager
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 
     client = TestClient(create_app())
-    tokens = {u: get_auth_manager().generate_jwt(SimpleAuthManagerUser(username=u, role=r))
-              for u, r in USERS.items()}
+    tokens = {
+        u: get_auth_manager().generate_jwt(SimpleAuthManagerUser(username=u, role=r))
+        for u, r in USERS.items()
+    }
     yield client, tokens
     mp.undo()
 
@@ -52,12 +59,18 @@ def _as(tokens, user):
     return {"Authorization": f"Bearer {tokens[user]}"} if user else {}
 
 
-ROUTES = [("GET", "/detections/"), ("GET", "/detections/alerts/{id}"),
-          ("GET", "/detections/alerts/unknown"), ("POST", "/detections/alerts/{id}/redeliver"),
-          ("GET", "/detections/api/alerts"), ("GET", "/detections/api/alerts/{id}"),
-          ("GET", "/detections/runs/runcommand_ueba_breach/manual__1"),
-          ("GET", "/detections/docs/20261030T000000Z--20261101T000000Z/AzureActivity/index.html"),
-          ("GET", "/detections/openapi.json"), ("GET", "/detections/docs")]
+ROUTES = [
+    ("GET", "/detections/"),
+    ("GET", "/detections/alerts/{id}"),
+    ("GET", "/detections/alerts/unknown"),
+    ("POST", "/detections/alerts/{id}/redeliver"),
+    ("GET", "/detections/api/alerts"),
+    ("GET", "/detections/api/alerts/{id}"),
+    ("GET", "/detections/runs/runcommand_ueba_breach/manual__1"),
+    ("GET", "/detections/docs/20261030T000000Z--20261101T000000Z/AzureActivity/index.html"),
+    ("GET", "/detections/openapi.json"),
+    ("GET", "/detections/docs"),
+]
 
 
 @pytest.mark.parametrize("method,route", ROUTES, ids=[f"{m} {r}" for m, r in ROUTES])
@@ -86,7 +99,9 @@ def test_a_logged_in_viewer_reads_the_list_and_the_alert(api, stored_alert):
     page = client.get(f"/detections/alerts/{stored_alert['id']}", headers=_as(tokens, "analyst"))
     assert page.status_code == 200 and CALLER in page.text
     assert 'id="redeliver"' not in page.text, "a viewer gets no redeliver button"
-    assert client.get("/detections/alerts/unknown", headers=_as(tokens, "analyst")).status_code == 404
+    assert (
+        client.get("/detections/alerts/unknown", headers=_as(tokens, "analyst")).status_code == 404
+    )
 
 
 def test_the_ui_cookie_is_a_login_too(api, stored_alert):
@@ -104,8 +119,9 @@ def test_redeliver_needs_edit_access_and_the_request_header(api, stored_alert):
     url = f"/detections/alerts/{stored_alert['id']}/redeliver"
     header = {"X-Detections-Request": "redeliver"}
     assert client.post(url, headers={**_as(tokens, "analyst"), **header}).status_code == 403
-    assert client.post(url, headers=_as(tokens, "responder")).status_code == 403, \
+    assert client.post(url, headers=_as(tokens, "responder")).status_code == 403, (
         "a cross-site form post carries the cookie but cannot set the header"
+    )
     resp = client.post(url, headers={**_as(tokens, "responder"), **header})
     assert resp.status_code == 200 and resp.json()["delivered"] is True
     with open_store() as store:
@@ -140,9 +156,16 @@ def _run(airflow_db, run_id, end="2026-11-01T00:00:00+00:00"):
 
     end = pendulum.parse(end)
     with create_session() as session:
-        session.add(DagRun(dag_id="runcommand_ueba_breach", run_id=run_id, run_type=DagRunType.MANUAL,
-                           logical_date=end.subtract(days=1), data_interval=(end.subtract(days=1), end),
-                           state="success"))
+        session.add(
+            DagRun(
+                dag_id="runcommand_ueba_breach",
+                run_id=run_id,
+                run_type=DagRunType.MANUAL,
+                logical_date=end.subtract(days=1),
+                data_interval=(end.subtract(days=1), end),
+                state="success",
+            )
+        )
 
 
 def test_the_run_tab_shows_the_runs_alerts_and_data_quality(api, airflow_db, detection_home):
@@ -152,23 +175,42 @@ def test_the_run_tab_shows_the_runs_alerts_and_data_quality(api, airflow_db, det
     from include.detection.rule import load_rule
 
     client, tokens = api
-    result = correlate(activity(run_command(Caller=CALLER)), ueba([ueba_row(UserPrincipalName=CALLER)]))
+    result = correlate(
+        activity(run_command(Caller=CALLER)), ueba([ueba_row(UserPrincipalName=CALLER)])
+    )
     alerts = build_alerts(result, RULE, "2026-10-30T00:00:00Z", "2026-11-01T00:00:00Z")
     with open_store() as store:
-        store.upsert(alerts, run={"run_id": "manual__tab", "dag_id": "runcommand_ueba_breach",
-                                  "window_start": "2026-10-30T00:00:00Z",
-                                  "window_end": "2026-11-01T00:00:00Z"})
-    folder = pipeline.run_folder(config.staging(), load_rule(), "2026-10-30T00:00:00Z",
-                                 "2026-11-01T00:00:00Z")
+        store.upsert(
+            alerts,
+            run={
+                "run_id": "manual__tab",
+                "dag_id": "runcommand_ueba_breach",
+                "window_start": "2026-10-30T00:00:00Z",
+                "window_end": "2026-11-01T00:00:00Z",
+            },
+        )
+    folder = pipeline.run_folder(
+        config.staging(), load_rule(), "2026-10-30T00:00:00Z", "2026-11-01T00:00:00Z"
+    )
     verdict = Path(pipeline.Staged(folder, "AzureActivity").verdict)
     verdict.parent.mkdir(parents=True)
-    verdict.write_text(_json.dumps({"summary": {"status": "passed", "summary": "AzureActivity: passed, "
-                                               "complete; 42 rows in window"}}))
+    verdict.write_text(
+        _json.dumps(
+            {
+                "summary": {
+                    "status": "passed",
+                    "summary": "AzureActivity: passed, complete; 42 rows in window",
+                }
+            }
+        )
+    )
     docs = Path(pipeline.Staged(folder, "AzureActivity").docs)
     docs.mkdir(parents=True)
     (docs / "index.html").write_text("<html>docs of the run</html>")
     _run(airflow_db, "manual__tab")
-    page = client.get("/detections/runs/runcommand_ueba_breach/manual__tab", headers=_as(tokens, "analyst"))
+    page = client.get(
+        "/detections/runs/runcommand_ueba_breach/manual__tab", headers=_as(tokens, "analyst")
+    )
     assert page.status_code == 200
     assert CALLER in page.text and "42 rows in window" in page.text and "not validated" in page.text
     link = f"/detections/docs/{Path(folder).name}/AzureActivity/index.html"
@@ -177,12 +219,17 @@ def test_the_run_tab_shows_the_runs_alerts_and_data_quality(api, airflow_db, det
     assert served.status_code == 200 and "docs of the run" in served.text
     other = client.get("/detections/runs/some_other_dag/x", headers=_as(tokens, "analyst"))
     assert other.status_code == 200 and "not a detection DAG" in other.text
-    assert client.get("/detections/runs/runcommand_ueba_breach/nope",
-                      headers=_as(tokens, "analyst")).status_code == 404
+    assert (
+        client.get(
+            "/detections/runs/runcommand_ueba_breach/nope", headers=_as(tokens, "analyst")
+        ).status_code
+        == 404
+    )
 
 
-def test_a_run_over_workspaces_shows_each_workspaces_quality_and_docs(api, airflow_db,
-                                                                     detection_home):
+def test_a_run_over_workspaces_shows_each_workspaces_quality_and_docs(
+    api, airflow_db, detection_home
+):
     """Issue #10 point 6: each workspace's tables are validated in its own folder; the run tab
     lists them all, an alert's page those of its own workspace, each with its Data Docs."""
     import json as _json
@@ -192,28 +239,48 @@ def test_a_run_over_workspaces_shows_each_workspaces_quality_and_docs(api, airfl
 
     client, tokens = api
     window = ("2026-11-18T00:00:00Z", "2026-11-20T00:00:00Z")  # no other test's run
-    tenants = {"11111111-1111-1111-1111-111111111111": "passed",
-               "22222222-2222-2222-2222-222222222222": "failed"}
+    tenants = {
+        "11111111-1111-1111-1111-111111111111": "passed",
+        "22222222-2222-2222-2222-222222222222": "failed",
+    }
     for workspace, status in tenants.items():
         folder = pipeline.run_folder(config.staging(), load_rule(), *window, workspace)
         for table in ("AzureActivity", "BehaviorAnalytics"):
             staged = pipeline.Staged(folder, table)
             Path(staged.verdict).parent.mkdir(parents=True, exist_ok=True)
-            Path(staged.verdict).write_text(_json.dumps({"summary": {
-                "status": status, "summary": f"{table} of {workspace[:2]}: {status}"}}))
+            Path(staged.verdict).write_text(
+                _json.dumps(
+                    {
+                        "summary": {
+                            "status": status,
+                            "summary": f"{table} of {workspace[:2]}: {status}",
+                        }
+                    }
+                )
+            )
             Path(staged.docs).mkdir(parents=True)
-            (Path(staged.docs) / "index.html").write_text(f"<html>docs {workspace[:2]} {table}"
-                                                          "</html>")
-    result = correlate(activity(run_command(Caller=CALLER)),
-                       ueba([ueba_row(UserPrincipalName=CALLER)]))
+            (Path(staged.docs) / "index.html").write_text(
+                f"<html>docs {workspace[:2]} {table}</html>"
+            )
+    result = correlate(
+        activity(run_command(Caller=CALLER)), ueba([ueba_row(UserPrincipalName=CALLER)])
+    )
     (alert,) = build_alerts(result, RULE, *window, workspace="22222222-2222-2222-2222-222222222222")
     with open_store() as store:
-        store.upsert([alert], run={"run_id": "manual__ws", "dag_id": "runcommand_ueba_breach",
-                                   "window_start": window[0], "window_end": window[1]})
+        store.upsert(
+            [alert],
+            run={
+                "run_id": "manual__ws",
+                "dag_id": "runcommand_ueba_breach",
+                "window_start": window[0],
+                "window_end": window[1],
+            },
+        )
     _run(airflow_db, "manual__ws", end="2026-11-20T00:00:00+00:00")
 
-    page = client.get("/detections/runs/runcommand_ueba_breach/manual__ws",
-                      headers=_as(tokens, "analyst"))
+    page = client.get(
+        "/detections/runs/runcommand_ueba_breach/manual__ws", headers=_as(tokens, "analyst")
+    )
     assert page.status_code == 200
     for workspace in tenants:
         for table in ("AzureActivity", "BehaviorAnalytics"):
@@ -229,20 +296,30 @@ def test_a_run_over_workspaces_shows_each_workspaces_quality_and_docs(api, airfl
     assert own.status_code == 200
     assert "AzureActivity of 22: failed" in own.text and "of 11:" not in own.text
     # a workspace folder name is checked as a run folder is: nothing else is reachable
-    for bad in ("20261118T000000Z--20261120T000000Z~..", "20261118T000000Z--20261120T000000Z~x",
-                "20261118T000000Z--20261120T000000Z~workspace=a~workspace=b",
-                "20261118T000000Z--20261120T000000Z~workspace=11111111-1111-1111-1111-111111111111"
-                "%2f..%2f.."):
-        resp = client.get(f"/detections/docs/{bad}/AzureActivity/index.html",
-                          headers=_as(tokens, "analyst"))
+    for bad in (
+        "20261118T000000Z--20261120T000000Z~..",
+        "20261118T000000Z--20261120T000000Z~x",
+        "20261118T000000Z--20261120T000000Z~workspace=a~workspace=b",
+        "20261118T000000Z--20261120T000000Z~workspace=11111111-1111-1111-1111-111111111111"
+        "%2f..%2f..",
+    ):
+        resp = client.get(
+            f"/detections/docs/{bad}/AzureActivity/index.html", headers=_as(tokens, "analyst")
+        )
         assert resp.status_code == 404, bad
 
 
-TRAVERSALS = ["..%2f..%2f..%2fetc%2fpasswd", "%2e%2e/%2e%2e/alerts.db", "%2fetc%2fpasswd",
-              "..%5c..%5calerts.db"]
+TRAVERSALS = [
+    "..%2f..%2f..%2fetc%2fpasswd",
+    "%2e%2e/%2e%2e/alerts.db",
+    "%2fetc%2fpasswd",
+    "..%5c..%5calerts.db",
+]
 
 
-@pytest.mark.parametrize("path", TRAVERSALS, ids=["dotdot", "encoded-dots", "absolute", "backslash"])
+@pytest.mark.parametrize(
+    "path", TRAVERSALS, ids=["dotdot", "encoded-dots", "absolute", "backslash"]
+)
 def test_data_docs_never_serve_a_file_outside_the_runs_docs(api, detection_home, path):
     from include.detection import config
     from include.detection.rule import load_rule
@@ -254,16 +331,23 @@ def test_data_docs_never_serve_a_file_outside_the_runs_docs(api, detection_home,
     (docs / "index.html").write_text("ok")
     (config.home()).mkdir(parents=True, exist_ok=True)
     (config.home() / "alerts.db").write_text("SECRET-STORE")
-    for url in (f"/detections/docs/{folder}/AzureActivity/{path}",
-                f"/detections/docs/..%2f..%2f/AzureActivity/{path}",
-                f"/detections/docs/{folder}/..%2fquality/{path}"):
+    for url in (
+        f"/detections/docs/{folder}/AzureActivity/{path}",
+        f"/detections/docs/..%2f..%2f/AzureActivity/{path}",
+        f"/detections/docs/{folder}/..%2fquality/{path}",
+    ):
         resp = client.get(url, headers=_as(tokens, "analyst"))
         assert resp.status_code == 404 and "SECRET" not in resp.text and "root:" not in resp.text
 
 
-FILTER_PAGES = {"by user": ("user=MALLORY", 1), "by other user": ("user=nobody", 0),
-                "by ticket pending": ("ticket=pending", 1), "by ticket delivered": ("ticket=delivered", 0),
-                "by time": ("since=2026-10-31&until=2026-11-01", 1), "by severity": ("severity=Low", 0)}
+FILTER_PAGES = {
+    "by user": ("user=MALLORY", 1),
+    "by other user": ("user=nobody", 0),
+    "by ticket pending": ("ticket=pending", 1),
+    "by ticket delivered": ("ticket=delivered", 0),
+    "by time": ("since=2026-10-31&until=2026-11-01", 1),
+    "by severity": ("severity=Low", 0),
+}
 
 
 @pytest.mark.parametrize("query,matches", FILTER_PAGES.values(), ids=FILTER_PAGES.keys())
@@ -272,12 +356,18 @@ def test_the_list_filters_server_side(api, stored_alert, query, matches):
     page = client.get(f"/detections/?{query}", headers=_as(tokens, "analyst"))
     assert page.status_code == 200 and f"({matches} matching)" in page.text
     assert (CALLER in page.text) == bool(matches)
-    assert client.get(f"/detections/api/alerts?{query}", headers=_as(tokens, "analyst")).json()["total"] \
+    assert (
+        client.get(f"/detections/api/alerts?{query}", headers=_as(tokens, "analyst")).json()[
+            "total"
+        ]
         == matches
+    )
 
 
-@pytest.mark.parametrize("query", ["severity=Catastrophic", "ticket=lost", "since=yesterday",
-                                   "per_page=100000", "page=0"])
+@pytest.mark.parametrize(
+    "query",
+    ["severity=Catastrophic", "ticket=lost", "since=yesterday", "per_page=100000", "page=0"],
+)
 def test_a_bad_filter_is_a_400_naming_it(api, stored_alert, query):
     client, tokens = api
     resp = client.get(f"/detections/?{query}", headers=_as(tokens, "analyst"))

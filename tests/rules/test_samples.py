@@ -23,13 +23,23 @@ from tests.oracle import (
 )
 
 CASES = samples.load()
-LEFT_STEPS = (cor.where_operation_is_run_command, cor.where_authorization_has_virtual_machines,
-              cor.summarize_by_correlation, cor.where_list_has_any_success,
-              cor.extend_scope_parts, cor.project_run_commands)
-RIGHT_STEPS = (cor.where_azure_ad_uncommon_action, cor.project_ueba,
-               cor.where_upn_and_location_not_empty)
+LEFT_STEPS = (
+    cor.where_operation_is_run_command,
+    cor.where_authorization_has_virtual_machines,
+    cor.summarize_by_correlation,
+    cor.where_list_has_any_success,
+    cor.extend_scope_parts,
+    cor.project_run_commands,
+)
+RIGHT_STEPS = (
+    cor.where_azure_ad_uncommon_action,
+    cor.project_ueba,
+    cor.where_upn_and_location_not_empty,
+)
 STEP_NAMES = {s.__name__ for s in LEFT_STEPS + RIGHT_STEPS} | {
-    cor.join_inner_on_joinkey.__name__, cor.where_start_between_ueba_window.__name__}
+    cor.join_inner_on_joinkey.__name__,
+    cor.where_start_between_ueba_window.__name__,
+}
 US = pd.Timedelta(microseconds=1)
 
 
@@ -48,8 +58,10 @@ def frame(rows: list[dict], schema: dict[str, str], floor_us: bool = False) -> p
 
 
 def tables(case: samples.Case, floor_us: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return (frame(case.rows["AzureActivity"], ACTIVITY_SCHEMA, floor_us),
-            frame(case.rows["BehaviorAnalytics"], UEBA_SCHEMA, floor_us))
+    return (
+        frame(case.rows["AzureActivity"], ACTIVITY_SCHEMA, floor_us),
+        frame(case.rows["BehaviorAnalytics"], UEBA_SCHEMA, floor_us),
+    )
 
 
 def first_empty_step(activity: pd.DataFrame, ueba: pd.DataFrame) -> str | None:
@@ -105,8 +117,9 @@ def test_the_rule_kql_on_duckdb_kql_gives_the_expected_result(case):
     activity_us, ueba_us = tables(case, floor_us=True)
     oracle = kql_oracle(activity_us, ueba_us)
     run_of = start_times(case)
-    got = sorted((run_of[pd.Timestamp(r["StartTime"])], pd.Timestamp(r["UEBAEventTime"]))
-                 for r in oracle)
+    got = sorted(
+        (run_of[pd.Timestamp(r["StartTime"])], pd.Timestamp(r["UEBAEventTime"])) for r in oracle
+    )
     assert got == sorted((cid, t.floor("us")) for cid, t in case.results), case.reason
     ours = normalize_ours(cor.correlate(activity_us, ueba_us))
     assert as_counter(ours) == as_counter(oracle), describe_diff(ours, oracle)
@@ -119,6 +132,10 @@ def test_cases_are_named_once_and_cover_both_outcomes():
     assert sum(c.alert for c in CASES) >= 5 and sum(not c.alert for c in CASES) >= 8
     # every step that can reject on its own is exercised by some near miss
     assert {c.rejected_by for c in CASES} - {None} == {
-        "where_authorization_has_virtual_machines", "where_list_has_any_success",
-        "where_azure_ad_uncommon_action", "where_upn_and_location_not_empty",
-        "join_inner_on_joinkey", "where_start_between_ueba_window"}
+        "where_authorization_has_virtual_machines",
+        "where_list_has_any_success",
+        "where_azure_ad_uncommon_action",
+        "where_upn_and_location_not_empty",
+        "join_inner_on_joinkey",
+        "where_start_between_ueba_window",
+    }

@@ -59,9 +59,13 @@ class Console:
 
     def expected_alerts(self, caller: str = "") -> list[dict]:
         """The demo's ground truth in the back-filled window, optionally for one caller."""
-        return [c for c in demo.planted_cases() if c["expected_alert"]
-                and WINDOW_START <= str(c["run_start"])[:10] < WINDOW_END
-                and caller in c["caller"].lower()]
+        return [
+            c
+            for c in demo.planted_cases()
+            if c["expected_alert"]
+            and WINDOW_START <= str(c["run_start"])[:10] < WINDOW_END
+            and caller in c["caller"].lower()
+        ]
 
     def tickets(self) -> list[Path]:
         return sorted((self.stack.home / "detection" / "tickets").glob("*.json"))
@@ -83,24 +87,30 @@ def console(browser_ready, tmp_path_factory):
     home = tmp_path_factory.mktemp("console-stack")
     passwords = home / "passwords.json"
     users = ",".join(f"{u}:{r}" for u, r in USERS.items())
-    env = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": users,
-           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-           # No scheduled catch-up runs beside the back-fill: the scheduler would run every day
-           # since 2026-10-27 up to today, touching the same alerts and sharing the 2 CPUs.
-           # A back-fill is not clipped to the start date.
-           "DETECTION_START_DATE": "2099-01-01"}
+    env = {
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": users,
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        # No scheduled catch-up runs beside the back-fill: the scheduler would run every day
+        # since 2026-10-27 up to today, touching the same alerts and sharing the 2 CPUs.
+        # A back-fill is not clipped to the start date.
+        "DETECTION_START_DATE": "2099-01-01",
+    }
     with AirflowStack(home, demo.ensure_demo_lake(home / "lake"), extra_env=env) as stack:
         stack.backfill(DAY, DAY)
         try:
-            stack.wait("the back-fill run to finish, or a task of it to fail",
-                       lambda: _finished_or_failing(stack), 600)
+            stack.wait(
+                "the back-fill run to finish, or a task of it to fail",
+                lambda: _finished_or_failing(stack),
+                600,
+            )
         except StackTimeout as exc:
             states = stack.query("SELECT run_id, task_id, state, try_number FROM task_instance")
             pytest.fail(f"{exc}\ntask instances: {states}")
         (run,) = stack.backfill_runs()
         assert run["state"] == "success", _failures(stack, run["run_id"])
-        secrets = stack.wait("the simple auth manager's passwords file",
-                             lambda: _json_or_none(passwords), 60)
+        secrets = stack.wait(
+            "the simple auth manager's passwords file", lambda: _json_or_none(passwords), 60
+        )
         yield Console(stack, f"http://127.0.0.1:{stack.port}", secrets, run["run_id"])
 
 
@@ -110,8 +120,10 @@ def _finished_or_failing(stack: AirflowStack) -> bool:
     runs = stack.backfill_runs()
     if len(runs) == 1 and runs[0]["state"] in ("success", "failed"):
         return True
-    return bool(runs) and any(t["state"] in ("up_for_retry", "failed")
-                              for t in stack.task_instances(runs[0]["run_id"]).values())
+    return bool(runs) and any(
+        t["state"] in ("up_for_retry", "failed")
+        for t in stack.task_instances(runs[0]["run_id"]).values()
+    )
 
 
 def _failures(stack: AirflowStack, run_id: str) -> str:
@@ -120,9 +132,12 @@ def _failures(stack: AirflowStack, run_id: str) -> str:
     for task, ti in stack.task_instances(run_id).items():
         if ti["state"] not in ("up_for_retry", "failed"):
             continue
-        errors = [_error(line) for log in stack.task_logs(f"task_id={task}/**/attempt=*.log")
-                  for line in log.read_text(errors="replace").splitlines()
-                  if '"level":"error"' in line]
+        errors = [
+            _error(line)
+            for log in stack.task_logs(f"task_id={task}/**/attempt=*.log")
+            for line in log.read_text(errors="replace").splitlines()
+            if '"level":"error"' in line
+        ]
         lines.append(f"{task}: {ti['state']}; {errors[-1] if errors else 'no error logged'}")
     return "\n".join(lines) or str(stack.task_instances(run_id))
 
@@ -149,8 +164,14 @@ def _driver(log: Path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--lang=en-US",
-                f"--window-size={WINDOW[0]},{WINDOW[1]}", "--force-device-scale-factor=1"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--lang=en-US",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+        "--force-device-scale-factor=1",
+    ):
         options.add_argument(arg)
     service = Service(executable_path=str(CHROMEDRIVER), log_output=str(log))
     return webdriver.Chrome(service=service, options=options)

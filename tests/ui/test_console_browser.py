@@ -2,8 +2,8 @@
 Chromium signs in through the simple auth manager's form, finds Browse -> Detections in the UI's
 menu, and works in the iframe the UI shows the plugin in: filter, open an alert; then the
 back-filled DAG run's Detections tab. What the pages must show comes from the demo's planted
-ground truth (the rule's sample cases, planted by detection_tools/lakegen.py), not from the store the pages
-read.
+ground truth (the rule's sample cases, planted by detection_tools/lakegen.py), not from the store
+the pages read.
 
 Screenshots (tests/ui/conftest.py SHOTS): console-list.png, console-filtered.png,
 console-alert.png, console-run-tab.png."""
@@ -35,19 +35,26 @@ def _wait(driver, timeout: float = TIMEOUT) -> WebDriverWait:
 
 def _click(driver, locator, what: str) -> None:
     """Click once the element exists and takes the click (menus animate in)."""
+
     def clicked(d):
         try:
             d.find_element(*locator).click()
             return True
-        except (NoSuchElementException, StaleElementReferenceException,
-                ElementClickInterceptedException, ElementNotInteractableException):
+        except (
+            NoSuchElementException,
+            StaleElementReferenceException,
+            ElementClickInterceptedException,
+            ElementNotInteractableException,
+        ):
             return False
+
     _wait(driver).until(clicked, f"could not click {what}")
 
 
 def _into_console(driver, ready=(By.ID, "alerts")) -> None:
-    _wait(driver).until(EC.frame_to_be_available_and_switch_to_it(FRAME),
-                        "the UI shows no Detections iframe")
+    _wait(driver).until(
+        EC.frame_to_be_available_and_switch_to_it(FRAME), "the UI shows no Detections iframe"
+    )
     _wait(driver).until(EC.presence_of_element_located(ready), f"no {ready[1]} in the console")
 
 
@@ -73,8 +80,11 @@ def _open_console(driver, console) -> None:
     driver.switch_to.default_content()
     driver.get(console.base + "/")
     _click(driver, (By.XPATH, "//*[normalize-space(text())='Browse']"), "Browse")
-    _click(driver, (By.XPATH, "//*[@role='menuitem'][normalize-space(.)='Detections']"),
-            "Browse -> Detections")
+    _click(
+        driver,
+        (By.XPATH, "//*[@role='menuitem'][normalize-space(.)='Detections']"),
+        "Browse -> Detections",
+    )
     _into_console(driver)
 
 
@@ -100,8 +110,9 @@ def _open_users_alert(driver, console, user: str) -> None:
     _open_console(driver, console)
     _filter_by_user(driver, user)
     _click(driver, (By.CSS_SELECTOR, "#alerts tbody td:last-child a"), f"{user}'s alert")
-    _wait(driver).until(EC.presence_of_element_located((By.ID, "evidence")),
-                        "the alert page did not open")
+    _wait(driver).until(
+        EC.presence_of_element_located((By.ID, "evidence")), "the alert page did not open"
+    )
 
 
 def _follow(driver, link, arrived, what: str) -> None:
@@ -110,9 +121,13 @@ def _follow(driver, link, arrived, what: str) -> None:
     blocked: list[str] = []
 
     def outcome(d):
-        blocked.extend(e["message"] for e in d.get_log("browser")
-                       if e["level"] == "SEVERE" and "sandboxed" in e["message"])
+        blocked.extend(
+            e["message"]
+            for e in d.get_log("browser")
+            if e["level"] == "SEVERE" and "sandboxed" in e["message"]
+        )
         return arrived(d) or blocked
+
     _click(driver, link, what)
     _wait(driver).until(outcome, f"{what}: nothing happened")
     assert arrived(driver), f"{what} was blocked: {blocked}"
@@ -122,8 +137,10 @@ def test_an_analyst_finds_every_alert_of_the_backfill_under_browse_detections(co
     _open_console(analyst, console)
     expected = console.expected_alerts()
     assert f"({len(expected)} matching)" in _heading(analyst)
-    accounts = [r.find_element(By.CSS_SELECTOR, "td:nth-child(3)").text.lower()
-                for r in _rows(analyst, "alerts")]
+    accounts = [
+        r.find_element(By.CSS_SELECTOR, "td:nth-child(3)").text.lower()
+        for r in _rows(analyst, "alerts")
+    ]
     assert sorted(accounts) == sorted(c["caller"].lower() for c in expected)
     _shoot(analyst, "console-list.png")
 
@@ -137,8 +154,9 @@ def test_filtering_by_a_user_shows_only_their_alerts_and_the_count(console, anal
     rows = _rows(analyst, "alerts")
     assert len(rows) == len(expected)
     assert all(USER in r.text for r in rows), [r.text for r in rows]
-    assert analyst.find_element(By.NAME, "user").get_attribute("value") == USER, \
+    assert analyst.find_element(By.NAME, "user").get_attribute("value") == USER, (
         "the filter stays in its box"
+    )
     _shoot(analyst, "console-filtered.png")
 
 
@@ -164,11 +182,13 @@ def test_the_dag_runs_detections_tab_lists_its_alerts_and_data_quality(console, 
     _click(analyst, (By.XPATH, "//a[normalize-space(.)='Detections']"), "the run's Detections tab")
     _into_console(analyst, ready=(By.ID, "quality"))
     assert console.run_id in _heading(analyst) and "(success)" in _heading(analyst)
-    accounts = sorted(r.find_elements(By.CSS_SELECTOR, "td")[1].text.lower()
-                      for r in _rows(analyst, "alerts"))
+    accounts = sorted(
+        r.find_elements(By.CSS_SELECTOR, "td")[1].text.lower() for r in _rows(analyst, "alerts")
+    )
     assert accounts == sorted(c["caller"].lower() for c in console.expected_alerts())
-    verdicts = {r.find_element(By.CSS_SELECTOR, "td").text: r.text
-                for r in _rows(analyst, "quality")}
+    verdicts = {
+        r.find_element(By.CSS_SELECTOR, "td").text: r.text for r in _rows(analyst, "quality")
+    }
     assert set(verdicts) == {"AzureActivity", "BehaviorAnalytics"}
     assert all("passed" in v for v in verdicts.values()), verdicts
     _shoot(analyst, "console-run-tab.png")
@@ -176,25 +196,35 @@ def test_the_dag_runs_detections_tab_lists_its_alerts_and_data_quality(console, 
 
 def test_links_that_leave_the_console_work_inside_the_uis_iframe(console, analyst):
     _open_users_alert(analyst, console, USER)
-    _follow(analyst, (By.CSS_SELECTOR, "#quality a"), lambda d: len(d.window_handles) == 2,
-            "the Data Docs link (target=_blank)")
+    _follow(
+        analyst,
+        (By.CSS_SELECTOR, "#quality a"),
+        lambda d: len(d.window_handles) == 2,
+        "the Data Docs link (target=_blank)",
+    )
     analyst.switch_to.window(analyst.window_handles[1])
     analyst.close()
     analyst.switch_to.window(analyst.window_handles[0])
     _into_console(analyst, ready=(By.ID, "runs"))
-    _follow(analyst, (By.CSS_SELECTOR, "#runs tbody a"),
-            lambda d: d.current_url.split("?")[0] == console.run_url(),
-            "the link to the run behind the alert (target=_top)")
+    _follow(
+        analyst,
+        (By.CSS_SELECTOR, "#runs tbody a"),
+        lambda d: d.current_url.split("?")[0] == console.run_url(),
+        "the link to the run behind the alert (target=_top)",
+    )
 
 
 def test_an_admin_redelivers_from_the_alert_page_and_the_ticket_is_updated_not_duplicated(
-        console, admin):
+    console, admin
+):
     tickets = console.tickets()
     _open_users_alert(admin, console, USER)
     logged = len(_rows(admin, "delivery-log"))
     _click(admin, (By.ID, "redeliver"), "Redeliver")
-    _wait(admin).until(lambda d: d.find_element(By.ID, "redeliver-result").text
-                       not in ("", "delivering..."), "the redeliver request never answered")
+    _wait(admin).until(
+        lambda d: d.find_element(By.ID, "redeliver-result").text not in ("", "delivering..."),
+        "the redeliver request never answered",
+    )
     assert admin.find_element(By.ID, "redeliver-result").text == "delivered again"
     page = admin.find_element(By.ID, "delivery-log")
     admin.execute_script("location.reload()")  # the iframe's page, not the UI around it

@@ -28,23 +28,49 @@ from typing import Any, Callable
 from .. import config
 from ..connections import redact
 from ..errors import DeliveryError, DetectionError, UsageError
-from .base import (Delivery, Destination, DestinationError, HttpDestination, PermanentError,
-                   TransientError, is_outage)
+from .base import (
+    Delivery,
+    Destination,
+    DestinationError,
+    HttpDestination,
+    PermanentError,
+    TransientError,
+    is_outage,
+)
 from .file import FileTickets
 from .jira import Jira
 from .servicenow import ServiceNow
 from .webhook import Webhook
 
-__all__ = ["DESTINATIONS", "Delivery", "Destination", "DestinationError", "FileTickets",
-           "HttpDestination", "IncompleteDelivery", "Jira", "PermanentError", "ServiceNow", "TransientError", "Webhook",
-           "deliver_pending", "destination", "known", "redeliver"]
+__all__ = [
+    "DESTINATIONS",
+    "Delivery",
+    "Destination",
+    "DestinationError",
+    "FileTickets",
+    "HttpDestination",
+    "IncompleteDelivery",
+    "Jira",
+    "PermanentError",
+    "ServiceNow",
+    "TransientError",
+    "Webhook",
+    "deliver_pending",
+    "destination",
+    "known",
+    "redeliver",
+]
 
 log = logging.getLogger(__name__)
 
 # name -> factory(settings=None, connection=None) returning an object with
 # deliver(alert, ticket_ref) -> Delivery | str  (a plain factory() is accepted too)
 DESTINATIONS: dict[str, Callable[..., Any]] = {
-    "file": FileTickets, "webhook": Webhook, "jira": Jira, "servicenow": ServiceNow}
+    "file": FileTickets,
+    "webhook": Webhook,
+    "jira": Jira,
+    "servicenow": ServiceNow,
+}
 
 
 class IncompleteDelivery(DeliveryError):
@@ -64,8 +90,13 @@ def known(names: list[str]) -> None:
 def conn_id(name: str) -> str | None:
     """The Airflow connection id destination `name` reads, if it reads one."""
     factory = DESTINATIONS.get(name)
-    return factory.conn_id() if isinstance(factory, type) and issubclass(factory, Destination) \
-        and factory is not FileTickets else None
+    return (
+        factory.conn_id()
+        if isinstance(factory, type)
+        and issubclass(factory, Destination)
+        and factory is not FileTickets
+        else None
+    )
 
 
 def destination(name: str, settings: dict | None = None, connection: Any = None):
@@ -126,8 +157,9 @@ class _Heartbeat:
         try:
             beat = AlertStore(self._url)
         except Exception as exc:  # noqa: BLE001 - without a beat the lease still bounds a claim
-            log.warning("claim heartbeat unavailable (%s): claims last %.0f s", redact(exc),
-                        self.lease)
+            log.warning(
+                "claim heartbeat unavailable (%s): claims last %.0f s", redact(exc), self.lease
+            )
             return
         with beat:
             while not self._stop.wait(self.lease / 3):
@@ -137,8 +169,13 @@ class _Heartbeat:
                     log.warning("claim heartbeat failed: %s", redact(exc))
 
 
-def deliver_pending(store, names: list[str] | None = None, settings: dict | None = None,
-                    connections: dict | None = None, alert_ids: list[str] | None = None) -> dict:
+def deliver_pending(
+    store,
+    names: list[str] | None = None,
+    settings: dict | None = None,
+    connections: dict | None = None,
+    alert_ids: list[str] | None = None,
+) -> dict:
     """Deliver every pending alert (or only `alert_ids`) to each destination in `names`
     (default DETECTION_DESTINATIONS). `settings` / `connections`: per destination name, explicit
     settings or an Airflow Connection object (the Airflow layer resolves those).
@@ -169,13 +206,18 @@ def deliver_pending(store, names: list[str] | None = None, settings: dict | None
             outcome = _Outbox(store, name, dest, worker, lease).run(alert_ids)
             report[name] = outcome.report()
             if outcome.in_flight:
-                problems.append(f"{name}: {len(outcome.in_flight)} alert(s) still claimed by "
-                                "another worker after waiting for it, not delivered yet")
+                problems.append(
+                    f"{name}: {len(outcome.in_flight)} alert(s) still claimed by "
+                    "another worker after waiting for it, not delivered yet"
+                )
             if outcome.failed:
                 problems.append(f"{name}: {outcome.failed} alert(s) pending ({outcome.last_error})")
     if problems:
-        raise IncompleteDelivery("delivery incomplete, alerts stay pending and will be delivered by "
-                                 "the next attempt: " + "; ".join(problems), report=report)
+        raise IncompleteDelivery(
+            "delivery incomplete, alerts stay pending and will be delivered by "
+            "the next attempt: " + "; ".join(problems),
+            report=report,
+        )
     return report
 
 
@@ -205,8 +247,11 @@ class _Outbox:
                 left = len(ids) - position - 1
                 self.failed += left
                 if left:
-                    log.warning("%s looks down: %d more alert(s) left pending for the next "
-                                "attempt", self.name, left)
+                    log.warning(
+                        "%s looks down: %d more alert(s) left pending for the next attempt",
+                        self.name,
+                        left,
+                    )
                 return self
         self._wait_for_others(busy)
         return self
@@ -218,16 +263,26 @@ class _Outbox:
             busy.append(alert_id)
             return True
         try:
-            result = _as_delivery(self.dest.deliver(claim.alert, claim.ticket_ref), claim.ticket_ref)
+            result = _as_delivery(
+                self.dest.deliver(claim.alert, claim.ticket_ref), claim.ticket_ref
+            )
         except Exception as exc:  # noqa: BLE001 - any failure leaves the alert pending
             self.last_error = redact(f"{type(exc).__name__}: {exc}")
             self.store.mark_failed(alert_id, self.name, self.last_error, self.worker)
             self.failed += 1
-            log.warning("delivery of alert %s to %s failed: %s", alert_id, self.name,
-                        self.last_error)
+            log.warning(
+                "delivery of alert %s to %s failed: %s", alert_id, self.name, self.last_error
+            )
             return not is_outage(exc)
-        self.store.mark_delivered(alert_id, self.name, result.ticket_ref, claim.revision,
-                                  claim.fingerprint, self.worker, result.action)
+        self.store.mark_delivered(
+            alert_id,
+            self.name,
+            result.ticket_ref,
+            claim.revision,
+            claim.fingerprint,
+            self.worker,
+            result.action,
+        )
         self.delivered += 1
         log.info("alert %s -> %s %s (%s)", alert_id, self.name, result.ticket_ref, result.action)
         return True
@@ -236,8 +291,11 @@ class _Outbox:
         """Alerts other workers held: done when they delivered them; taken over when their claim
         ended without a delivery. Bounded by one delivery of ours plus a lease: a live worker's
         delivery takes no longer than ours may, a dead one's claim ends within a lease."""
-        deadline = time.monotonic() + float(getattr(self.dest, "max_duration", lambda: 60.0)()) \
+        deadline = (
+            time.monotonic()
+            + float(getattr(self.dest, "max_duration", lambda: 60.0)())
             + self.lease
+        )
         while busy:
             busy = self.store.pending_ids(self.name, busy)
             if not busy:
@@ -254,8 +312,13 @@ class _Outbox:
             busy = still
 
 
-def redeliver(store, alert_id: str | None = None, names: list[str] | None = None,
-              force: bool = False, connections: dict | None = None) -> dict:
+def redeliver(
+    store,
+    alert_id: str | None = None,
+    names: list[str] | None = None,
+    force: bool = False,
+    connections: dict | None = None,
+) -> dict:
     """`alerts redeliver [ID]` and the UI's "redeliver": deliver what is pending (or, with
     `force`, everything again: each destination updates the ticket it has) for one alert, or for
     all when `alert_id` is None. An empty id is a usage error, never "all alerts"."""
@@ -267,5 +330,9 @@ def redeliver(store, alert_id: str | None = None, names: list[str] | None = None
         raise UsageError(f"no alert with id {alert_id!r}")
     if force:
         store.reset(targets, alert_id)
-    return deliver_pending(store, targets, connections=connections,
-                           alert_ids=[alert_id] if alert_id is not None else None)
+    return deliver_pending(
+        store,
+        targets,
+        connections=connections,
+        alert_ids=[alert_id] if alert_id is not None else None,
+    )

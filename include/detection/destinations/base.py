@@ -31,11 +31,24 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from tenacity import (RetryCallState, Retrying, retry_if_exception, stop_after_attempt,
-                      wait_exponential_jitter)
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
-from ..connections import (Conn, from_env, mask_logger, redact, register_basic_auth,
-                           register_secret, register_url, snippet)
+from ..connections import (
+    Conn,
+    from_env,
+    mask_logger,
+    redact,
+    register_basic_auth,
+    register_secret,
+    register_url,
+    snippet,
+)
 from ..errors import DeliveryError, DetectionError, UsageError
 from ..text import formula_safe, printable, printable_lines
 
@@ -93,8 +106,15 @@ HTTP_TUNING = {
 }
 
 
-def _float(value, default: float, name: str = "value", low: float = -math.inf,
-           high: float = math.inf, low_open: bool = False, whole: bool = False) -> float:
+def _float(
+    value,
+    default: float,
+    name: str = "value",
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    whole: bool = False,
+) -> float:
     """`value` as a number inside [low, high] (`low_open`: (low, high]), else UsageError naming
     `name`. nan and inf are refused: neither is a usable timeout, wait or count."""
     if value is None or value == "":
@@ -160,8 +180,11 @@ class Destination(ABC):
     @classmethod
     def from_connection(cls, conn: Conn) -> dict:
         """Map an Airflow connection onto settings keys (subclasses extend)."""
-        out = {"url": conn.base_url() if conn.host else None, "user": conn.login or None,
-               "password": conn.password or None}
+        out = {
+            "url": conn.base_url() if conn.host else None,
+            "user": conn.login or None,
+            "password": conn.password or None,
+        }
         out.update({k: v for k, v in conn.extra.items() if v not in (None, "")})
         return out
 
@@ -169,8 +192,13 @@ class Destination(ABC):
     def resolve(cls, settings: dict | None, connection: Any = None) -> dict:
         merged: dict = {}
         origin: dict[str, str] = {}
-        for key, suffix in {**cls.ENV_KEYS, "timeout": "TIMEOUT", "attempts": "ATTEMPTS",
-                            "backoff": "BACKOFF", "max_wait": "MAX_WAIT"}.items():
+        for key, suffix in {
+            **cls.ENV_KEYS,
+            "timeout": "TIMEOUT",
+            "attempts": "ATTEMPTS",
+            "backoff": "BACKOFF",
+            "max_wait": "MAX_WAIT",
+        }.items():
             var = f"DETECTION_{cls.name.upper()}_{suffix}"
             value = os.environ.get(var) or None
             if value is None and key in HTTP_TUNING:
@@ -191,11 +219,14 @@ class Destination(ABC):
     def require(self, *keys: str) -> None:
         missing = [k for k in keys if not self.settings.get(k)]
         if missing:
-            env = ", ".join(f"DETECTION_{self.name.upper()}_{self.ENV_KEYS.get(k, k.upper())}"
-                            for k in missing)
-            raise UsageError(f"destination {self.name!r} is not configured: missing "
-                             f"{', '.join(missing)} (set {env}, or the Airflow connection "
-                             f"{self.conn_id()!r})")
+            env = ", ".join(
+                f"DETECTION_{self.name.upper()}_{self.ENV_KEYS.get(k, k.upper())}" for k in missing
+            )
+            raise UsageError(
+                f"destination {self.name!r} is not configured: missing "
+                f"{', '.join(missing)} (set {env}, or the Airflow connection "
+                f"{self.conn_id()!r})"
+            )
 
     # --- delivery ------------------------------------------------------------------------------
 
@@ -216,11 +247,23 @@ class HttpDestination(Destination):
         super().__init__(settings, connection)
         s = self.settings
         origin = getattr(s, "origin", {})
-        tuned = {key: _float(s.get(key), default, origin.get(key, f"{self.name} {key}"), low, high,
-                             low_open, whole)
-                 for key, (default, low, high, low_open, whole) in HTTP_TUNING.items()}
-        self.timeout, self.backoff, self.max_wait = (tuned["timeout"], tuned["backoff"],
-                                                     tuned["max_wait"])
+        tuned = {
+            key: _float(
+                s.get(key),
+                default,
+                origin.get(key, f"{self.name} {key}"),
+                low,
+                high,
+                low_open,
+                whole,
+            )
+            for key, (default, low, high, low_open, whole) in HTTP_TUNING.items()
+        }
+        self.timeout, self.backoff, self.max_wait = (
+            tuned["timeout"],
+            tuned["backoff"],
+            tuned["max_wait"],
+        )
         self.attempts = int(tuned["attempts"])
         if s.get("url"):
             register_url(s["url"])  # ?token=... in a webhook URL, user:password@ in any
@@ -246,7 +289,9 @@ class HttpDestination(Destination):
             return path
         return self.settings["url"].rstrip("/") + "/" + path.lstrip("/")
 
-    def request(self, method: str, path: str, allow: tuple[int, ...] = (), **kwargs) -> requests.Response:
+    def request(
+        self, method: str, path: str, allow: tuple[int, ...] = (), **kwargs
+    ) -> requests.Response:
         """One HTTP call: the response if 2xx or in `allow`, else TransientError (timeouts,
         connection errors, 429, 5xx: retried) or PermanentError. Messages carry no secrets."""
         where = f"{self.name}: {method} {_shown(path)}"
@@ -271,26 +316,40 @@ class HttpDestination(Destination):
         exc = state.outcome.exception()
         if getattr(exc, "retry_after", None) is not None:
             return exc.retry_after
-        return wait_exponential_jitter(initial=self.backoff, max=self.max_wait,
-                                       jitter=self.backoff)(state)
+        return wait_exponential_jitter(
+            initial=self.backoff, max=self.max_wait, jitter=self.backoff
+        )(state)
 
     def _retryable(self, exc: BaseException) -> bool:
         if not isinstance(exc, TransientError):
             return False
         if exc.retry_after is not None and exc.retry_after > self.max_wait:
-            log.warning("%s asks to retry after %.0f s (more than %.0f s): leaving it for the "
-                        "next attempt", self.name, exc.retry_after, self.max_wait)
+            log.warning(
+                "%s asks to retry after %.0f s (more than %.0f s): leaving it for the next attempt",
+                self.name,
+                exc.retry_after,
+                self.max_wait,
+            )
             return False
         return True
 
     def _before_sleep(self, state: RetryCallState) -> None:
-        log.warning("%s (attempt %d/%d); retrying in %.2f s", state.outcome.exception(),
-                    state.attempt_number, self.attempts, state.next_action.sleep)
+        log.warning(
+            "%s (attempt %d/%d); retrying in %.2f s",
+            state.outcome.exception(),
+            state.attempt_number,
+            self.attempts,
+            state.next_action.sleep,
+        )
 
     def deliver(self, alert: dict, ticket_ref: str | None) -> Delivery:
-        retrying = Retrying(stop=stop_after_attempt(self.attempts), wait=self._wait,
-                            retry=retry_if_exception(self._retryable),
-                            before_sleep=self._before_sleep, reraise=True)
+        retrying = Retrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=self._wait,
+            retry=retry_if_exception(self._retryable),
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
         return retrying(self.deliver_once, alert, ticket_ref)
 
     @abstractmethod
@@ -312,30 +371,42 @@ def _shown(path: str) -> str:
     host (webhook URLs often carry a secret in their path or query)."""
     if "://" in path:
         parts = urlsplit(path)
-        return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "") + "/..."
+        return (
+            f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "") + "/..."
+        )
     return path.split("?")[0]
 
 
-# --- ticket text -----------------------------------------------------------------------------------
+# --- ticket text ----------------------------------------------------------------------------------
+
 
 def summary_lines(alert: dict, max_evidence: int = 20) -> list[str]:
     """The alert as plain text lines, for ticket descriptions. Data values never start a line of
     their own: control characters in them are shown as escapes (`text.printable`), and the
     description, which starts with the caller's name, is made formula-safe line by line. Each
     sink still encodes the lines for its own markup (jira.description, servicenow.journal)."""
-    description = [formula_safe(line) for line in
-                   printable_lines(alert.get("description", "")).split("\n")]
-    lines = ["", f"Severity: {alert['severity']}",
-             f"Tactics: {', '.join(alert.get('tactics', []))}",
-             f"Techniques: {', '.join(alert.get('techniques', []))}",
-             f"Start: {alert.get('start_time')}  End: {alert.get('end_time')}",
-             f"Window: {alert['window']['start']} .. {alert['window']['end']}",
-             f"Rule: {alert.get('rule_name')} ({alert.get('rule_id')}, version {alert.get('rule_version')})",
-             f"Data quality: {alert.get('data_quality')}",
-             f"Alert id: {alert['id']} (revision {alert.get('revision', 1)}, "
-             f"fingerprint {alert.get('fingerprint', '')[:16]})", "", "Entities:"]
+    description = [
+        formula_safe(line) for line in printable_lines(alert.get("description", "")).split("\n")
+    ]
+    lines = [
+        "",
+        f"Severity: {alert['severity']}",
+        f"Tactics: {', '.join(alert.get('tactics', []))}",
+        f"Techniques: {', '.join(alert.get('techniques', []))}",
+        f"Start: {alert.get('start_time')}  End: {alert.get('end_time')}",
+        f"Window: {alert['window']['start']} .. {alert['window']['end']}",
+        f"Rule: {alert.get('rule_name')} ({alert.get('rule_id')}, version "
+        f"{alert.get('rule_version')})",
+        f"Data quality: {alert.get('data_quality')}",
+        f"Alert id: {alert['id']} (revision {alert.get('revision', 1)}, "
+        f"fingerprint {alert.get('fingerprint', '')[:16]})",
+        "",
+        "Entities:",
+    ]
     for e in alert.get("entities", []):
-        lines.append("- " + e["type"] + ": " + ", ".join(f"{k}={v}" for k, v in e.items() if k != "type"))
+        lines.append(
+            "- " + e["type"] + ": " + ", ".join(f"{k}={v}" for k, v in e.items() if k != "type")
+        )
     lines += ["", "Custom details:"]
     for key, values in alert.get("custom_details", {}).items():
         shown = [v if isinstance(v, str) else _compact(v) for v in values]
@@ -343,8 +414,11 @@ def summary_lines(alert: dict, max_evidence: int = 20) -> list[str]:
     evidence = alert.get("evidence", [])
     lines += ["", f"Evidence ({len(evidence)} rows):"]
     for row in evidence[:max_evidence]:
-        lines.append(f"- run command {row['StartTime']} .. {row['EndTime']} from {row['CallerIpAddress']}; "
-                     f"UEBA {row['UEBAActionType']} at {row['UEBAEventTime']} from {row['UEBASourceIPLocation']}")
+        lines.append(
+            f"- run command {row['StartTime']} .. {row['EndTime']} from {row['CallerIpAddress']}; "
+            f"UEBA {row['UEBAActionType']} at {row['UEBAEventTime']} from "
+            f"{row['UEBASourceIPLocation']}"
+        )
     if len(evidence) > max_evidence:
         lines.append(f"- ... {len(evidence) - max_evidence} more (see the alert store)")
     return description + [printable(line) for line in lines]
@@ -352,4 +426,5 @@ def summary_lines(alert: dict, max_evidence: int = 20) -> list[str]:
 
 def _compact(value) -> str:
     import json
+
     return json.dumps(value, sort_keys=True, ensure_ascii=False)

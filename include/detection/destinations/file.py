@@ -41,8 +41,9 @@ def ticket_name(ref: str) -> str:
 class FileTickets(Destination):
     name = "file"
 
-    def __init__(self, folder: Path | str | None = None, settings: dict | None = None,
-                 connection: Any = None):
+    def __init__(
+        self, folder: Path | str | None = None, settings: dict | None = None, connection: Any = None
+    ):
         super().__init__(settings, connection)
         self.folder = os.fspath(folder or self.settings.get("folder") or config.ticket_dir())
 

@@ -43,7 +43,7 @@ def description(lines: list[str]) -> str:
     block; a `{noformat` in the data, which would end it, gets a `(` for its brace."""
     body = _NOFORMAT.sub("(", "\n".join(printable(line) for line in lines))
     wrapper = "{noformat}\n%s\n{noformat}"
-    return wrapper % body[:MAX_TEXT - len(wrapper)]
+    return wrapper % body[: MAX_TEXT - len(wrapper)]
 
 
 def label(alert: dict) -> str:
@@ -52,8 +52,15 @@ def label(alert: dict) -> str:
 
 class Jira(HttpDestination):
     name = "jira"
-    ENV_KEYS = {"url": "URL", "user": "USER", "token": "TOKEN", "project": "PROJECT",
-                "issue_type": "ISSUE_TYPE", "search_path": "SEARCH_PATH", "priorities": "PRIORITIES"}
+    ENV_KEYS = {
+        "url": "URL",
+        "user": "USER",
+        "token": "TOKEN",
+        "project": "PROJECT",
+        "issue_type": "ISSUE_TYPE",
+        "search_path": "SEARCH_PATH",
+        "priorities": "PRIORITIES",
+    }
     CALLS_PER_DELIVERY = 4
 
     def __init__(self, settings=None, connection=None):
@@ -76,30 +83,44 @@ class Jira(HttpDestination):
         return out
 
     def _fields(self, alert: dict) -> dict:
-        fields = {"summary": summary(alert["title"]),
-                  "description": description(summary_lines(alert))}
+        fields = {
+            "summary": summary(alert["title"]),
+            "description": description(summary_lines(alert)),
+        }
         if alert["severity"] in self.priorities:
             fields["priority"] = {"name": self.priorities[alert["severity"]]}
         return fields
 
     def _search(self, alert: dict) -> str | None:
-        jql = f'project = "{self.settings["project"]}" AND labels = "{label(alert)}" ORDER BY created ASC'
-        resp = self.request("GET", self.search_path,
-                            params={"jql": jql, "fields": "key", "maxResults": 1})
+        jql = (
+            f'project = "{self.settings["project"]}" AND labels = "{label(alert)}" '
+            "ORDER BY created ASC"
+        )
+        resp = self.request(
+            "GET", self.search_path, params={"jql": jql, "fields": "key", "maxResults": 1}
+        )
         issues = resp.json().get("issues") or []
         return issues[0]["key"] if issues else None
 
     def _update(self, key: str, alert: dict) -> bool:
         """Rewrite the issue; False if it is gone (deleted in Jira)."""
-        resp = self.request("PUT", f"/rest/api/2/issue/{key}", allow=(404,),
-                            json={"fields": self._fields(alert),
-                                  "update": {"labels": [{"add": label(alert)}]}})
+        resp = self.request(
+            "PUT",
+            f"/rest/api/2/issue/{key}",
+            allow=(404,),
+            json={"fields": self._fields(alert), "update": {"labels": [{"add": label(alert)}]}},
+        )
         if resp.status_code == 404:
             return False
         n = len(alert.get("evidence", []))
-        self.request("POST", f"/rest/api/2/issue/{key}/comment", json={
-            "body": f"Alert updated to revision {alert.get('revision', 1)}: {n} evidence rows "
-                    f"(fingerprint {alert.get('fingerprint', '')[:16]})."})
+        self.request(
+            "POST",
+            f"/rest/api/2/issue/{key}/comment",
+            json={
+                "body": f"Alert updated to revision {alert.get('revision', 1)}: {n} evidence rows "
+                f"(fingerprint {alert.get('fingerprint', '')[:16]})."
+            },
+        )
         return True
 
     def deliver_once(self, alert: dict, ticket_ref: str | None) -> Delivery:
@@ -110,11 +131,21 @@ class Jira(HttpDestination):
             found = self._search(alert)
             if found and found != key and self._update(found, alert):
                 return Delivery(found, "updated")
-        fields = {**self._fields(alert), "project": {"key": self.settings["project"]},
-                  "issuetype": {"name": self.settings.get("issue_type") or "Task"},
-                  "labels": ["detection", label(alert)]}
+        fields = {
+            **self._fields(alert),
+            "project": {"key": self.settings["project"]},
+            "issuetype": {"name": self.settings.get("issue_type") or "Task"},
+            "labels": ["detection", label(alert)],
+        }
         key = self.request("POST", "/rest/api/2/issue", json={"fields": fields}).json()["key"]
-        self.request("PUT", f"/rest/api/2/issue/{key}/properties/{PROPERTY}", json={
-            "id": alert["id"], "revision": alert.get("revision", 1), "rule_id": alert["rule_id"],
-            "fingerprint": alert.get("fingerprint")})
+        self.request(
+            "PUT",
+            f"/rest/api/2/issue/{key}/properties/{PROPERTY}",
+            json={
+                "id": alert["id"],
+                "revision": alert.get("revision", 1),
+                "rule_id": alert["rule_id"],
+                "fingerprint": alert.get("fingerprint"),
+            },
+        )
         return Delivery(key, "created")

@@ -35,16 +35,28 @@ def journal(lines: list[str]) -> str:
     text = "\n".join(printable(line) for line in lines)
     return formula_safe(_CODE_TAG.sub(r"(\1)", text))
 
+
 # Sentinel severity -> (impact, urgency): 1 high .. 3 low
-IMPACT_URGENCY = {"High": ("1", "1"), "Medium": ("2", "2"), "Low": ("3", "3"),
-                  "Informational": ("3", "3")}
+IMPACT_URGENCY = {
+    "High": ("1", "1"),
+    "Medium": ("2", "2"),
+    "Low": ("3", "3"),
+    "Informational": ("3", "3"),
+}
 
 
 class ServiceNow(HttpDestination):
     name = "servicenow"
-    ENV_KEYS = {"url": "URL", "user": "USER", "password": "PASSWORD", "token": "TOKEN",
-                "table": "TABLE", "assignment_group": "ASSIGNMENT_GROUP", "caller_id": "CALLER_ID",
-                "category": "CATEGORY"}
+    ENV_KEYS = {
+        "url": "URL",
+        "user": "USER",
+        "password": "PASSWORD",
+        "token": "TOKEN",
+        "table": "TABLE",
+        "assignment_group": "ASSIGNMENT_GROUP",
+        "caller_id": "CALLER_ID",
+        "category": "CATEGORY",
+    }
     CALLS_PER_DELIVERY = 2
 
     def __init__(self, settings=None, connection=None):
@@ -62,18 +74,27 @@ class ServiceNow(HttpDestination):
 
     def _record(self, alert: dict) -> dict:
         impact, urgency = IMPACT_URGENCY.get(alert["severity"], ("2", "2"))
-        record = {"short_description": short_text(alert["title"]),
-                  "description": journal(summary_lines(alert)),
-                  "impact": impact, "urgency": urgency}
+        record = {
+            "short_description": short_text(alert["title"]),
+            "description": journal(summary_lines(alert)),
+            "impact": impact,
+            "urgency": urgency,
+        }
         for key in ("assignment_group", "caller_id", "category"):
             if self.settings.get(key):
                 record[key] = self.settings[key]
         return record
 
     def _find(self, alert: dict) -> dict | None:
-        resp = self.request("GET", f"/api/now/table/{self.table}", params={
-            "sysparm_query": f"correlation_id={alert['id']}^ORDERBYsys_created_on",
-            "sysparm_fields": "sys_id,number", "sysparm_limit": "1"})
+        resp = self.request(
+            "GET",
+            f"/api/now/table/{self.table}",
+            params={
+                "sysparm_query": f"correlation_id={alert['id']}^ORDERBYsys_created_on",
+                "sysparm_fields": "sys_id,number",
+                "sysparm_limit": "1",
+            },
+        )
         found = resp.json().get("result") or []
         return found[0] if found else None
 
@@ -81,12 +102,27 @@ class ServiceNow(HttpDestination):
         found = self._find(alert)
         if found:
             n = len(alert.get("evidence", []))
-            self.request("PATCH", f"/api/now/table/{self.table}/{found['sys_id']}", json={
-                **self._record(alert),
-                "work_notes": journal([f"Alert updated to revision {alert.get('revision', 1)}: "
-                                       f"{n} evidence rows."])})
+            self.request(
+                "PATCH",
+                f"/api/now/table/{self.table}/{found['sys_id']}",
+                json={
+                    **self._record(alert),
+                    "work_notes": journal(
+                        [
+                            f"Alert updated to revision {alert.get('revision', 1)}: "
+                            f"{n} evidence rows."
+                        ]
+                    ),
+                },
+            )
             return Delivery(found["number"], "updated")
-        created = self.request("POST", f"/api/now/table/{self.table}", json={
-            **self._record(alert), "correlation_id": alert["id"],
-            "correlation_display": "detection-engineering"}).json()["result"]
+        created = self.request(
+            "POST",
+            f"/api/now/table/{self.table}",
+            json={
+                **self._record(alert),
+                "correlation_id": alert["id"],
+                "correlation_display": "detection-engineering",
+            },
+        ).json()["result"]
         return Delivery(created["number"], "created")

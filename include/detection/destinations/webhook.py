@@ -10,7 +10,8 @@ Request: `{"event": "alert.created"|"alert.updated", "delivery_id": "<alert id>:
 - `Idempotency-Key`: the delivery id (a retried POST after a timeout may arrive twice: the
   receiver drops repeats of the same delivery id).
 
-The ticket reference is the receiver's `id` / `key` / `ticket` from a JSON answer, else the alert id.
+The ticket reference is the receiver's `id` / `key` / `ticket` from a JSON answer, else the alert
+id.
 Messages name only the URL's scheme and host, and a long URL path (a capability URL, as chat
 webhooks use) is masked like a secret.
 """
@@ -54,14 +55,27 @@ class Webhook(HttpDestination):
 
     def deliver_once(self, alert: dict, ticket_ref: str | None) -> Delivery:
         delivery_id = f"{alert['id']}:{alert.get('revision', 1)}"
-        payload = {"event": "alert.updated" if ticket_ref else "alert.created",
-                   "delivery_id": delivery_id, "alert": alert}
-        body = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        payload = {
+            "event": "alert.updated" if ticket_ref else "alert.created",
+            "delivery_id": delivery_id,
+            "alert": alert,
+        }
+        body = json.dumps(
+            payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode()
         timestamp = str(int(time.time()))
-        resp = self.request("POST", self.settings["url"], data=body, headers={
-            "Content-Type": "application/json", TIMESTAMP_HEADER: timestamp,
-            SIGNATURE_HEADER: sign(self.settings["secret"], timestamp, body),
-            "Idempotency-Key": delivery_id, "X-Detection-Event": payload["event"]})
+        resp = self.request(
+            "POST",
+            self.settings["url"],
+            data=body,
+            headers={
+                "Content-Type": "application/json",
+                TIMESTAMP_HEADER: timestamp,
+                SIGNATURE_HEADER: sign(self.settings["secret"], timestamp, body),
+                "Idempotency-Key": delivery_id,
+                "X-Detection-Event": payload["event"],
+            },
+        )
         ref = None
         try:
             answer = resp.json()

@@ -7,8 +7,9 @@ from alembic import context
 from include.detection.schema import LOCK_ID, VERSION_TABLE
 
 connection = context.config.attributes["connection"]
-context.configure(connection=connection, version_table=VERSION_TABLE,
-                  transaction_per_migration=False)
+context.configure(
+    connection=connection, version_table=VERSION_TABLE, transaction_per_migration=False
+)
 with context.begin_transaction():
     if connection.dialect.name == "postgresql":
         # Two workers opening a new store at once: the second waits, then finds it migrated.

@@ -58,7 +58,10 @@ def from_url(url: str, credential=None, client=None, **settings) -> RemoteSource
     """The source a `loganalytics://` or `kusto://` URL names."""
     kind = scheme(url)
     if kind not in SOURCES:
-        raise UsageError(f"not a remote source URL: {url!r} (expected "
-                         f"{' or '.join(f'{s}://...' for s in SOURCES)})")
-    return source_class(kind).from_url(normalize(url), credential=credential, client=client,
-                                       **settings)
+        raise UsageError(
+            f"not a remote source URL: {url!r} (expected "
+            f"{' or '.join(f'{s}://...' for s in SOURCES)})"
+        )
+    return source_class(kind).from_url(
+        normalize(url), credential=credential, client=client, **settings
+    )

@@ -35,11 +35,15 @@ def parse_url(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     segments = [s for s in parts.path.split("/") if s]
     if parts.scheme.lower() != "kusto" or not parts.hostname or not segments:
-        raise UsageError(f"not an Azure Data Explorer source URL: {url!r} "
-                         f"(expected kusto://<cluster-host>[:port]/<database>)")
+        raise UsageError(
+            f"not an Azure Data Explorer source URL: {url!r} "
+            f"(expected kusto://<cluster-host>[:port]/<database>)"
+        )
     if parts.username or parts.password or parts.query or parts.fragment:
-        raise UsageError("kusto:// URLs carry no credentials or options: credentials come from "
-                         "the connection, DETECTION_KUSTO_TOKEN or the Azure identity")
+        raise UsageError(
+            "kusto:// URLs carry no credentials or options: credentials come from "
+            "the connection, DETECTION_KUSTO_TOKEN or the Azure identity"
+        )
     database = segments[-1]
     if not _DATABASE.fullmatch(database):
         raise UsageError(f"not a Kusto database name: {database!r}")
@@ -90,12 +94,14 @@ class AdxSource(RemoteSource):
 
                     self._credential = DefaultAzureCredential()
                 kcsb = KustoConnectionStringBuilder.with_azure_token_credential(
-                    self.cluster, self._credential)
+                    self.cluster, self._credential
+                )
             self._client = KustoClient(kcsb)
             session = getattr(self._client, "_session", None)  # answer sizes for the log line
             if session is not None:
                 session.hooks["response"].append(
-                    lambda response, *a, **k: self._bytes.append(len(response.content or b"")))
+                    lambda response, *a, **k: self._bytes.append(len(response.content or b""))
+                )
         return self._client
 
     def identity(self) -> str:
@@ -103,17 +109,24 @@ class AdxSource(RemoteSource):
             return "no authentication (loopback)"
         if isinstance(self._credential, StaticToken):
             return self._credential.describe()
-        return type(self._credential).__name__ if self._credential is not None else \
-            "DefaultAzureCredential"
+        return (
+            type(self._credential).__name__
+            if self._credential is not None
+            else "DefaultAzureCredential"
+        )
 
     def permission_hint(self) -> str:
         return "the identity needs the Viewer role on the database"
 
     def execute(self, database: str, query: str) -> Answer:
         from azure.kusto.data import ClientRequestProperties
-        from azure.kusto.data.exceptions import (KustoAuthenticationError, KustoMultiApiError,
-                                                 KustoNetworkError, KustoServiceError,
-                                                 KustoThrottlingError)
+        from azure.kusto.data.exceptions import (
+            KustoAuthenticationError,
+            KustoMultiApiError,
+            KustoNetworkError,
+            KustoServiceError,
+            KustoThrottlingError,
+        )
 
         properties = ClientRequestProperties()
         properties.set_option("servertimeout", timedelta(seconds=self.server_timeout))
@@ -122,8 +135,12 @@ class AdxSource(RemoteSource):
         try:
             response = client.execute_query(database, query, properties)
         except KustoThrottlingError as exc:
-            raise QueryFailed("throttled", str(exc.args[0]), 429,
-                              _retry_after(exc.args[1] if len(exc.args) > 1 else None)) from None
+            raise QueryFailed(
+                "throttled",
+                str(exc.args[0]),
+                429,
+                _retry_after(exc.args[1] if len(exc.args) > 1 else None),
+            ) from None
         except KustoAuthenticationError as exc:
             raise QueryFailed("denied", f"no token ({type(exc.exception).__name__})") from None
         except KustoNetworkError as exc:
@@ -140,8 +157,9 @@ class AdxSource(RemoteSource):
             if status in (401, 403):
                 raise QueryFailed("denied", text, status) from None
             if status == 429:
-                raise QueryFailed("throttled", text, status,
-                                  _retry_after(exc.http_response)) from None
+                raise QueryFailed(
+                    "throttled", text, status, _retry_after(exc.http_response)
+                ) from None
             if status is None or status in TRANSIENT or status >= 500:
                 raise QueryFailed("transient", text, status) from None
             raise QueryFailed("rejected", text, status) from None

@@ -60,8 +60,10 @@ class StaticToken:
 
     def describe(self) -> str:
         claims = _jwt_claims(self._token)
-        who = next((f"{k}={claims[k]}" for k in ("upn", "unique_name", "appid", "oid")
-                    if claims.get(k)), None)
+        who = next(
+            (f"{k}={claims[k]}" for k in ("upn", "unique_name", "appid", "oid") if claims.get(k)),
+            None,
+        )
         return f"the static bearer token from {self.origin}" + (f" ({who})" if who else "")
 
     def __repr__(self) -> str:
@@ -84,8 +86,10 @@ def check_endpoint(url: str, setting: str = "DETECTION_LOGANALYTICS_ENDPOINT") -
     if not parts.hostname or parts.scheme not in ("http", "https"):
         raise UsageError(f"{setting}: not an http(s) URL: {url!r}")
     if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise UsageError(f"{setting}: plain http is allowed only for a loopback host, not "
-                         f"{parts.hostname!r}; use https")
+        raise UsageError(
+            f"{setting}: plain http is allowed only for a loopback host, not "
+            f"{parts.hostname!r}; use https"
+        )
     base = f"{parts.scheme}://{parts.netloc}{parts.path}".rstrip("/")
     return base[:-3] if base.endswith("/v1") else base
 
@@ -94,12 +98,15 @@ def parse_url(url: str) -> list[str]:
     """The workspaces of `loganalytics://<id>[,<id>...]`, each checked."""
     scheme, sep, rest = url.partition("://")
     if scheme.lower() != "loganalytics" or not sep or not rest.strip(",/ "):
-        raise UsageError(f"not a Log Analytics source URL: {url!r} "
-                         f"(expected loganalytics://<workspace-id>[,<workspace-id>...])")
+        raise UsageError(
+            f"not a Log Analytics source URL: {url!r} "
+            f"(expected loganalytics://<workspace-id>[,<workspace-id>...])"
+        )
     items = [i.strip() for i in rest.split(",") if i.strip()]
     # loganalytics:///subscriptions/... and loganalytics://subscriptions/... both name a resource
-    return [kusto.workspace_id("/" + i if i.lower().startswith("subscriptions/") else i)
-            for i in items]
+    return [
+        kusto.workspace_id("/" + i if i.lower().startswith("subscriptions/") else i) for i in items
+    ]
 
 
 class LogAnalyticsSource(RemoteSource):
@@ -107,13 +114,22 @@ class LogAnalyticsSource(RemoteSource):
     env = "LOGANALYTICS"
     target_kind = "workspace"
 
-    def __init__(self, workspaces, credential=None, client=None, endpoint: str | None = None,
-                 audience: str | None = None, **settings):
+    def __init__(
+        self,
+        workspaces,
+        credential=None,
+        client=None,
+        endpoint: str | None = None,
+        audience: str | None = None,
+        **settings,
+    ):
         super().__init__([kusto.workspace_id(w) for w in workspaces], **settings)
-        self.endpoint = check_endpoint(endpoint or os.environ.get(
-            "DETECTION_LOGANALYTICS_ENDPOINT") or DEFAULT_ENDPOINT)
-        self.audience = audience or os.environ.get("DETECTION_LOGANALYTICS_AUDIENCE") or \
-            DEFAULT_AUDIENCE
+        self.endpoint = check_endpoint(
+            endpoint or os.environ.get("DETECTION_LOGANALYTICS_ENDPOINT") or DEFAULT_ENDPOINT
+        )
+        self.audience = (
+            audience or os.environ.get("DETECTION_LOGANALYTICS_AUDIENCE") or DEFAULT_AUDIENCE
+        )
         token = os.environ.get("DETECTION_LOGANALYTICS_TOKEN")
         if credential is None and token:
             credential = StaticToken(token)
@@ -152,8 +168,13 @@ class LogAnalyticsSource(RemoteSource):
             # retry_total=0: retries are ours (see the module docstring). The read timeout
             # outlasts the server-side one, so the server's own timeout answer arrives.
             self._client = LogsQueryClient(
-                self.credential, endpoint=self.endpoint, audience=self.audience, retry_total=0,
-                connection_timeout=30, read_timeout=self.server_timeout + 30)
+                self.credential,
+                endpoint=self.endpoint,
+                audience=self.audience,
+                retry_total=0,
+                connection_timeout=30,
+                read_timeout=self.server_timeout + 30,
+            )
         return self._client
 
     def identity(self) -> str:
@@ -166,28 +187,36 @@ class LogAnalyticsSource(RemoteSource):
         return type(credential).__name__ + (f" (AZURE_CLIENT_ID={client_id})" if client_id else "")
 
     def permission_hint(self) -> str:
-        return ("the identity needs the Log Analytics Reader role (or "
-                "Microsoft.OperationalInsights/workspaces/query/read) on the workspace")
+        return (
+            "the identity needs the Log Analytics Reader role (or "
+            "Microsoft.OperationalInsights/workspaces/query/read) on the workspace"
+        )
 
     # --- one query --------------------------------------------------------------------------------
 
     def execute(self, workspace: str, query: str) -> Answer:
-        from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError,
-                                           ServiceRequestError, ServiceResponseError)
+        from azure.core.exceptions import (
+            ClientAuthenticationError,
+            HttpResponseError,
+            ServiceRequestError,
+            ServiceResponseError,
+        )
 
         seen: dict = {}
         options: dict = {
             "timespan": None,  # the window is in the query text, at 100 ns
             "server_timeout": self.server_timeout,
             "raw_response_hook": lambda pipeline_response: seen.update(
-                response=pipeline_response.http_response),
+                response=pipeline_response.http_response
+            ),
             # The rows are read from the body below: no SDK conversion of every row.
             "cls": lambda pipeline_response, deserialized, headers: {},
         }
         if urlsplit(self.endpoint).scheme == "http":  # loopback only (check_endpoint)
             options["enforce_https"] = False
-        call = self.client.query_resource if workspace.startswith("/") else \
-            self.client.query_workspace
+        call = (
+            self.client.query_resource if workspace.startswith("/") else self.client.query_workspace
+        )
         try:
             call(workspace, query, **options)
         except HttpResponseError as exc:
@@ -226,8 +255,9 @@ def _not_json(response) -> QueryFailed:
     """An answer that is not the service's JSON (e.g. a proxy's HTML page): retried."""
     body = (response.body() if response is not None else b"") or b""
     snippet = " ".join(body[:120].decode("utf-8", "replace").split())
-    return QueryFailed("transient", f"the answer is not JSON ({snippet!r})",
-                       getattr(response, "status_code", None))
+    return QueryFailed(
+        "transient", f"the answer is not JSON ({snippet!r})", getattr(response, "status_code", None)
+    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -262,14 +292,18 @@ def _failure(status: int, response) -> QueryFailed:
         payload = json.loads(body)
     except (ValueError, AttributeError):
         payload = None
-    text = _error_text(payload) or " ".join(body[:200].decode("utf-8", "replace").split()) or \
-        "no error body"
+    text = (
+        _error_text(payload)
+        or " ".join(body[:200].decode("utf-8", "replace").split())
+        or "no error body"
+    )
     if status in (401, 403):
         return QueryFailed("denied", text, status)
     if status == 429:
         headers = getattr(response, "headers", {}) or {}
-        return QueryFailed("throttled", text, status,
-                           retry_after_seconds(headers.get("Retry-After")))
+        return QueryFailed(
+            "throttled", text, status, retry_after_seconds(headers.get("Retry-After"))
+        )
     if status in TRANSIENT or status >= 500:
         return QueryFailed("transient", text, status)
     return QueryFailed("rejected", text, status)
@@ -277,8 +311,10 @@ def _failure(status: int, response) -> QueryFailed:
 
 def _answer(payload: dict, nbytes: int) -> Answer:
     tables = payload.get("tables") or []
-    table = next((t for t in tables if t.get("name") == "PrimaryResult"), tables[0] if tables
-                 else {"columns": [], "rows": []})
+    table = next(
+        (t for t in tables if t.get("name") == "PrimaryResult"),
+        tables[0] if tables else {"columns": [], "rows": []},
+    )
     columns = [(c["name"], c.get("type", "string")) for c in table.get("columns", [])]
     truncated = None
     if payload.get("error"):

@@ -32,34 +32,69 @@ from typing import Protocol, runtime_checkable
 
 from ..errors import UsageError
 from .folder import FSSPEC, FilesSource, locate, split_scheme
-from .scan import (DATETIME, DYNAMIC, JSON_TEXT_STRINGS, REPAIRED, TABLES, Scan, _hourly, _keep,
-                   _newest, _parse_times, _ticks, _typed)
+from .scan import (
+    DATETIME,
+    DYNAMIC,
+    JSON_TEXT_STRINGS,
+    REPAIRED,
+    TABLES,
+    Scan,
+    _hourly,
+    _keep,
+    _newest,
+    _parse_times,
+    _ticks,
+    _typed,
+)
 
-__all__ = ["DATETIME", "DYNAMIC", "JSON_TEXT_STRINGS", "REPAIRED", "TABLES", "Scan", "Source",
-           "FilesSource", "KINDS", "open_source", "read_table", "locate", "local_path", "kind",
-           "_hourly", "_keep", "_newest", "_parse_times", "_ticks", "_typed"]
+__all__ = [
+    "DATETIME",
+    "DYNAMIC",
+    "JSON_TEXT_STRINGS",
+    "REPAIRED",
+    "TABLES",
+    "Scan",
+    "Source",
+    "FilesSource",
+    "KINDS",
+    "open_source",
+    "read_table",
+    "locate",
+    "local_path",
+    "kind",
+    "_hourly",
+    "_keep",
+    "_newest",
+    "_parse_times",
+    "_ticks",
+    "_typed",
+]
 
 
 @runtime_checkable
 class Source(Protocol):
     """What every kind of source offers (FilesSource, remote.LogAnalyticsSource, AdxSource)."""
 
-    name: str   # the kind: "files", "loganalytics", "kusto"
+    name: str  # the kind: "files", "loganalytics", "kusto"
 
     @property
     def url(self) -> str:
         """Where it reads, for messages: never a credential."""
 
-    def scan(self, table: str, start, end, columns: dict[str, str],
-             prefilter: bool = True) -> Scan:
+    def scan(self, table: str, start, end, columns: dict[str, str], prefilter: bool = True) -> Scan:
         """Rows of `table` with TimeGenerated in [start, end), restricted to `columns` (name ->
         the rule's type). With `prefilter`, rows the rule's first `where` on this side drops may
         be left out (correlation.PUSHDOWN); the profile always covers every row of the window."""
 
 
 # URL scheme -> kind (None: a path on this machine)
-KINDS = {None: "files", "file": "files", **{s: "files" for s in FSSPEC},
-         "loganalytics": "loganalytics", "kusto": "kusto"}
+KINDS = {
+    None: "files",
+    "file": "files",
+    **{s: "files" for s in FSSPEC},
+    "loganalytics": "loganalytics",
+    "kusto": "kusto",
+}
 
 
 def kind(value) -> str:
@@ -69,8 +104,9 @@ def kind(value) -> str:
     scheme = split_scheme(value)[0]
     if scheme not in KINDS:
         known = ", ".join(sorted(f"{s}://" for s in KINDS if s))
-        raise UsageError(f"source {scheme}://...: not a kind of source known here (a folder "
-                         f"path, or {known})")
+        raise UsageError(
+            f"source {scheme}://...: not a kind of source known here (a folder path, or {known})"
+        )
     return KINDS[scheme]
 
 
@@ -101,11 +137,16 @@ def open_source(value, credential=None, client=None, cache=None) -> Source:
     return remote.from_url(str(value), credential=credential, client=client)
 
 
-def read_table(source, table: str, start: datetime, end: datetime, columns: dict[str, str],
-               prefilter: bool = True) -> Scan:
+def read_table(
+    source,
+    table: str,
+    start: datetime,
+    end: datetime,
+    columns: dict[str, str],
+    prefilter: bool = True,
+) -> Scan:
     """Rows of `table` with TimeGenerated in [start, end), restricted to `columns` (name -> type),
     from any source `open_source` takes. With `prefilter`, only rows that pass the query's first
     `where` on this table are kept (see correlation.PUSHDOWN); the counts and hourly profile
     still cover every row in the window."""
     return open_source(source).scan(table, start, end, columns, prefilter)
-

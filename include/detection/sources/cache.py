@@ -36,7 +36,7 @@ import pandas as pd
 # Bump when what a piece holds, or how it is read, changes: older entries are then never used.
 VERSION = 1
 HOUR_NS = 3600 * 10**9
-_FOOTER_TAIL = 64 << 10      # one read from the end usually holds the whole footer
+_FOOTER_TAIL = 64 << 10  # one read from the end usually holds the whole footer
 _KEY_FIELD = b"detection.cache.key"
 _HOURLY_FIELD = b"detection.cache.hourly"
 
@@ -72,7 +72,7 @@ def identity(storage, path) -> Identity | None:
     import pyarrow.parquet as pq
 
     try:
-        if getattr(storage, "fs", None) is None:   # this machine
+        if getattr(storage, "fs", None) is None:  # this machine
             st = os.stat(path)
             size, mtime = st.st_size, str(st.st_mtime_ns)
             with open(path, "rb") as fh:
@@ -80,8 +80,14 @@ def identity(storage, path) -> Identity | None:
         else:
             info = storage.fs.info(path)
             size = int(info.get("size") or 0)
-            stamp = next((info[k] for k in ("mtime", "last_modified", "LastModified", "etag",
-                                            "ETag", "created") if info.get(k) is not None), "")
+            stamp = next(
+                (
+                    info[k]
+                    for k in ("mtime", "last_modified", "LastModified", "etag", "ETag", "created")
+                    if info.get(k) is not None
+                ),
+                "",
+            )
             mtime = str(stamp)
             with storage.fs.open(path, "rb") as fh:
                 tail = _tail(fh, size)
@@ -92,15 +98,18 @@ def identity(storage, path) -> Identity | None:
     length = int.from_bytes(tail[-8:-4], "little")
     if length + 8 > len(tail):
         if length + 8 > size:
-            return None   # the footer says it is longer than the file
+            return None  # the footer says it is longer than the file
         try:
-            opener = open(path, "rb") if getattr(storage, "fs", None) is None \
+            opener = (
+                open(path, "rb")
+                if getattr(storage, "fs", None) is None
                 else storage.fs.open(path, "rb")
+            )
             with opener as fh:
                 tail = _tail(fh, size, length + 8)
         except (OSError, ValueError):
             return None
-    footer = tail[-(length + 8):]
+    footer = tail[-(length + 8) :]
     try:
         meta = pq.read_metadata(pa.BufferReader(b"PAR1" + footer))
         lo, hi = _time_range(meta)
@@ -142,7 +151,7 @@ def _time_range(meta):
 
 
 def _utc(value) -> pd.Timestamp:
-    if not hasattr(value, "year"):     # INT96 and other untyped statistics: unusable
+    if not hasattr(value, "year"):  # INT96 and other untyped statistics: unusable
         raise TypeError("not a timestamp")
     stamp = pd.Timestamp(value)
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
@@ -158,9 +167,19 @@ class Cache:
         return f"Cache({str(self.root)!r})"
 
     def key(self, table: str, name: str, ident: Identity, query: dict) -> str:
-        text = json.dumps({"v": VERSION, "table": table, "file": name, "size": ident.size,
-                           "mtime": ident.mtime, "footer": ident.footer, "query": query},
-                          sort_keys=True, default=str)
+        text = json.dumps(
+            {
+                "v": VERSION,
+                "table": table,
+                "file": name,
+                "size": ident.size,
+                "mtime": ident.mtime,
+                "footer": ident.footer,
+                "query": query,
+            },
+            sort_keys=True,
+            default=str,
+        )
         return hashlib.sha256(text.encode()).hexdigest()
 
     def path(self, key: str) -> Path:
@@ -196,8 +215,10 @@ class Cache:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            meta = {_KEY_FIELD: key.encode(),
-                    _HOURLY_FIELD: json.dumps([list(h) for h in hourly]).encode()}
+            meta = {
+                _KEY_FIELD: key.encode(),
+                _HOURLY_FIELD: json.dumps([list(h) for h in hourly]).encode(),
+            }
             pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
             os.replace(tmp, path)
         except OSError:

@@ -32,10 +32,22 @@ from . import records
 from .scan import Scan
 
 # The folders of a workspace's resource id (None: any name), matched without regard to case.
-RESOURCE = ("WorkspaceResourceId=", "subscriptions", None, "resourcegroups", None, "providers",
-            "microsoft.operationalinsights", "workspaces", None)
-_TIME = {"y": re.compile(r"y=(\d{4})"), "m": re.compile(r"m=(\d{2})"),
-         "d": re.compile(r"d=(\d{2})")}
+RESOURCE = (
+    "WorkspaceResourceId=",
+    "subscriptions",
+    None,
+    "resourcegroups",
+    None,
+    "providers",
+    "microsoft.operationalinsights",
+    "workspaces",
+    None,
+)
+_TIME = {
+    "y": re.compile(r"y=(\d{4})"),
+    "m": re.compile(r"m=(\d{2})"),
+    "d": re.compile(r"d=(\d{2})"),
+}
 _HOUR = re.compile(r"h=(\d{2})")
 _MINUTE = re.compile(r"m=(\d{2})")
 DEFAULT_SLACK = timedelta(hours=1)
@@ -62,8 +74,9 @@ def slack_from_env(value=None) -> timedelta:
     try:
         return parse_timespan(str(text).strip())
     except UsageError:
-        raise UsageError(f"DETECTION_EXPORT_SLACK: not a duration: {text!r} (e.g. 1h, 90m, "
-                         "0)") from None
+        raise UsageError(
+            f"DETECTION_EXPORT_SLACK: not a duration: {text!r} (e.g. 1h, 90m, 0)"
+        ) from None
 
 
 def workspaces(storage, folder, table: str) -> dict[str, object]:
@@ -78,22 +91,33 @@ def workspaces(storage, folder, table: str) -> dict[str, object]:
                 inner = storage.join(path, name)
                 if not is_dir or (expected is not None and name.lower() != expected.lower()):
                     what = "folder" if is_dir else "file"
-                    raise SourceError(table, (
-                        f"unexpected {what} {storage.display(inner)} in the data export layout "
-                        f"(expected {_expected(names)})"))
+                    raise SourceError(
+                        table,
+                        (
+                            f"unexpected {what} {storage.display(inner)} in the data export layout "
+                            f"(expected {_expected(names)})"
+                        ),
+                    )
                 deeper.append((inner, (*names, name)))
         level = deeper
     found = {"/" + "/".join(names[1:]): path for path, names in level}
     if not found:
-        raise SourceError(table, f"no workspace in the data export container "
-                                 f"{storage.display(folder)} (expected {_expected(())})")
+        raise SourceError(
+            table,
+            f"no workspace in the data export container "
+            f"{storage.display(folder)} (expected {_expected(())})",
+        )
     return found
 
 
 def _expected(names: tuple) -> str:
-    shown = [n if n is not None else f"<{w}>" for n, w in
-             zip(RESOURCE, ("", "", "subscription", "", "resource group", "", "", "", "name"))]
-    return "/".join(shown[:len(names) + 1]) + (" ..." if len(names) + 1 < len(RESOURCE) else "")
+    shown = [
+        n if n is not None else f"<{w}>"
+        for n, w in zip(
+            RESOURCE, ("", "", "subscription", "", "resource group", "", "", "", "name")
+        )
+    ]
+    return "/".join(shown[: len(names) + 1]) + (" ..." if len(names) + 1 < len(RESOURCE) else "")
 
 
 def hour_files(storage, folder, table: str, lo: pd.Timestamp, hi: pd.Timestamp) -> list:
@@ -128,9 +152,12 @@ def _level(storage, path, table: str, key: str):
         inner = storage.join(path, name)
         match = pattern.fullmatch(name)
         if not is_dir or not match:
-            raise SourceError(table, f"unexpected {'folder' if is_dir else 'file'} "
-                                     f"{storage.display(inner)} in the data export layout "
-                                     f"(expected a folder {key}={'YYYY' if key == 'y' else 'NN'})")
+            raise SourceError(
+                table,
+                f"unexpected {'folder' if is_dir else 'file'} "
+                f"{storage.display(inner)} in the data export layout "
+                f"(expected a folder {key}={'YYYY' if key == 'y' else 'NN'})",
+            )
         yield int(match.group(1)), inner
 
 
@@ -138,18 +165,28 @@ def _date(storage, path, table: str, y: int, m: int, d: int) -> pd.Timestamp:
     try:
         return pd.Timestamp(year=y, month=m, day=d, tz="UTC")
     except ValueError:
-        raise SourceError(table, f"{storage.display(path)}: not a date ({y:04d}-{m:02d}-{d:02d}) "
-                                 "in the data export layout") from None
+        raise SourceError(
+            table,
+            f"{storage.display(path)}: not a date ({y:04d}-{m:02d}-{d:02d}) "
+            "in the data export layout",
+        ) from None
 
 
 def _hour(storage, path, parts: tuple, table: str) -> pd.Timedelta:
     """A day's file must be h=HH/m=MM/<name>.json."""
-    ok = (len(parts) == 3 and _HOUR.fullmatch(parts[0]) and _MINUTE.fullmatch(parts[1])
-          and parts[2].endswith(".json"))
+    ok = (
+        len(parts) == 3
+        and _HOUR.fullmatch(parts[0])
+        and _MINUTE.fullmatch(parts[1])
+        and parts[2].endswith(".json")
+    )
     hour = int(parts[0][2:]) if ok else None
     if not ok or hour > 23 or int(parts[1][2:]) > 59:
-        raise SourceError(table, f"unexpected file {storage.display(path)} in the data export "
-                                 "layout (expected h=HH/m=MM/PT05M.json or PT1H.json under a day)")
+        raise SourceError(
+            table,
+            f"unexpected file {storage.display(path)} in the data export "
+            "layout (expected h=HH/m=MM/PT05M.json or PT1H.json under a day)",
+        )
     return pd.Timedelta(hours=hour)
 
 
@@ -157,8 +194,17 @@ def _overlaps(a: pd.Timestamp, b: pd.Timestamp, lo: pd.Timestamp, hi: pd.Timesta
     return a < hi and b > lo
 
 
-def read(storage, folder, table: str, start, end, columns, rules, only=None,
-         slack: timedelta = DEFAULT_SLACK) -> Scan:
+def read(
+    storage,
+    folder,
+    table: str,
+    start,
+    end,
+    columns,
+    rules,
+    only=None,
+    slack: timedelta = DEFAULT_SLACK,
+) -> Scan:
     """The table's rows for [start, end) from the export container `folder`: every workspace's,
     or those in `only` (resource ids)."""
     found = workspaces(storage, folder, table)
@@ -167,10 +213,22 @@ def read(storage, folder, table: str, start, end, columns, rules, only=None,
         lower = {w.lower(): w for w in found}
         absent = [w for w in only if w.lower() not in lower]
         if absent:
-            raise SourceError(table, f"workspace {', '.join(absent)} has no data export in "
-                                     f"{storage.display(folder)} (found: {', '.join(chosen)})")
+            raise SourceError(
+                table,
+                f"workspace {', '.join(absent)} has no data export in "
+                f"{storage.display(folder)} (found: {', '.join(chosen)})",
+            )
         chosen = [lower[w.lower()] for w in only]
     lo, hi = pd.Timestamp(start) - slack, pd.Timestamp(end) + slack
     paths = [p for w in chosen for p in hour_files(storage, found[w], table, lo, hi)]
-    return records.read_jsonl(storage, paths, table, start, end, columns, rules,
-                              source=storage.display(folder), fmt="export")
+    return records.read_jsonl(
+        storage,
+        paths,
+        table,
+        start,
+        end,
+        columns,
+        rules,
+        source=storage.display(folder),
+        fmt="export",
+    )

@@ -42,13 +42,26 @@ from .scan import Scan
 from .storage import DIRECTORY, LOCAL, REGULAR, FsspecStorage
 
 # scheme -> the package that provides it (None: fsspec itself)
-FSSPEC = {"memory": None, "abfs": "adlfs", "abfss": "adlfs", "az": "adlfs", "s3": "s3fs",
-          "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs"}
+FSSPEC = {
+    "memory": None,
+    "abfs": "adlfs",
+    "abfss": "adlfs",
+    "az": "adlfs",
+    "s3": "s3fs",
+    "s3a": "s3fs",
+    "gs": "gcsfs",
+    "gcs": "gcsfs",
+}
 _AZURE = {"abfs", "abfss", "az"}
 # what the storage clients read from the environment that is a secret
-_SECRET_ENV = ("AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_TOKEN",
-               "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_CLIENT_SECRET",
-               "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+_SECRET_ENV = (
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_CLIENT_SECRET",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+)
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(/.*)$", re.S)
 _CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")  # Azure's naming rules
 
@@ -58,10 +71,17 @@ class FilesSource:
 
     name = "files"
 
-    def __init__(self, root, storage=LOCAL, *, workspaces: tuple[str, ...] = (),
-                 slack: timedelta | str | None = None, cache=None):
+    def __init__(
+        self,
+        root,
+        storage=LOCAL,
+        *,
+        workspaces: tuple[str, ...] = (),
+        slack: timedelta | str | None = None,
+        cache=None,
+    ):
         self.root, self.storage = root, storage
-        self.workspaces = tuple(workspaces)   # of an export: these only (default: every one)
+        self.workspaces = tuple(workspaces)  # of an export: these only (default: every one)
         self.slack = export.slack_from_env(slack)
         # Parquet files' scan pieces (cache.py): None -> config.cache(), False -> none
         self.cache = from_setting(cache)
@@ -76,9 +96,11 @@ class FilesSource:
         if scheme == "file":
             return cls(_file_path(rest), **settings)
         if scheme not in FSSPEC:
-            raise UsageError(f"source {scheme}://...: not a kind of source known here (a folder "
-                             "path, file://, memory://, abfs://, az://, s3://, gs://, "
-                             "loganalytics:// or kusto://)")
+            raise UsageError(
+                f"source {scheme}://...: not a kind of source known here (a folder "
+                "path, file://, memory://, abfs://, az://, s3://, gs://, "
+                "loganalytics:// or kusto://)"
+            )
         storage, root = _fsspec(scheme, rest, credential, client)
         return cls(root, storage, **settings)
 
@@ -95,34 +117,43 @@ class FilesSource:
         """The one place `table` lives. Two layouts of one table are refused: reading either
         would silently ignore the other's rows."""
         join, root = self.storage.join, self.root
-        candidates = [("jsonl", join(root, f"{table}.jsonl")), ("parquet", join(root, table)),
-                      ("csv", join(root, f"{table}.csv")),
-                      ("export", join(root, export.container(table)))]
+        candidates = [
+            ("jsonl", join(root, f"{table}.jsonl")),
+            ("parquet", join(root, table)),
+            ("csv", join(root, f"{table}.csv")),
+            ("export", join(root, export.container(table))),
+        ]
         found = [(fmt, path) for fmt, path in candidates if self.storage.lexists(path, table)]
         if not found:
-            raise SourceError(table, f"not found in {self.url} (looked for {table}.jsonl, "
-                                     f"{table}/ of Parquet files, {table}.csv, and the data "
-                                     f"export container {export.container(table)}/)")
+            raise SourceError(
+                table,
+                f"not found in {self.url} (looked for {table}.jsonl, "
+                f"{table}/ of Parquet files, {table}.csv, and the data "
+                f"export container {export.container(table)}/)",
+            )
         if len(found) > 1:
             shown = ", ".join(self.storage.display(p) for _, p in found)
-            raise SourceError(table, "found in more than one format, so which rows count is "
-                                     f"ambiguous: {shown} (keep one)")
+            raise SourceError(
+                table,
+                "found in more than one format, so which rows count is "
+                f"ambiguous: {shown} (keep one)",
+            )
         fmt, path = found[0]
         kind = self.storage.kind(path, table)
         shown = self.storage.display(path)
         if fmt == "parquet" and kind != DIRECTORY:
             raise SourceError(table, f"{shown} is {kind}, expected a folder of Parquet files")
         if fmt == "export" and kind != DIRECTORY:
-            raise SourceError(table, f"{shown} is {kind}, expected the data export's container "
-                                     "(a folder)")
+            raise SourceError(
+                table, f"{shown} is {kind}, expected the data export's container (a folder)"
+            )
         if fmt in ("jsonl", "csv") and kind != REGULAR:
             raise SourceError(table, f"{shown} is {kind}, not a regular file")
         return fmt, path
 
     # --- the Source interface -------------------------------------------------------------------
 
-    def scan(self, table: str, start, end, columns: dict[str, str],
-             prefilter: bool = True) -> Scan:
+    def scan(self, table: str, start, end, columns: dict[str, str], prefilter: bool = True) -> Scan:
         """Rows of `table` with TimeGenerated in [start, end), restricted to `columns` (name ->
         type), in TimeGenerated order (ties in the order the files hold them, so every layout of
         the same rows gives the same frame). With `prefilter`, only rows that may pass the
@@ -130,21 +161,34 @@ class FilesSource:
         hourly profile still cover every row in the window."""
         fmt, path = self.locate(table)
         if self.workspaces and fmt != "export":
-            raise SourceError(table, f"{self.storage.display(path)} holds no workspaces to "
-                                     "choose from (only the data export layout does)")
+            raise SourceError(
+                table,
+                f"{self.storage.display(path)} holds no workspaces to "
+                "choose from (only the data export layout does)",
+            )
         rules = PUSHDOWN.get(table) if prefilter else None
         start, end = pd.Timestamp(start), pd.Timestamp(end)
         if fmt == "parquet":
-            scan = parquet.read_parquet(self.storage, path, table, start, end, columns, rules,
-                                        self.cache)
+            scan = parquet.read_parquet(
+                self.storage, path, table, start, end, columns, rules, self.cache
+            )
         elif fmt == "csv":
             scan = records.read_csv(self.storage, path, table, start, end, columns, rules)
         elif fmt == "jsonl":
-            scan = records.read_jsonl(self.storage, [path], table, start, end, columns, rules,
-                                      source=self.storage.display(path))
+            scan = records.read_jsonl(
+                self.storage,
+                [path],
+                table,
+                start,
+                end,
+                columns,
+                rules,
+                source=self.storage.display(path),
+            )
         else:
-            scan = export.read(self.storage, path, table, start, end, columns, rules,
-                               self.workspaces, self.slack)
+            scan = export.read(
+                self.storage, path, table, start, end, columns, rules, self.workspaces, self.slack
+            )
         # A column absent from the source is absent from the frame: the quality gate names it.
         frame = scan.frame.drop(columns=scan.missing_columns)
         if "TimeGenerated" in frame and len(frame) > 1:
@@ -171,8 +215,13 @@ class FilesSource:
     def only(self, workspace: str) -> "FilesSource":
         """This source for one workspace of its data export (one mapped task per workspace, as
         LogAnalyticsSource.only); a workspace the export lacks fails the scan, naming it."""
-        return FilesSource(self.root, self.storage, workspaces=(workspace.strip(),),
-                           slack=self.slack, cache=self.cache or False)
+        return FilesSource(
+            self.root,
+            self.storage,
+            workspaces=(workspace.strip(),),
+            slack=self.slack,
+            cache=self.cache or False,
+        )
 
 
 def split_scheme(value) -> tuple[str | None, str]:
@@ -211,14 +260,18 @@ def _fsspec(scheme: str, rest: str, credential, client):
     except ValueError:
         raise UsageError(f"source {scheme}://...: not a URL") from None
     if ":" in netloc.rpartition("@")[0]:
-        raise UsageError(f"source {scheme}://...: credentials in the URL's user part are not "
-                         "accepted (use a SAS token as the query, or the environment)")
+        raise UsageError(
+            f"source {scheme}://...: credentials in the URL's user part are not "
+            "accepted (use a SAS token as the query, or the environment)"
+        )
     host = netloc.rpartition("@")[2] if scheme in _AZURE and "." in netloc else None
     options: dict = {}
     if query:
         if scheme not in _AZURE:
-            raise UsageError(f"source {scheme}://...: takes no options (?...); credentials come "
-                             "from the environment")
+            raise UsageError(
+                f"source {scheme}://...: takes no options (?...); credentials come "
+                "from the environment"
+            )
         options["sas_token"] = query
     if credential is not None and scheme in _AZURE:
         options["credential"] = credential
@@ -231,16 +284,19 @@ def _fsspec(scheme: str, rest: str, credential, client):
             cls = fsspec.get_filesystem_class(scheme)
         except (ImportError, ValueError):
             package = FSSPEC[scheme]
-            raise UsageError(f"source {scheme}://...: needs the {package} package "
-                             f"(pip install {package})") from None
+            raise UsageError(
+                f"source {scheme}://...: needs the {package} package (pip install {package})"
+            ) from None
         options = {**cls._get_kwargs_from_urls(base), **options}
         try:
             fs = cls(**options)
         except Exception as exc:  # a client that cannot be built: say which, without secrets
             from ..connections import redact
 
-            raise UsageError(f"source {scheme}://...: cannot open the filesystem "
-                             f"({type(exc).__name__}: {redact(str(exc))})") from None
+            raise UsageError(
+                f"source {scheme}://...: cannot open the filesystem "
+                f"({type(exc).__name__}: {redact(str(exc))})"
+            ) from None
     errors = ()
     if scheme in _AZURE:
         try:

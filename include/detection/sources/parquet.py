@@ -21,7 +21,7 @@ from .records import _SURROGATE_ESCAPE, _unicode_json_text
 from .scan import DATETIME, DYNAMIC, REPAIRED, Scan, _keep, _ticks, _typed
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_GLOB = re.compile(r"[*?\[]")          # what makes DuckDB read a file name as a pattern
+_GLOB = re.compile(r"[*?\[]")  # what makes DuckDB read a file name as a pattern
 _GLOB_ESCAPE = re.compile(r"[*?\[\]]")
 _SRC = "read_parquet($files, hive_partitioning = false, union_by_name = true)"
 
@@ -36,8 +36,9 @@ def read_parquet(storage, path, table: str, start, end, columns, rules, cache=No
 
     for column in [*columns, *(r[0] for r in rules or ())]:
         if not _IDENT.fullmatch(column):
-            raise UsageError(f"{table}: column name {column!r} in the rule is not a plain "
-                             "identifier")
+            raise UsageError(
+                f"{table}: column name {column!r} in the rule is not a plain identifier"
+            )
     listed = storage.files(path, table, ".parquet")  # {name: path parts under the folder}
     if not listed:
         raise SourceError(table, f"no Parquet files under {storage.display(path)}")
@@ -51,16 +52,16 @@ def read_parquet(storage, path, table: str, start, end, columns, rules, cache=No
         pieces = None
         if cache is not None and cache_mod.servable(start, end):
             pieces = _Pieces(cache, storage, origin)
-        return _scan_parquet(con, storage.display(path), table, start, end, columns, rules,
-                             files, pieces)
+        return _scan_parquet(
+            con, storage.display(path), table, start, end, columns, rules, files, pieces
+        )
     except duckdb.Error as exc:
         raise _duckdb_error(con, exc, table, storage.display(path), shown, columns) from None
     finally:
         con.close()
 
 
-def _scan_parquet(con, path: str, table, start, end, columns, rules, files,
-                  pieces=None) -> Scan:
+def _scan_parquet(con, path: str, table, start, end, columns, rules, files, pieces=None) -> Scan:
     con.execute("SET TimeZone = 'UTC'")
     # Prefetching reads whole column chunks ahead, the wide strings included, although the
     # pushed-down filters keep a few rows in 4,000: off, the scan holds one page per column and
@@ -69,17 +70,31 @@ def _scan_parquet(con, path: str, table, start, end, columns, rules, files,
     con.execute("SET disable_parquet_prefetching = true")
     names = {f: _duckdb_path(f, table, con) for f in files}
     everything = {"files": list(names.values())}
-    types = {name: kind for name, kind, *_ in
-             con.sql(f"DESCRIBE SELECT * FROM {_SRC}", params=everything).fetchall()}
+    types = {
+        name: kind
+        for name, kind, *_ in con.sql(
+            f"DESCRIBE SELECT * FROM {_SRC}", params=everything
+        ).fetchall()
+    }
     missing = [c for c in columns if c not in types]
     source_types = {c: _kind(types[c]) for c in columns if c in types}
     if "TimeGenerated" in missing:
         total = con.sql(f"SELECT count(*) FROM {_SRC}", params=everything).fetchall()[0][0]
-        return Scan(table, _typed(pd.DataFrame({c: [] for c in columns}), columns), path,
-                    "parquet", total, 0, missing, [], source_types=source_types)
+        return Scan(
+            table,
+            _typed(pd.DataFrame({c: [] for c in columns}), columns),
+            path,
+            "parquet",
+            total,
+            0,
+            missing,
+            [],
+            source_types=source_types,
+        )
     if not types["TimeGenerated"].startswith("TIMESTAMP"):
-        raise SourceError(table, f"is {types['TimeGenerated']} in {path}, expected a timestamp",
-                          "TimeGenerated")
+        raise SourceError(
+            table, f"is {types['TimeGenerated']} in {path}, expected a timestamp", "TimeGenerated"
+        )
     total, null_times = _row_counts(con, everything)
     # Hive `date=` partitions far outside the window are not read at all (a day of slack each
     # side, in case the export partitions by ingestion date); TimeGenerated is still exact.
@@ -90,8 +105,7 @@ def _scan_parquet(con, path: str, table, start, end, columns, rules, files,
     served = None
     if near and pieces is not None:
         near_files = [f for f in files if _near_window(files[f], start, end)]
-        served = pieces.window(con, table, near_files, names, start, end, present, types,
-                               rules)
+        served = pieces.window(con, table, near_files, names, start, end, present, types, rules)
     if served is not None:
         hourly, frame = served
     elif near:
@@ -100,39 +114,79 @@ def _scan_parquet(con, path: str, table, start, end, columns, rules, files,
         hourly = con.sql(
             f"SELECT epoch_ns(TimeGenerated) // 3600000000000 AS h, count(*), "
             f"max(epoch_ns(TimeGenerated)) FROM {_SRC} WHERE {window} GROUP BY h",
-            params=params).fetchall()
+            params=params,
+        ).fetchall()
         keep, literals = _sql_predicates(rules, types)
-        frame = con.sql(f"SELECT {', '.join(map(_ident, present))} FROM {_SRC} "
-                        f"WHERE {' AND '.join([window, *keep])}",
-                        params={**params, **literals}).to_arrow_table().to_pandas()
+        frame = (
+            con.sql(
+                f"SELECT {', '.join(map(_ident, present))} FROM {_SRC} "
+                f"WHERE {' AND '.join([window, *keep])}",
+                params={**params, **literals},
+            )
+            .to_arrow_table()
+            .to_pandas()
+        )
     for c in missing:
         frame[c] = None
     frame["TimeGenerated"] = _ticks(pd.to_datetime(frame["TimeGenerated"], utc=True))
     for c, kind in columns.items():
         if kind == DYNAMIC and c in present and source_types[c] != "string":
-            frame[c] = frame[c].map(lambda v: None if v is None else
-                                    json.dumps(v, separators=(",", ":"), ensure_ascii=False,
-                                               default=str))
+            frame[c] = frame[c].map(
+                lambda v: (
+                    None
+                    if v is None
+                    else json.dumps(v, separators=(",", ":"), ensure_ascii=False, default=str)
+                )
+            )
     frame = _keep(frame, rules)  # predicates the SQL could not take (non-string columns)
     quarantine = []
     if null_times:
-        quarantine.append({"table": table, "source": path, "line": None,
-                           "reason": "null TimeGenerated", "raw": None, "count": null_times,
-                           "kept": False})
+        quarantine.append(
+            {
+                "table": table,
+                "source": path,
+                "line": None,
+                "reason": "null TimeGenerated",
+                "raw": None,
+                "count": null_times,
+                "kept": False,
+            }
+        )
     for c, kind in columns.items():
         if kind == DYNAMIC and c in present and len(frame):
             frame[c], fixed = _unicode_json_column(frame[c])
             if fixed:
-                quarantine.append({"table": table, "source": path, "line": None,
-                                   "column": c, "reason": REPAIRED, "raw": None, "count": fixed,
-                                   "kept": True})
+                quarantine.append(
+                    {
+                        "table": table,
+                        "source": path,
+                        "line": None,
+                        "column": c,
+                        "reason": REPAIRED,
+                        "raw": None,
+                        "count": fixed,
+                        "kept": True,
+                    }
+                )
     in_window = sum(n for _, n, _ in hourly)
-    counts = {pd.Timestamp(h * 3600 * 10**9, tz="UTC").strftime("%Y-%m-%dT%H"): n
-              for h, n, _ in hourly}
+    counts = {
+        pd.Timestamp(h * 3600 * 10**9, tz="UTC").strftime("%Y-%m-%dT%H"): n for h, n, _ in hourly
+    }
     newest = max((t for *_, t in hourly), default=None)
     newest = None if newest is None else pd.Timestamp(newest // 100 * 100, tz="UTC").isoformat()
-    return Scan(table, _typed(frame, columns), path, "parquet", total, in_window, missing,
-                quarantine, counts, newest, source_types)
+    return Scan(
+        table,
+        _typed(frame, columns),
+        path,
+        "parquet",
+        total,
+        in_window,
+        missing,
+        quarantine,
+        counts,
+        newest,
+        source_types,
+    )
 
 
 class _Pieces:
@@ -147,8 +201,12 @@ class _Pieces:
 
     def window(self, con, table, files, names, start, end, present, types, rules):
         keep, literals = _sql_predicates(rules, types)
-        query = {"columns": {c: types[c] for c in present}, "where": keep,
-                 "literals": literals, "rules": repr(rules)}
+        query = {
+            "columns": {c: types[c] for c in present},
+            "where": keep,
+            "literals": literals,
+            "rules": repr(rules),
+        }
         todo = []
         for f in files:
             ident = cache_mod.identity(self.storage, self.origin[f])
@@ -181,18 +239,23 @@ class _Pieces:
         """One file's piece: its candidate rows at any time and its hourly profile, as the
         uncached scan's two passes compute them without the window."""
         one = {"files": [name]}
-        own = {n: kind for n, kind, *_ in
-               con.sql(f"DESCRIBE SELECT * FROM {_SRC}", params=one).fetchall()}
+        own = {
+            n: kind
+            for n, kind, *_ in con.sql(f"DESCRIBE SELECT * FROM {_SRC}", params=one).fetchall()
+        }
         if any(own.get(c) != types[c] for c in present):
             return None  # the folder's union of schemas differs from this file's: no piece
         timed = f"{_ident('TimeGenerated')} IS NOT NULL"
         hourly = con.sql(
             f"SELECT epoch_ns(TimeGenerated) // 3600000000000 AS h, count(*), "
             f"max(epoch_ns(TimeGenerated)) FROM {_SRC} WHERE {timed} GROUP BY h ORDER BY h",
-            params=one).fetchall()
-        rows = con.sql(f"SELECT {', '.join(map(_ident, present))} FROM {_SRC} "
-                       f"WHERE {' AND '.join([timed, *keep])}",
-                       params={**one, **literals}).to_arrow_table()
+            params=one,
+        ).fetchall()
+        rows = con.sql(
+            f"SELECT {', '.join(map(_ident, present))} FROM {_SRC} "
+            f"WHERE {' AND '.join([timed, *keep])}",
+            params={**one, **literals},
+        ).to_arrow_table()
         return rows, hourly
 
 
@@ -204,13 +267,19 @@ def _duckdb_path(path: str, table: str, con) -> str:
     if not _GLOB.search(path):
         return path
     if "\\" in path:  # in a glob DuckDB splits at backslashes: the name has no escaped form
-        raise SourceError(table, f"cannot read {path!r}: DuckDB reads a name holding both a "
-                                 "backslash and * ? [ ] as a pattern (rename the file)")
+        raise SourceError(
+            table,
+            f"cannot read {path!r}: DuckDB reads a name holding both a "
+            "backslash and * ? [ ] as a pattern (rename the file)",
+        )
     pattern = _GLOB_ESCAPE.sub(lambda m: f"[{m.group()}]", path)
     matches = [m for (m,) in con.sql("SELECT file FROM glob($p)", params={"p": pattern}).fetchall()]
     if matches != [path]:
-        raise SourceError(table, f"cannot read {path!r} by name alone (DuckDB matches "
-                                 f"{len(matches)} file(s) for it; rename the file)")
+        raise SourceError(
+            table,
+            f"cannot read {path!r} by name alone (DuckDB matches "
+            f"{len(matches)} file(s) for it; rename the file)",
+        )
     return pattern
 
 
@@ -230,8 +299,7 @@ def _near_window(parts: tuple[str, ...], start, end) -> bool:
     return True
 
 
-def _duckdb_error(con, exc, table: str, path: str, shown: dict[str, str],
-                  columns) -> SourceError:
+def _duckdb_error(con, exc, table: str, path: str, shown: dict[str, str], columns) -> SourceError:
     """DuckDB's error as a SourceError naming the table, the file and (invalid text) the
     column. Invalid UTF-8 is named, not quoted: the value could be anything, a secret too."""
     from ..connections import redact
@@ -240,9 +308,12 @@ def _duckdb_error(con, exc, table: str, path: str, shown: dict[str, str],
     where = next((f for f in shown if f in message), None)
     if "UTF8" in message or "UTF-8" in message:
         column = _column_with_invalid_text(con, where, columns) if where else None
-        return SourceError(table, f"invalid UTF-8 in a string column of Parquet file "
-                                  f"{shown[where] if where else path} (re-export it as UTF-8)",
-                           column)
+        return SourceError(
+            table,
+            f"invalid UTF-8 in a string column of Parquet file "
+            f"{shown[where] if where else path} (re-export it as UTF-8)",
+            column,
+        )
     place = f"file {shown[where]}" if where else f"folder {path}"
     return SourceError(table, f"cannot read Parquet {place}: {redact(message)}")
 
@@ -255,9 +326,16 @@ def _column_with_invalid_text(con, file: str, columns) -> str | None:
         if kind == DATETIME:
             continue
         try:
-            con.sql(f"SELECT max(length({_ident(column)})) FROM read_parquet($f)",
-                    params={"f": [_GLOB_ESCAPE.sub(lambda m: f"[{m.group()}]", file)
-                                  if _GLOB.search(file) else file]}).fetchall()
+            con.sql(
+                f"SELECT max(length({_ident(column)})) FROM read_parquet($f)",
+                params={
+                    "f": [
+                        _GLOB_ESCAPE.sub(lambda m: f"[{m.group()}]", file)
+                        if _GLOB.search(file)
+                        else file
+                    ]
+                },
+            ).fetchall()
         except duckdb.Error as exc:
             if "UTF8" in str(exc) or "UTF-8" in str(exc):
                 return column
@@ -281,16 +359,20 @@ def _row_counts(con, everything: dict) -> tuple[int, int]:
     """Rows in the files and rows without a TimeGenerated, from the Parquet footers when the
     writer kept null counts (no data read), else by a scan of the one column. A file without a
     TimeGenerated column counts all its rows as null, as the scan reads them."""
-    total = con.sql("SELECT sum(num_rows) FROM parquet_file_metadata($files)",
-                    params=everything).fetchall()[0][0]
+    total = con.sql(
+        "SELECT sum(num_rows) FROM parquet_file_metadata($files)", params=everything
+    ).fetchall()[0][0]
     values, nulls, unknown = con.sql(
         "SELECT sum(num_values), sum(stats_null_count), count(*) FILTER (WHERE stats_null_count "
         "IS NULL) FROM parquet_metadata($files) WHERE path_in_schema = $column",
-        params={**everything, "column": "TimeGenerated"}).fetchall()[0]
+        params={**everything, "column": "TimeGenerated"},
+    ).fetchall()[0]
     if total is not None and values is not None and not unknown:
         return int(total), int(nulls) + int(total) - int(values)
-    total, missing = con.sql(f"SELECT count(*), count(*) FILTER (WHERE TimeGenerated IS NULL) "
-                             f"FROM {_SRC}", params=everything).fetchall()[0]
+    total, missing = con.sql(
+        f"SELECT count(*), count(*) FILTER (WHERE TimeGenerated IS NULL) FROM {_SRC}",
+        params=everything,
+    ).fetchall()[0]
     return int(total), int(missing)
 
 
@@ -299,8 +381,9 @@ def _sql_window(kind: str, start: pd.Timestamp, end: pd.Timestamp) -> tuple[str,
     bounds = {"lo": start.as_unit("ns").value, "hi": end.as_unit("ns").value}
     col = _ident("TimeGenerated")
     if kind in ("TIMESTAMP_NS", "TIMESTAMPTZ_NS"):  # comparable with row-group statistics
-        return (f"{col} >= make_timestamp_ns($lo)::{kind} AND "
-                f"{col} < make_timestamp_ns($hi)::{kind}"), bounds
+        return (
+            f"{col} >= make_timestamp_ns($lo)::{kind} AND {col} < make_timestamp_ns($hi)::{kind}"
+        ), bounds
     return f"epoch_ns({col}) >= $lo AND epoch_ns({col}) < $hi", bounds
 
 

@@ -14,18 +14,29 @@ import re
 
 import pandas as pd
 
-from .scan import (DATETIME, DYNAMIC, JSON_TEXT_STRINGS, REPAIRED, Scan, _hourly, _keep,
-                   _newest, _parse_times, _typed)
+from .scan import (
+    DATETIME,
+    DYNAMIC,
+    JSON_TEXT_STRINGS,
+    REPAIRED,
+    Scan,
+    _hourly,
+    _keep,
+    _newest,
+    _parse_times,
+    _typed,
+)
 
 # A lone surrogate (what json.loads makes of an unpaired "\udc80" escape) is not Unicode text:
 # pyarrow, the staging Parquet and every JSON writer refuse it.
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")   # in JSON text: maybe one, parse to know
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # in JSON text: maybe one, parse to know
 # Kusto's longest string value is 32 MiB (1 MiB by default); the csv module's limit is 128 KiB.
 _CSV_FIELD_LIMIT = 32 << 20
 
 
 # --- Text: every string leaves as valid Unicode -------------------------------------------------
+
 
 def _decode(raw: bytes) -> tuple[str, bool]:
     """A line's text, and whether invalid UTF-8 in it was replaced (one U+FFFD per maximal
@@ -71,8 +82,14 @@ def _unicode_json_text(text: str) -> str:
 
 
 def _bad(table, source, line, reason, raw, kept=False, count=1) -> dict:
-    record = {"table": table, "source": source, "line": line, "reason": reason,
-              "raw": _raw_text(raw), "kept": kept}
+    record = {
+        "table": table,
+        "source": source,
+        "line": line,
+        "reason": reason,
+        "raw": _raw_text(raw),
+        "kept": kept,
+    }
     if count > 1:
         record["count"] = count  # a malformed CSV record swallowed this many lines
     return record
@@ -80,8 +97,10 @@ def _bad(table, source, line, reason, raw, kept=False, count=1) -> dict:
 
 # --- One scan over one or more files ------------------------------------------------------------
 
-def read_jsonl(storage, paths, table: str, start, end, columns, rules, source: str,
-               fmt: str = "jsonl") -> Scan:
+
+def read_jsonl(
+    storage, paths, table: str, start, end, columns, rules, source: str, fmt: str = "jsonl"
+) -> Scan:
     """The records of every file in `paths` (in that order) as one scan."""
     records = _Records(storage, table, columns)
     for path in paths:
@@ -103,10 +122,10 @@ class _Records:
         self.storage, self.table, self.columns = storage, table, columns
         self.values: dict[str, list] = {c: [] for c in columns}
         self.seen: set[str] = set()
-        self.origin: list[tuple[int, int]] = []    # (file number, line) of each record kept
+        self.origin: list[tuple[int, int]] = []  # (file number, line) of each record kept
         self.paths: list = []
-        self.names: list[str] = []                 # each file as messages name it
-        self.raws: dict[int, bytes] = {}           # CSV: a kept record's raw text, by record
+        self.names: list[str] = []  # each file as messages name it
+        self.raws: dict[int, bytes] = {}  # CSV: a kept record's raw text, by record
         self.quarantine: list[dict] = []
         self.read = 0
 
@@ -134,17 +153,22 @@ class _Records:
                     self.quarantine.append(self._bad(file, lineno, f"not JSON ({exc.msg})", raw))
                     continue
                 except RecursionError:
-                    self.quarantine.append(self._bad(file, lineno, "not JSON (nested too deeply)",
-                                                     raw))
+                    self.quarantine.append(
+                        self._bad(file, lineno, "not JSON (nested too deeply)", raw)
+                    )
                     continue
                 if not isinstance(record, dict):
-                    self.quarantine.append(self._bad(
-                        file, lineno, f"not a JSON object (a {type(record).__name__})", raw))
+                    self.quarantine.append(
+                        self._bad(
+                            file, lineno, f"not a JSON object (a {type(record).__name__})", raw
+                        )
+                    )
                     continue
                 # A surrogate can only come from a \u escape (the text itself was decoded clean).
                 try:
-                    problem, fixed = _append_record(record, self.columns, self.values, self.seen,
-                                                    b"\\u" in raw)
+                    problem, fixed = _append_record(
+                        record, self.columns, self.values, self.seen, b"\\u" in raw
+                    )
                 except RecursionError:  # a dynamic value too deep to serialise
                     problem, fixed = "a value is nested too deeply", False
                 if problem:
@@ -158,7 +182,7 @@ class _Records:
         """Record by record with the csv module: a malformed record (bad quoting, a wrong number
         of fields) is quarantined with its line, and the other records still count."""
         table, file = self.table, self._file(path)
-        pending: list[tuple[bytes, bool]] = []   # the physical lines of the record being parsed
+        pending: list[tuple[bytes, bool]] = []  # the physical lines of the record being parsed
 
         def lines(fh):
             for i, raw in enumerate(fh):
@@ -182,9 +206,15 @@ class _Records:
                         break
                     except csv.Error as exc:
                         self.read += 1
-                        self.quarantine.append(self._bad(
-                            file, first, _csv_reason(exc, first, reader),
-                            b"".join(r for r, _ in pending), count=len(pending)))
+                        self.quarantine.append(
+                            self._bad(
+                                file,
+                                first,
+                                _csv_reason(exc, first, reader),
+                                b"".join(r for r, _ in pending),
+                                count=len(pending),
+                            )
+                        )
                         continue
                     if not fields:
                         continue  # a blank line
@@ -196,14 +226,22 @@ class _Records:
                     self.read += 1
                     raw = b"".join(r for r, _ in pending)
                     if len(fields) != len(header):
-                        self.quarantine.append(self._bad(
-                            file, first, f"malformed CSV record ({len(fields)} fields, the header "
-                                         f"has {len(header)})", raw, count=len(pending)))
+                        self.quarantine.append(
+                            self._bad(
+                                file,
+                                first,
+                                f"malformed CSV record ({len(fields)} fields, the header "
+                                f"has {len(header)})",
+                                raw,
+                                count=len(pending),
+                            )
+                        )
                         continue
                     record = {c: fields[i] or None for c, i in index.items()}
                     # every CSV value is a string: no type problem, only repairs
-                    _, fixed = _append_record(record, self.columns, self.values, set(),
-                                              b"\\u" in raw)
+                    _, fixed = _append_record(
+                        record, self.columns, self.values, set(), b"\\u" in raw
+                    )
                     self.raws[len(self.origin)] = raw
                     self.origin.append((file, first))
                     if fixed or any(r for _, r in pending):
@@ -214,7 +252,7 @@ class _Records:
     def _raw_of(self, rows: set[int]) -> dict[int, bytes]:
         """The raw text of these records: kept (CSV) or read again, one pass per file."""
         out = {r: self.raws[r] for r in rows if r in self.raws}
-        wanted: dict[int, dict[int, int]] = {}   # file -> line -> record
+        wanted: dict[int, dict[int, int]] = {}  # file -> line -> record
         for r in rows:
             if r not in out:
                 file, line = self.origin[r]
@@ -236,11 +274,15 @@ class _Records:
         raws = self._raw_of({int(n) for n in frame.loc[bad, "_row"]}) if bad.any() else {}
         if raws:  # a repaired record without a time is not kept after all: listed once, as unread
             places = {(self.names[self.origin[r][0]], self.origin[r][1]) for r in raws}
-            quarantine[:] = [q for q in quarantine
-                             if not (q["kept"] and (q["source"], q["line"]) in places)]
+            quarantine[:] = [
+                q for q in quarantine if not (q["kept"] and (q["source"], q["line"]) in places)
+            ]
         for i in frame.index[bad]:
-            reason = "null TimeGenerated" if raw_time[i] is None else \
-                f"unparseable TimeGenerated {raw_time[i]!r}"
+            reason = (
+                "null TimeGenerated"
+                if raw_time[i] is None
+                else f"unparseable TimeGenerated {raw_time[i]!r}"
+            )
             row = int(frame.at[i, "_row"])
             file, line = self.origin[row]
             quarantine.append(self._bad(file, line, reason, raws[row]))
@@ -251,10 +293,24 @@ class _Records:
         missing = [c for c in columns if c not in self.seen] if self.read else []
         order = {name: i for i, name in enumerate(self.names)}
         quarantine.sort(key=lambda q: (order[q["source"]], q["line"]))
-        types = {c: "string" if columns[c] != DATETIME else "timestamp" for c in columns
-                 if c in self.seen}
-        return Scan(table, frame, source, fmt, self.read, len(times), missing, quarantine,
-                    _hourly(times), _newest(times), types)
+        types = {
+            c: "string" if columns[c] != DATETIME else "timestamp"
+            for c in columns
+            if c in self.seen
+        }
+        return Scan(
+            table,
+            frame,
+            source,
+            fmt,
+            self.read,
+            len(times),
+            missing,
+            quarantine,
+            _hourly(times),
+            _newest(times),
+            types,
+        )
 
 
 def _csv_reason(exc: csv.Error, first: int, reader) -> str:
@@ -276,8 +332,11 @@ def _append_record(record: dict, columns, values, seen, escapes: bool) -> tuple[
             row[col] = v
             continue
         if kind == DYNAMIC:
-            v = v if isinstance(v, str) else json.dumps(v, separators=(",", ":"),
-                                                        ensure_ascii=False)
+            v = (
+                v
+                if isinstance(v, str)
+                else json.dumps(v, separators=(",", ":"), ensure_ascii=False)
+            )
         elif isinstance(v, str):
             pass
         elif col in JSON_TEXT_STRINGS and isinstance(v, (dict, list)):

@@ -25,13 +25,13 @@ class Scan:
     frame: pd.DataFrame
     source: str
     format: str
-    rows_read: int = 0            # records in the source, all times
-    rows_in_window: int = 0       # readable records with TimeGenerated in [start, end)
+    rows_read: int = 0  # records in the source, all times
+    rows_in_window: int = 0  # readable records with TimeGenerated in [start, end)
     missing_columns: list[str] = field(default_factory=list)
     # unreadable records, and (with "kept": True) records kept after a repair
     quarantine: list[dict] = field(default_factory=list)
     hourly: dict[str, int] = field(default_factory=dict)  # "YYYY-MM-DDTHH" -> rows in window
-    newest: str | None = None     # newest TimeGenerated in the window (ISO)
+    newest: str | None = None  # newest TimeGenerated in the window (ISO)
     source_types: dict[str, str] = field(default_factory=dict)  # column -> type as stored
 
     @property
@@ -46,11 +46,17 @@ class Scan:
 
     def summary(self) -> dict:
         return {
-            "table": self.table, "format": self.format, "rows_read": self.rows_read,
-            "rows_in_window": self.rows_in_window, "candidates": len(self.frame),
-            "quarantined": self.quarantined, "repaired": self.repaired,
+            "table": self.table,
+            "format": self.format,
+            "rows_read": self.rows_read,
+            "rows_in_window": self.rows_in_window,
+            "candidates": len(self.frame),
+            "quarantined": self.quarantined,
+            "repaired": self.repaired,
             "missing_columns": self.missing_columns,
-            "newest": self.newest, "hourly": self.hourly, "source_types": self.source_types,
+            "newest": self.newest,
+            "hourly": self.hourly,
+            "source_types": self.source_types,
         }
 
 

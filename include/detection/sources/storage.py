@@ -25,9 +25,14 @@ _SKIP = (".", "_")  # writers' scratch files and folders: never data
 
 
 def _file_kind(mode: int) -> str:
-    kinds = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-             (stat.S_ISREG, "a regular file")]
+    kinds = [
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISREG, "a regular file"),
+    ]
     return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
@@ -46,7 +51,7 @@ class LocalStorage:
         return os.path.lexists(path)
 
     def kind(self, path, table: str) -> str:
-        """"a directory", "a regular file", or what else it is (a symlink is followed)."""
+        """ "a directory", "a regular file", or what else it is (a symlink is followed)."""
         return _file_kind(self._stat(path, table).st_mode)
 
     def children(self, path, table: str) -> list[tuple[str, bool]]:
@@ -124,8 +129,14 @@ class FsspecStorage:
     """Files behind an fsspec filesystem. `scheme` is how the URL named it (for messages);
     `host` the storage account's host when the URL gave one (abfs://container@host/...)."""
 
-    def __init__(self, fs, scheme: str, host: str | None = None, errors: tuple = (),
-                 container_names: re.Pattern | None = None):
+    def __init__(
+        self,
+        fs,
+        scheme: str,
+        host: str | None = None,
+        errors: tuple = (),
+        container_names: re.Pattern | None = None,
+    ):
         self.fs, self.scheme, self.host = fs, scheme, host
         # what a top-level name must look like to be a container (Azure: 3-63 of a-z 0-9 -);
         # adlfs takes a container it may not query for one that exists
@@ -140,8 +151,11 @@ class FsspecStorage:
 
     def lexists(self, path, table: str) -> bool:
         name = self._strip(path).strip("/")
-        if self.container_names is not None and "/" not in name and \
-                not self.container_names.fullmatch(name):
+        if (
+            self.container_names is not None
+            and "/" not in name
+            and not self.container_names.fullmatch(name)
+        ):
             return False  # AzureActivity.jsonl at an account's root: no container has that name
         with self._failing(table, path, "read"):
             return self.fs.exists(path)
@@ -170,15 +184,16 @@ class FsspecStorage:
         found = {}
         for name, info in sorted(listed.items()):
             name = self._strip(name)
-            rel = name[len(base):].lstrip("/") if name.startswith(base) else name
+            rel = name[len(base) :].lstrip("/") if name.startswith(base) else name
             parts = tuple(p for p in rel.split("/") if p)
             if not parts or any(part.startswith(_SKIP) for part in parts):
                 continue
             if not name.endswith(suffix) or info.get("type") == "directory":
                 continue
             if info.get("type") != "file":
-                raise SourceError(table, f"{self.display(name)} is not a regular file "
-                                         f"({info.get('type')})")
+                raise SourceError(
+                    table, f"{self.display(name)} is not a regular file ({info.get('type')})"
+                )
             found[name] = parts
         return found
 
@@ -194,8 +209,11 @@ class FsspecStorage:
         path = self._strip(path)
         if self.host:
             container, _, rest = path.partition("/")
-            return f"{self.scheme}://{container}@{self.host}/{rest}" if container else \
-                f"{self.scheme}://{self.host}/"
+            return (
+                f"{self.scheme}://{container}@{self.host}/{rest}"
+                if container
+                else f"{self.scheme}://{self.host}/"
+            )
         return f"{self.scheme}://{path}"
 
     def duckdb_name(self, path) -> str:
@@ -221,8 +239,9 @@ class FsspecStorage:
         except FileNotFoundError:
             raise SourceError(table, f"cannot {what} {self.display(path)}: not found") from None
         except self.errors as exc:
-            raise SourceError(table, f"cannot {what} {self.display(path)}: "
-                                     f"{_reason(exc)}") from None
+            raise SourceError(
+                table, f"cannot {what} {self.display(path)}: {_reason(exc)}"
+            ) from None
 
 
 def _reason(exc: BaseException) -> str:

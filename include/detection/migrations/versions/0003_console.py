@@ -35,12 +35,17 @@ def upgrade() -> None:
     op.execute("CREATE INDEX alert_runs_run ON alert_runs (run_id)")
     bind = op.get_bind()
     rows = bind.exec_driver_sql("SELECT id, revision, severity, body FROM alerts").fetchall()
-    insert = text("INSERT INTO alert_index (id, revision, severity, " + ", ".join(COLUMNS)
-                  + ") VALUES (:id, :revision, :severity, " + ", ".join(f":{c}" for c in COLUMNS)
-                  + ")")
+    insert = text(
+        "INSERT INTO alert_index (id, revision, severity, "
+        + ", ".join(COLUMNS)
+        + ") VALUES (:id, :revision, :severity, "
+        + ", ".join(f":{c}" for c in COLUMNS)
+        + ")"
+    )
     for start in range(0, len(rows), 1000):
-        batch = [{"id": id_, "revision": rev, "severity": severity,
-                  **index_fields(json.loads(body))}
-                 for id_, rev, severity, body in rows[start:start + 1000]]
+        batch = [
+            {"id": id_, "revision": rev, "severity": severity, **index_fields(json.loads(body))}
+            for id_, rev, severity, body in rows[start : start + 1000]
+        ]
         if batch:
             bind.execute(insert, batch)
