@@ -36,22 +36,14 @@ import pandas as pd
 from ..connections import register_secret, register_url
 from ..correlation import PUSHDOWN
 from ..errors import SourceError, UsageError
+from ..storage import PACKAGES
 from . import export, parquet, records
 from .cache import from_setting
 from .scan import Scan
 from .storage import DIRECTORY, LOCAL, REGULAR, FsspecStorage
 
-# scheme -> the package that provides it (None: fsspec itself)
-FSSPEC = {
-    "memory": None,
-    "abfs": "adlfs",
-    "abfss": "adlfs",
-    "az": "adlfs",
-    "s3": "s3fs",
-    "s3a": "s3fs",
-    "gs": "gcsfs",
-    "gcs": "gcsfs",
-}
+# scheme -> the package that provides it (None: fsspec itself): the schemes staging knows
+FSSPEC = PACKAGES
 _AZURE = {"abfs", "abfss", "az"}
 # what the storage clients read from the environment that is a secret
 _SECRET_ENV = (
