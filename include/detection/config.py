@@ -58,12 +58,13 @@ def staging() -> Path | str:
 _OFF = {"off", "no", "none", "false", "0"}
 
 
-def cache() -> Path | None:
-    """The scan cache's folder on this machine, or None when DETECTION_CACHE says off."""
+def cache() -> Path | str | None:
+    """The scan cache's folder: a Path, or a URL as the text given (as staging); None when
+    DETECTION_CACHE says off."""
     value = (os.environ.get("DETECTION_CACHE") or "").strip()
     if value.lower() in _OFF:
         return None
-    return Path(value) if value else home() / "cache"
+    return _location(value, "cache")
 
 
 def alert_store() -> str:

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from include.detection import cli, config, pipeline, ranges, results, sources
+from include.detection import cli, config, pipeline, ranges, results, sources, storage
 from include.detection.sources import cache as cache_mod
 from include.detection.sources import parquet
 from tests.factories import RULE, activity_row, run_command, ueba_row
@@ -523,3 +523,43 @@ def test_a_file_whose_columns_differ_from_the_folders_is_scanned_as_without_a_ca
     _rewrite(_day(lake), change)
     got = scan_both(lake, tmp_path, "BehaviorAnalytics", END - PERIOD, END)
     assert got.rows_in_window > 0
+
+
+# --- a cache on shared storage (issue #12 point 3: workers share nothing but storage) -----------
+
+
+@pytest.mark.parametrize("kind", ["memory", "file-url"], ids=["memory://", "file:// URL"])
+def test_a_cache_on_storage_urls_serves_the_second_scan_without_decoding(
+    lake, tmp_path, builds, monkeypatch, kind
+):
+    import uuid
+
+    import fsspec
+
+    root = (
+        f"memory://cache-{uuid.uuid4().hex}"
+        if kind == "memory"
+        else (tmp_path / "shared-cache").as_uri()
+    )
+    monkeypatch.setenv("DETECTION_CACHE", root)
+    assert config.cache() == root  # a URL stays a URL, as DETECTION_STAGING does
+    try:
+        table = "AzureActivity"
+        first = sources.FilesSource(lake).scan(table, END - PERIOD, END, RULE.inputs[table])
+        assert builds, "the first scan decodes the window's files"
+        same_scan(first, plain(lake).scan(table, END - PERIOD, END, RULE.inputs[table]))
+        builds.clear()
+        again = sources.FilesSource(lake).scan(table, END - PERIOD, END, RULE.inputs[table])
+        assert builds == []
+        same_scan(first, again)
+        stored = storage.walk(root)
+        assert stored and all(p.startswith("parquet/") and p.endswith(".parquet") for p in stored)
+        # a damaged entry on storage is a miss that is rebuilt, never served
+        storage.write_bytes(storage.join(root, stored[0]), b"PAR1 not a parquet file")
+        builds.clear()
+        rebuilt = sources.FilesSource(lake).scan(table, END - PERIOD, END, RULE.inputs[table])
+        assert len(builds) == 1
+        same_scan(first, rebuilt)
+    finally:
+        if kind == "memory":
+            fsspec.filesystem("memory").rm(root.removeprefix("memory:/"), recursive=True)

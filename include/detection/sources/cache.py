@@ -20,6 +20,11 @@ An entry that cannot be read or whose key differs (truncated, half-written, corr
 and rebuilt. Entries are written to a unique temporary name, then renamed: two processes filling
 the same entry at once each rename a whole file, and a reader sees the old, the new, or none.
 
+`DETECTION_CACHE` may also be a URL (memory://, s3://, abfs://: include/detection/storage.py),
+for workers that share nothing but storage: an entry is then one object written in one go (a
+reader sees all of it or none), read back whole. A folder on each worker's own disk is faster and
+just as correct (entries are keyed by the file, not by the worker).
+
 Remote services (Log Analytics, Azure Data Explorer) and JSON/CSV sources are not cached here.
 """
 
@@ -32,6 +37,8 @@ import uuid
 from pathlib import Path
 
 import pandas as pd
+
+from .. import storage as shared
 
 # Bump when what a piece holds, or how it is read, changes: older entries are then never used.
 VERSION = 1
@@ -161,7 +168,9 @@ class Cache:
     """Pieces under `root` (see the module doc)."""
 
     def __init__(self, root):
-        self.root = Path(root)
+        local = shared.local_path(os.fspath(root))  # a path or file:// URL; None: object storage
+        self.local = local is not None
+        self.root = local if self.local else os.fspath(root).rstrip("/")
 
     def __repr__(self) -> str:
         return f"Cache({str(self.root)!r})"
@@ -182,8 +191,10 @@ class Cache:
         )
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def path(self, key: str) -> Path:
-        return self.root / "parquet" / key[:2] / f"{key}.parquet"
+    def path(self, key: str) -> Path | str:
+        if self.local:
+            return self.root / "parquet" / key[:2] / f"{key}.parquet"
+        return shared.join(self.root, "parquet", key[:2], f"{key}.parquet")
 
     def get(self, key: str):
         """(arrow table, hourly [(hour, rows, newest ns)]) of an entry, or None when there is
@@ -191,11 +202,23 @@ class Cache:
         import pyarrow.parquet as pq
 
         path = self.path(key)
-        if not path.is_file():
-            return None
+        if self.local:
+            if not path.is_file():
+                return None
+            source = path
+        else:
+            import pyarrow as pa
+
+            try:
+                source = pa.BufferReader(shared.read_bytes(path))
+            except FileNotFoundError:
+                return None
+            except Exception:  # storage unreachable: a miss, the file is read instead
+                STATS["corrupt"] += 1
+                return None
         try:
             # ParquetFile, not read_table: read_table's dataset layer costs more than a piece
-            with pq.ParquetFile(path) as piece:
+            with pq.ParquetFile(source) as piece:
                 table = piece.read()
             meta = table.schema.metadata or {}
             if meta.get(_KEY_FIELD) != key.encode():
@@ -212,13 +235,19 @@ class Cache:
         import pyarrow.parquet as pq
 
         path = self.path(key)
+        meta = {
+            _KEY_FIELD: key.encode(),
+            _HOURLY_FIELD: json.dumps([list(h) for h in hourly]).encode(),
+        }
+        if not self.local:
+            try:  # one object, written in one go (storage.write_parquet)
+                shared.write_parquet(table.replace_schema_metadata(meta), path)
+            except Exception:  # an unwritable cache only costs the next scan a re-read
+                pass
+            return
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            meta = {
-                _KEY_FIELD: key.encode(),
-                _HOURLY_FIELD: json.dumps([list(h) for h in hourly]).encode(),
-            }
             pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
             os.replace(tmp, path)
         except OSError:
