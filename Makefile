@@ -22,7 +22,7 @@ export AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD := include.detection.preload,ai
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: install run test lint lint-fix bench demo clean env airflow
+.PHONY: install run test lint lint-fix bench bench-suite demo clean env airflow
 
 install: $(VENV)/.installed
 
@@ -73,6 +73,13 @@ BENCH_ARGS ?= --scales S,M,L --repeat 5 --dag --airflow
 bench: install
 	$(PY) -m bench $(BENCH_ARGS)
 	$(PY) -m bench.console --alerts 100000 --repeat 10
+
+# The same measures as a suite (bench/suites: one class per concern, parameters, setup, one
+# time_/peakmem_ method per figure), each in its own process, medians, the same tables; all of
+# `make bench` but the back-fill through a real scheduler (--airflow), hence beside it.
+SUITE_ARGS ?= --scale S,M,L --repeat 5
+bench-suite: install
+	$(PY) -m bench.suites $(SUITE_ARGS)
 
 clean:
 	rm -rf $(AIRFLOW_HOME) $(DETECTION_HOME) .pytest_cache
