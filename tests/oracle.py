@@ -175,8 +175,8 @@ def _strings(series: pd.Series) -> pa.Array:
 def _is_strict_json(text: str) -> bool:
     try:
         json.loads(text)
-    except ValueError:
-        return False
+    except (ValueError, RecursionError):  # nested deeper than a parser goes: invalid, as
+        return False  # kql.parse_json takes it (the text stays a string)
     return True
 
 
