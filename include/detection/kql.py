@@ -212,27 +212,41 @@ def _on_distinct(values: pa.Array, mask, null: bool = False) -> np.ndarray:
     """A boolean fact per row, computed once per distinct value: `mask(distinct)` over the
     distinct non-null values (hashing a column is far cheaper than a regex over it, and dynamic
     columns repeat a few texts), `null` for null rows."""
-    encoded = pc.dictionary_encode(values)
-    distinct = encoded.dictionary
+    distinct, indices = _encode(values)
     answer = np.asarray(mask(distinct), dtype=bool) if len(distinct) else np.zeros(0, bool)
     out = np.full(len(values), null, dtype=bool)
-    indices = encoded.indices
     valid = indices.is_valid().to_numpy(zero_copy_only=False)
     out[valid] = answer[indices.drop_null().to_numpy(zero_copy_only=False)]
     return out
 
 
-def _arrow_strings(text: pd.Series) -> pa.Array | None:
-    """The column as one Arrow string array, or None when it holds anything but text and nulls
-    (or text Arrow cannot hold: a lone surrogate)."""
+def _encode(values) -> tuple[pa.Array, pa.Array | pa.ChunkedArray]:
+    """(distinct non-null values, each row's index into them, null for null) of an Arrow array
+    or chunked array. Arrow encodes a chunked array's chunks against one dictionary (checked:
+    otherwise the chunks are joined first), so the texts are not copied into one array."""
+    encoded = pc.dictionary_encode(values)
+    if not isinstance(encoded, pa.ChunkedArray):
+        return encoded.dictionary, encoded.indices
+    chunks = encoded.chunks
+    if not chunks:
+        return pa.array([], pa.large_string()), pa.array([], pa.int32())
+    distinct = chunks[-1].dictionary
+    if all(c.dictionary.equals(distinct) for c in chunks[:-1]):
+        return distinct, pa.chunked_array([c.indices for c in chunks], chunks[-1].indices.type)
+    encoded = pc.dictionary_encode(values.combine_chunks())
+    return encoded.dictionary, encoded.indices
+
+
+def _arrow_strings(text: pd.Series) -> pa.Array | pa.ChunkedArray | None:
+    """The column as Arrow strings (the chunks a frame holds, not joined: joining copies every
+    text, and each column is asked several facts), or None when it holds anything but text
+    and nulls (or text Arrow cannot hold: a lone surrogate)."""
     try:
         if hasattr(text.array, "__arrow_array__"):  # Arrow-backed already: no copy
-            values = text.array.__arrow_array__().cast(pa.large_string())
-        else:
-            values = pa.array(text, type=pa.large_string(), from_pandas=True)
+            return text.array.__arrow_array__().cast(pa.large_string())
+        return pa.array(text, type=pa.large_string(), from_pandas=True)
     except (pa.ArrowException, TypeError, ValueError, UnicodeError):
         return None
-    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
 def categorical(text: pd.Series) -> pd.Series:
@@ -241,9 +255,9 @@ def categorical(text: pd.Series) -> pd.Series:
     values = _arrow_strings(text)
     if values is None:
         return text.astype("category")
-    encoded = pc.dictionary_encode(values)
-    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-    categories = pd.Index(encoded.dictionary.to_pylist(), dtype=object)
+    distinct, indices = _encode(values)
+    codes = indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    categories = pd.Index(distinct.to_pylist(), dtype=object)
     return pd.Series(
         pd.Categorical.from_codes(codes, categories=categories), index=text.index, name=text.name
     )

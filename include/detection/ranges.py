@@ -173,8 +173,10 @@ def _cut(table: str, whole: sources.Scan, columns: dict, start, end) -> sources.
 
 class _Table:
     """How one table is read over the range: by slices, or whole per chunk of windows. Every
-    scan runs on `reader` (one thread, so one scan at a time): the next window's slices are
-    read there while this window is gated and correlated (DuckDB lets go of the GIL)."""
+    scan runs on `reader` (one thread, so one scan of this table at a time): the next window's
+    slices are read there while this window is gated and correlated (DuckDB lets go of the
+    GIL). Files get a reader per table, so both tables' slices are read side by side: a day's
+    file of one row group is one DuckDB thread's work, and the machine has more."""
 
     def __init__(self, name: str, columns: dict, reader: ThreadPoolExecutor, source):
         self.name, self.columns, self.reader, self.source = name, columns, reader, source
@@ -195,6 +197,28 @@ class _Table:
             if at not in self.slices and at not in self.pending:
                 self.pending[at] = self._read(at, at + step)
 
+    def settle(self, at, span, step) -> None:
+        """Take the slice at `at` (read or being read); once it shows the table is read by
+        slices, queue the rest of [at, at + span) behind it. The first window does this for
+        every table before scanning any, so the tables' readers work side by side from the
+        start, and a whole-file table is known before more of its slices are queued."""
+        if not self.whole and at not in self.slices and self._take(at, step):
+            self.prefetch(at, at + span, step)
+
+    def _take(self, at, step) -> bool:
+        """The slice at `at` into self.slices; False when it shows a whole-file table (then
+        the table is read whole from now on)."""
+        scan = (self.pending.pop(at, None) or self._read(at, at + step)).result()
+        self.quarantines.append(SimpleNamespace(quarantine=scan.quarantine))
+        if scan.format in WHOLE_FILE_FORMATS:  # every scan reads the whole file
+            self.whole, self.slices = True, {}
+            for late in self.pending.values():
+                late.cancel()
+            self.pending = {}
+            return False
+        self.slices[at] = scan
+        return True
+
     def scan(self, start, end, step, ends_left) -> sources.Scan:
         if self.whole:
             if self.chunk is None or not (self.chunk[0] <= start and end <= self.chunk[1]):
@@ -206,16 +230,8 @@ class _Table:
             return _cut(self.name, self.chunk[2], self.columns, start, end)
         parts = []
         for at in _steps(start, end, step):
-            if at not in self.slices:
-                scan = (self.pending.pop(at, None) or self._read(at, at + step)).result()
-                self.quarantines.append(SimpleNamespace(quarantine=scan.quarantine))
-                if scan.format in WHOLE_FILE_FORMATS:  # every scan reads the whole file
-                    self.whole, self.slices = True, {}
-                    for late in self.pending.values():
-                        late.cancel()
-                    self.pending = {}
-                    return self.scan(start, end, step, ends_left)
-                self.slices[at] = scan
+            if at not in self.slices and not self._take(at, step):
+                return self.scan(start, end, step, ends_left)
             parts.append(self.slices[at])
         return merge_scans(self.name, parts)
 
@@ -266,9 +282,22 @@ class Hunt:
         source = sources.open_source(self.source)  # once: a remote client serves every scan
         if self.engine == "ge":
             quality.prefetch()
-        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="range-scan")
-        self.tables = {t: _Table(t, self.rule.inputs[t], reader, source) for t in sources.TABLES}
+        # A remote service's client serves one request at a time here, as in `detect`.
+        own = getattr(source, "name", None) == "files"
+        readers = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"range-scan-{i}")
+            for i in range(len(sources.TABLES) if own else 1)
+        ]
+        self.tables = {
+            t: _Table(t, self.rule.inputs[t], readers[i % len(readers)], source)
+            for i, t in enumerate(sources.TABLES)
+        }
         try:
+            first = self.ends[0] - self.period
+            for table in self.tables.values():
+                table.prefetch(first, first + self.step, self.step)
+            for table in self.tables.values():
+                table.settle(first, self.period, self.step)
             for k, end in enumerate(self.ends):
                 start = end - self.period
                 scans = {
@@ -301,7 +330,8 @@ class Hunt:
                     )
                 yield detection
         finally:
-            reader.shutdown(wait=True, cancel_futures=True)
+            for reader in readers:
+                reader.shutdown(wait=True, cancel_futures=True)
 
     @property
     def quarantine(self) -> list[SimpleNamespace]:

@@ -33,6 +33,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -49,6 +51,12 @@ _HOURLY_FIELD = b"detection.cache.hourly"
 
 # How many pieces were read from the cache or built, and files decoded (tests and bench look).
 STATS = {"hits": 0, "misses": 0, "skipped": 0, "corrupt": 0}
+_STATS_LOCK = threading.Lock()  # a range reads its tables on threads of their own
+
+
+def count(what: str) -> None:
+    with _STATS_LOCK:
+        STATS[what] += 1
 
 
 def servable(start: pd.Timestamp, end: pd.Timestamp) -> bool:
@@ -72,15 +80,44 @@ class Identity:
         return self.hi >= start and self.lo < end
 
 
+# Identities of local files already read in this process, by path: (stat stamp, Identity).
+# A range scans each file's folder once per slice, and every scan names every file (its
+# footer's counts and types are the source's): the footer is hashed again only when the stat
+# differs. The stamp holds the inode change time, which no writer sets back (os.utime sets it
+# to now), so a file rewritten in place with its size and mtime restored still differs; and
+# only files unchanged for _SETTLED_NS are remembered, so a file system whose times are
+# coarse (a second or two) cannot hide a rewrite within one tick (git's "racy" files).
+_IDENTITIES: dict[str, tuple] = {}
+_SETTLED_NS = 3 * 10**9
+
+
 def identity(storage, path) -> Identity | None:
     """The file's identity, from a stat and one read of its tail; None when it has no readable
     Parquet footer (the scan is then made without the cache, which reports the file as ever)."""
+    if getattr(storage, "fs", None) is not None:
+        return _identity(storage, path)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    known = _IDENTITIES.get(str(path))
+    if known is not None and known[0] == stamp:
+        return known[1]
+    ident = _identity(storage, path, st)
+    settled = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS
+    if ident is not None and settled:
+        _IDENTITIES[str(path)] = (stamp, ident)
+    return ident
+
+
+def _identity(storage, path, st=None) -> Identity | None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         if getattr(storage, "fs", None) is None:  # this machine
-            st = os.stat(path)
+            st = st or os.stat(path)
             size, mtime = st.st_size, str(st.st_mtime_ns)
             with open(path, "rb") as fh:
                 tail = _tail(fh, size)
@@ -214,7 +251,7 @@ class Cache:
             except FileNotFoundError:
                 return None
             except Exception:  # storage unreachable: a miss, the file is read instead
-                STATS["corrupt"] += 1
+                count("corrupt")
                 return None
         try:
             # ParquetFile, not read_table: read_table's dataset layer costs more than a piece
@@ -225,7 +262,7 @@ class Cache:
                 raise ValueError("another key")
             hourly = [tuple(int(x) for x in row) for row in json.loads(meta[_HOURLY_FIELD])]
         except Exception:  # any damage at all: the entry is rebuilt, never trusted
-            STATS["corrupt"] += 1
+            count("corrupt")
             return None
         return table.replace_schema_metadata(None), hourly
 
@@ -275,6 +312,9 @@ def from_setting(value) -> Cache | None:
 def window_of(pieces, start: pd.Timestamp, end: pd.Timestamp):
     """The candidate rows (pandas, in file order) and hourly rows [(hour, rows, newest ns)] of
     [start, end) (whole hours) from pieces [(arrow table, hourly)]."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     lo, hi = start.as_unit("ns").value, end.as_unit("ns").value
     frames, hourly = [], {}
     for table, hours in pieces:
@@ -283,7 +323,19 @@ def window_of(pieces, start: pd.Timestamp, end: pd.Timestamp):
                 old = hourly.get(h)
                 hourly[h] = (h, n + (old[1] if old else 0), max(newest, old[2]) if old else newest)
         if table.num_rows:
-            frame = table.to_pandas()
-            times = pd.to_datetime(frame["TimeGenerated"], utc=True)
-            frames.append(frame[(times >= start) & (times < end)])
+            # Cut in Arrow, before pandas: a piece usually lies inside the window whole (a
+            # day's file, a window of whole days), and then nothing is copied. The stored
+            # integers count the column's unit since the epoch (UTC, or naive read as UTC);
+            # the bounds are whole hours, so they divide exactly.
+            times = table.column("TimeGenerated")
+            per = _UNIT_NS[times.type.unit]
+            ticks = pc.cast(times, pa.int64())
+            keep = pc.and_(pc.greater_equal(ticks, lo // per), pc.less(ticks, hi // per))
+            keep = keep.fill_null(False)
+            if not pc.all(keep).as_py():
+                table = table.filter(keep)
+            frames.append(table.to_pandas())
     return frames, list(hourly.values())
+
+
+_UNIT_NS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}

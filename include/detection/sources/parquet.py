@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from datetime import date
 
 import pandas as pd
@@ -46,22 +47,103 @@ def read_parquet(storage, path, table: str, start, end, columns, rules, cache=No
     files = {storage.duckdb_name(f): parts for f, parts in listed.items()}
     shown = {storage.duckdb_name(f): storage.display(f) for f in listed}
     origin = {storage.duckdb_name(f): f for f in listed}
-    con = duckdb.connect()
+    con, reused = _connection(storage)
+    failed = True
     try:
-        storage.attach(con)
+        if not reused:
+            storage.attach(con)
         pieces = None
         if cache is not None and cache_mod.servable(start, end):
             pieces = _Pieces(cache, storage, origin)
-        return _scan_parquet(
-            con, storage.display(path), table, start, end, columns, rules, files, pieces
+        scan = _scan_parquet(
+            con,
+            storage.display(path),
+            table,
+            start,
+            end,
+            columns,
+            rules,
+            files,
+            pieces,
+            _folder_facts(storage, table, origin),
         )
+        failed = False
+        return scan
     except duckdb.Error as exc:
         raise _duckdb_error(con, exc, table, storage.display(path), shown, columns) from None
     finally:
-        con.close()
+        if failed or not reused:  # a connection that saw an error is not lent again
+            _THREAD.__dict__.pop("con", None)
+            con.close()
 
 
-def _scan_parquet(con, path: str, table, start, end, columns, rules, files, pieces=None) -> Scan:
+# What every scan of a folder reads from all its files' footers (DuckDB's types for the union
+# of their columns, rows and null times), kept per version of the folder: {key: {fact: value}},
+# the key naming every file by its identity (cache.identity: size, mtime, footer hash). A
+# range scans the same folder once per slice (30 scans for 14 windows), each reading every
+# footer three times over. Only a folder scanned before in this process is named so (a
+# single `detect` scans each table once and would only pay for the naming).
+_FOLDERS: dict[tuple, dict] = {}
+_SCANNED: dict[tuple, int] = {}
+_FOLDERS_LOCK = threading.Lock()
+
+
+def _folder_facts(storage, table: str, origin: dict) -> dict | None:
+    """The memo of this version of the folder's facts (filled by _scan_parquet), or None: not
+    scanned before, on object storage, or a file without a readable footer."""
+    if getattr(storage, "fs", None) is not None:
+        return None
+    names = (table, tuple(sorted(origin)))
+    with _FOLDERS_LOCK:
+        seen = _SCANNED[names] = _SCANNED.get(names, 0) + 1
+    if seen < 2:
+        return None
+    named = []
+    for name in names[1]:
+        ident = cache_mod.identity(storage, origin[name])
+        if ident is None:
+            return None
+        named.append((name, ident.size, ident.mtime, ident.footer))
+    key = (table, tuple(named))
+    with _FOLDERS_LOCK:
+        if key not in _FOLDERS and len(_FOLDERS) >= 64:  # bounded: a long-lived worker
+            _FOLDERS.clear()
+            _SCANNED.clear()
+        return _FOLDERS.setdefault(key, {})
+
+
+def _known(facts: dict | None, name: str, compute):
+    """facts[name], computed once (compute() every time without a memo)."""
+    if facts is None:
+        return compute()
+    if name not in facts:
+        facts[name] = compute()
+    return facts[name]
+
+
+# One DuckDB connection per thread for files on this machine: opening one costs ~15 ms, paid
+# by every scan of a range's slices (30 for a 14-day back-fill) and both of a daily run's. It
+# holds no data between scans (no tables; DuckDB caches no local file blocks:
+# cache_local_files is off), and every scan sets the settings it relies on. Files behind
+# fsspec get a fresh connection each scan: the filesystem is registered with it.
+_THREAD = threading.local()
+
+
+def _connection(storage):
+    """(connection, lent): this thread's reusable connection for local files, or a new one."""
+    import duckdb
+
+    if getattr(storage, "fs", None) is not None:
+        return duckdb.connect(), False
+    con = getattr(_THREAD, "con", None)
+    if con is None:
+        con = _THREAD.con = duckdb.connect()
+    return con, True
+
+
+def _scan_parquet(
+    con, path: str, table, start, end, columns, rules, files, pieces=None, facts=None
+) -> Scan:
     con.execute("SET TimeZone = 'UTC'")
     # Prefetching reads whole column chunks ahead, the wide strings included, although the
     # pushed-down filters keep a few rows in 4,000: off, the scan holds one page per column and
@@ -70,12 +152,16 @@ def _scan_parquet(con, path: str, table, start, end, columns, rules, files, piec
     con.execute("SET disable_parquet_prefetching = true")
     names = {f: _duckdb_path(f, table, con) for f in files}
     everything = {"files": list(names.values())}
-    types = {
-        name: kind
-        for name, kind, *_ in con.sql(
-            f"DESCRIBE SELECT * FROM {_SRC}", params=everything
-        ).fetchall()
-    }
+    types = _known(
+        facts,
+        "types",
+        lambda: {
+            name: kind
+            for name, kind, *_ in con.sql(
+                f"DESCRIBE SELECT * FROM {_SRC}", params=everything
+            ).fetchall()
+        },
+    )
     missing = [c for c in columns if c not in types]
     source_types = {c: _kind(types[c]) for c in columns if c in types}
     if "TimeGenerated" in missing:
@@ -95,7 +181,7 @@ def _scan_parquet(con, path: str, table, start, end, columns, rules, files, piec
         raise SourceError(
             table, f"is {types['TimeGenerated']} in {path}, expected a timestamp", "TimeGenerated"
         )
-    total, null_times = _row_counts(con, everything)
+    total, null_times = _known(facts, "counts", lambda: _row_counts(con, everything))
     # Hive `date=` partitions far outside the window are not read at all (a day of slack each
     # side, in case the export partitions by ingestion date); TimeGenerated is still exact.
     near = [names[f] for f, parts in files.items() if _near_window(parts, start, end)]
@@ -138,7 +224,7 @@ def _scan_parquet(con, path: str, table, start, end, columns, rules, files, piec
                     else json.dumps(v, separators=(",", ":"), ensure_ascii=False, default=str)
                 )
             )
-    frame = _keep(frame, rules)  # predicates the SQL could not take (non-string columns)
+    frame = _keep(frame, _left_to_frame(rules, types))
     quarantine = []
     if null_times:
         quarantine.append(
@@ -215,7 +301,7 @@ class _Pieces:
             if ident.overlaps(start, end):
                 todo.append((f, self.cache.key(table, f, ident, query)))
             else:
-                cache_mod.STATS["skipped"] += 1
+                cache_mod.count("skipped")
         pieces = []
         for f, key in todo:
             piece = self.cache.get(key)
@@ -224,9 +310,9 @@ class _Pieces:
                 if piece is None:
                     return None
                 self.cache.put(key, *piece)
-                cache_mod.STATS["misses"] += 1
+                cache_mod.count("misses")
             else:
-                cache_mod.STATS["hits"] += 1
+                cache_mod.count("hits")
             pieces.append(piece)
         frames, hourly = cache_mod.window_of(pieces, start, end)
         if not frames:
@@ -344,10 +430,10 @@ def _column_with_invalid_text(con, file: str, columns) -> str | None:
 
 def _unicode_json_column(values: pd.Series) -> tuple[pd.Series, int]:
     """_unicode_json_text over a column; only rows with a surrogate escape are parsed."""
-    text = values.astype(object)
     maybe = values.astype("str").str.contains(_SURROGATE_ESCAPE.pattern, regex=True, na=False)
     if not maybe.any():
         return values, 0
+    text = values.astype(object)  # Python strings for the few rows to repair: only then
     clean = text[maybe].map(_unicode_json_text)
     changed = clean != text[maybe]
     text = text.copy()
@@ -405,6 +491,19 @@ def _sql_predicates(rules, types: dict[str, str]) -> tuple[list[str], dict]:
             sql.append(f"(regexp_matches({col}, ${name}) OR contains({col}, ${name}u))")
             params[name], params[f"{name}u"] = kql.may_hold_pattern(*literal), "\\u"
     return sql, params
+
+
+def _left_to_frame(rules, types: dict[str, str]) -> list:
+    """The predicates `_keep` must still apply to the frame: those the SQL could not take
+    (non-string columns), and `=~`, whose SQL lower() folds more than Python's (DuckDB lowers
+    U+0130 to "i", Python to "i" + U+0307): the frame keeps the rows it always kept. `==` and
+    `may_hold` mean the same in the SQL (byte equality; RE2 over an ASCII pattern) as in
+    `_keep`, so the rows the scan kept are not tested again (27k wide UEBA texts a window)."""
+    return [
+        (column, op, literal)
+        for column, op, literal in rules or ()
+        if types.get(column) != "VARCHAR" or op == "=~"
+    ]
 
 
 def _ident(name: str) -> str:
