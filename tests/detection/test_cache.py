@@ -563,3 +563,59 @@ def test_a_cache_on_storage_urls_serves_the_second_scan_without_decoding(
     finally:
         if kind == "memory":
             fsspec.filesystem("memory").rm(root.removeprefix("memory:/"), recursive=True)
+
+
+# --- what a process remembers of files it has read (identities, folder facts) ---------------------
+
+
+@pytest.fixture
+def remembering(monkeypatch):
+    """Every file counts as settled, so identities are remembered from the first scan on (in
+    production only files unchanged for 3 s are), and calls that hash a footer are counted."""
+    monkeypatch.setattr(cache_mod, "_SETTLED_NS", 0)
+    monkeypatch.setattr(cache_mod, "_IDENTITIES", {})
+    hashed = []
+    real = cache_mod._identity
+
+    def counted(storage, path, *args):
+        hashed.append(str(path))
+        return real(storage, path, *args)
+
+    monkeypatch.setattr(cache_mod, "_identity", counted)
+    return hashed
+
+
+def test_an_unchanged_files_identity_is_remembered_not_hashed_again(
+    lake, tmp_path, builds, remembering
+):
+    scan_both(lake, tmp_path, "AzureActivity", END - PERIOD, END)
+    assert remembering, "the first scan hashes the footers"
+    remembering.clear()
+    builds.clear()
+    scan_both(lake, tmp_path, "AzureActivity", END - PERIOD, END)
+    assert remembering == [] and builds == []
+
+
+def test_a_remembered_file_rewritten_with_its_size_and_mtime_restored_is_read_again(
+    lake, tmp_path, builds, remembering
+):
+    """The remembered stamp holds the inode change time, which no writer sets back: a rewrite
+    that restores size and modification time exactly is still seen, never served stale."""
+    path = _day(lake)
+    _rewrite(path, lambda f: f, compression="none")
+    before = scan_both(lake, tmp_path, "BehaviorAnalytics", END - PERIOD, END)
+    stat = path.stat()
+    _rewrite(
+        path,
+        lambda f: f.assign(
+            UserPrincipalName=f["UserPrincipalName"].str.replace("user1@", "userX@")
+        ),
+        compression="none",
+    )
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    builds.clear()
+    after = scan_both(lake, tmp_path, "BehaviorAnalytics", END - PERIOD, END)
+    assert builds == [str(path)]
+    assert "userX@contoso.com" in set(after.frame["UserPrincipalName"])
+    assert "userX@contoso.com" not in set(before.frame["UserPrincipalName"])
