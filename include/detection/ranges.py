@@ -45,6 +45,7 @@ COLUMNS = [WINDOW_END, *OUTPUT_COLUMNS]
 MAX_WINDOWS = 10_000  # a year of hourly windows; more is a typo in --every
 MAX_SLICES = 48  # slices per window; finer (an odd --every) scans windows whole
 CHUNK_WINDOWS = 14  # windows cut from one read of a whole-file table
+LOOKAHEAD = 2  # slices past the next window whose cache pieces are built ahead
 WHOLE_FILE_FORMATS = ("jsonl", "csv")
 
 
@@ -292,8 +293,23 @@ class Hunt:
             t: _Table(t, self.rule.inputs[t], readers[i % len(readers)], source)
             for i, t in enumerate(sources.TABLES)
         }
+        # The scan cache's pieces are built a slice or two ahead of the slices being read,
+        # on the builder threads (sources/parquet.py), so both cores decode files while this
+        # thread gates and correlates: a table's reader alone decodes one file at a time.
+        prepare = getattr(source, "prepare", None) if own else None
+        prepared = [self.ends[0] - self.period]
+
+        def ahead(until) -> None:
+            until = min(until, self.ends[-1])
+            while prepare is not None and prepared[0] < until:
+                for t, table in self.tables.items():
+                    if not table.whole:
+                        prepare(t, prepared[0], prepared[0] + self.step, table.columns)
+                prepared[0] += self.step
+
         try:
             first = self.ends[0] - self.period
+            ahead(self.ends[0] + LOOKAHEAD * self.step)
             for table in self.tables.values():
                 table.prefetch(first, first + self.step, self.step)
             for table in self.tables.values():
@@ -306,6 +322,7 @@ class Hunt:
                 }
                 if k + 1 < len(self.ends):
                     nxt = self.ends[k + 1]
+                    ahead(nxt + LOOKAHEAD * self.step)
                     for table in self.tables.values():
                         table.forget_before(nxt - self.period)  # not needed again
                         table.prefetch(nxt - self.period, nxt, self.step)

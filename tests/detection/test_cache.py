@@ -7,7 +7,12 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
+import threading
+import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -273,14 +278,14 @@ def test_a_file_added_to_an_old_partition_is_read_and_a_removed_one_is_not(lake,
         lambda b: b[: len(b) // 2],
         lambda b: b"",
         lambda b: b[:100] + b"\0" * (len(b) - 100),
-        lambda b: b"PAR1" + b"x" * 50 + b"PAR1",
+        lambda b: b"ARROW1\0\0" + b"x" * 50 + b"ARROW1",
     ],
     ids=["truncated", "empty", "zeroed", "garbage"],
 )
 def test_a_damaged_entry_is_ignored_and_rebuilt(lake, tmp_path, builds, damage):
     table = "BehaviorAnalytics"
     scan_both(lake, tmp_path, table, END - PERIOD, END)
-    entries = sorted((tmp_path / "cache").rglob("*.parquet"))
+    entries = sorted((tmp_path / "cache").rglob("*.arrow"))
     assert len(entries) == len(builds) == 2
     entries[0].write_bytes(damage(entries[0].read_bytes()))
     builds.clear()
@@ -295,7 +300,7 @@ def test_an_entry_under_another_key_is_not_served(lake, tmp_path, builds):
     """An entry copied over another's name (a bug, a hand edit) holds the wrong rows: its
     recorded key differs from its name, so it is rebuilt."""
     scan_both(lake, tmp_path, "BehaviorAnalytics", END - PERIOD, END)
-    a, b = sorted((tmp_path / "cache").rglob("*.parquet"))
+    a, b = sorted((tmp_path / "cache").rglob("*.arrow"))
     b.write_bytes(a.read_bytes())
     builds.clear()
     scan_both(lake, tmp_path, "BehaviorAnalytics", END - PERIOD, END)
@@ -329,7 +334,7 @@ def test_two_processes_filling_the_cache_at_once_leave_it_whole(lake, tmp_path):
     assert outcomes == ["ok", "ok"]
     entries = list((tmp_path / "cache").rglob("*"))
     assert not [e for e in entries if e.name.endswith(".tmp")]  # no half-written file left
-    for entry in (e for e in entries if e.suffix == ".parquet"):
+    for entry in (e for e in entries if e.suffix == ".arrow"):
         assert cache_mod.Cache(tmp_path / "cache").get(entry.stem) is not None, entry
     for table in sources.TABLES:
         for k in range(3):
@@ -388,6 +393,118 @@ def test_a_range_with_the_cache_equals_each_window_detected_alone(lake, tmp_path
         assert builds == []
     else:  # every file decoded once over the whole range, though windows overlap
         assert len(builds) == len(set(builds))
+
+
+# --- built ahead, side by side, once; kept in memory ---------------------------------------------
+
+
+@pytest.fixture
+def builders(monkeypatch):
+    """Which thread decoded each file, and a gate the decoding waits at (set: open)."""
+    calls, gate = [], threading.Event()
+    gate.set()
+    real = parquet._Pieces._build
+
+    def counted(con, name, *args):
+        assert gate.wait(60), "the test never opened the gate"
+        calls.append((name.split("/")[-3], name.split("/")[-2], threading.current_thread().name))
+        return real(con, name, *args)
+
+    monkeypatch.setattr(parquet._Pieces, "_build", staticmethod(counted))
+    return SimpleNamespace(calls=calls, gate=gate)
+
+
+def test_a_daily_detect_builds_each_tables_new_day_on_the_builder_threads(lake, tmp_path, builders):
+    """The previous day's run left its pieces; the next run decodes only each table's new day,
+    on the builder threads (both side by side), and equals the run without a cache."""
+    pipeline.detect(cached(lake, tmp_path), END, PERIOD, raise_on_failure=False)
+    builders.calls.clear()
+    nxt = END + pd.Timedelta(days=1)
+    got = pipeline.detect(cached(lake, tmp_path), nxt, PERIOD, raise_on_failure=False)
+    assert sorted(c[:2] for c in builders.calls) == [
+        ("AzureActivity", "date=2026-11-01"),
+        ("BehaviorAnalytics", "date=2026-11-01"),
+    ]
+    assert all(c[2].startswith("piece-build") for c in builders.calls)
+    alone = pipeline.detect(plain(lake), nxt, PERIOD, raise_on_failure=False)
+    assert _facts(got) == _facts(alone) and _rows(got.result) == _rows(alone.result)
+
+
+def test_a_scan_waits_for_a_piece_being_built_instead_of_decoding_the_file_again(
+    lake, tmp_path, builders
+):
+    """prepare starts the window's pieces and returns at once; two scans asking for them
+    while they are being built wait for the same builds: each file is decoded once."""
+    table = "BehaviorAnalytics"
+    source = cached(lake, tmp_path)
+    builders.gate.clear()  # the builds wait here until both scans are asking
+    source.prepare(table, END - PERIOD, END, RULE.inputs[table])
+    with ThreadPoolExecutor(2) as pool:
+        scans = [
+            pool.submit(source.scan, table, END - PERIOD, END, RULE.inputs[table]) for _ in range(2)
+        ]
+        time.sleep(0.3)
+        assert not any(s.done() for s in scans)  # waiting for the builds, not building
+        builders.gate.set()
+        got = [s.result(timeout=60) for s in scans]
+    assert sorted(c[1] for c in builders.calls) == ["date=2026-10-30", "date=2026-10-31"]
+    expected = plain(lake).scan(table, END - PERIOD, END, RULE.inputs[table])
+    for scan in got:
+        same_scan(scan, expected)
+
+
+def test_pieces_are_served_from_memory_within_a_process_and_memory_is_bounded(
+    lake, tmp_path, builders, monkeypatch
+):
+    table = "AzureActivity"
+    source = cached(lake, tmp_path)
+    first = source.scan(table, END - PERIOD, END, RULE.inputs[table])
+    assert len(builders.calls) == 2
+    shutil.rmtree(tmp_path / "cache")  # only memory holds the pieces now
+    builders.calls.clear()
+    same_scan(source.scan(table, END - PERIOD, END, RULE.inputs[table]), first)
+    assert builders.calls == []
+    # another process (a new Cache) has no memory of them: decoded again
+    same_scan(cached(lake, tmp_path).scan(table, END - PERIOD, END, RULE.inputs[table]), first)
+    assert len(builders.calls) == 2
+    # pieces larger than the memory allowed are read back from their entries, never kept
+    monkeypatch.setattr(cache_mod, "MEMORY_BYTES", 1)
+    small = cached(lake, tmp_path)
+    small.scan(table, END - PERIOD, END, RULE.inputs[table])
+    assert small.cache._memory_bytes == 0 and not small.cache._memory
+
+
+def _scan_in_child(lake, cache, queue):
+    try:
+        scan = sources.FilesSource(lake, cache=cache).scan(
+            "AzureActivity",
+            END - PERIOD + pd.Timedelta(days=1),
+            END + pd.Timedelta(days=1),
+            RULE.inputs["AzureActivity"],
+        )
+        queue.put(len(scan.frame))
+    except BaseException as exc:
+        queue.put(f"{type(exc).__name__}: {exc}")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_a_forked_child_builds_pieces_on_builder_threads_of_its_own(lake, tmp_path):
+    """Airflow and Celery fork their task processes: the parent's builder threads do not exist
+    in the child, so work queued to them would wait forever; the child makes its own."""
+    cached(lake, tmp_path).scan("AzureActivity", END - PERIOD, END, RULE.inputs["AzureActivity"])
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_scan_in_child, args=(lake, tmp_path / "cache", queue))
+    child.start()
+    got = queue.get(timeout=120)
+    child.join(timeout=60)
+    expected = plain(lake).scan(
+        "AzureActivity",
+        END - PERIOD + pd.Timedelta(days=1),
+        END + pd.Timedelta(days=1),
+        RULE.inputs["AzureActivity"],
+    )
+    assert got == len(expected.frame) > 0
 
 
 # --- turning it off ------------------------------------------------------------------------------
@@ -553,9 +670,9 @@ def test_a_cache_on_storage_urls_serves_the_second_scan_without_decoding(
         assert builds == []
         same_scan(first, again)
         stored = storage.walk(root)
-        assert stored and all(p.startswith("parquet/") and p.endswith(".parquet") for p in stored)
+        assert stored and all(p.startswith("arrow/") and p.endswith(".arrow") for p in stored)
         # a damaged entry on storage is a miss that is rebuilt, never served
-        storage.write_bytes(storage.join(root, stored[0]), b"PAR1 not a parquet file")
+        storage.write_bytes(storage.join(root, stored[0]), b"ARROW1 not an Arrow file")
         builds.clear()
         rebuilt = sources.FilesSource(lake).scan(table, END - PERIOD, END, RULE.inputs[table])
         assert len(builds) == 1

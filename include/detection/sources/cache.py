@@ -15,7 +15,9 @@ Parquet footer) and by what the scan asks (the rule's columns and their types as
 pushed-down SQL and its literals, VERSION): a file rewritten, appended to or replaced gets a new
 key, so nothing stale is served; a rule change likewise. A file that vanished is simply not
 listed any more. Entries live under `DETECTION_CACHE` (default $DETECTION_HOME/cache; `off`
-disables it) as <root>/parquet/<key[:2]>/<key>.parquet, the key repeated in the file's metadata.
+disables it) as <root>/arrow/<key[:2]>/<key>.arrow, an Arrow IPC file (zstd) with the key repeated
+in its metadata: a piece is a few thousand wide JSON texts, which Arrow IPC gives back ~10x
+faster than Parquet (measured: 13,908 UEBA rows, 40 ms -> 3 ms), at about the same size.
 An entry that cannot be read or whose key differs (truncated, half-written, corrupt) is ignored
 and rebuilt. Entries are written to a unique temporary name, then renamed: two processes filling
 the same entry at once each rename a whole file, and a reader sees the old, the new, or none.
@@ -36,6 +38,7 @@ import os
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 
 import pandas as pd
@@ -43,7 +46,7 @@ import pandas as pd
 from .. import storage as shared
 
 # Bump when what a piece holds, or how it is read, changes: older entries are then never used.
-VERSION = 1
+VERSION = 2  # 2: entries are Arrow IPC files (zstd), read 10x faster than Parquet
 HOUR_NS = 3600 * 10**9
 _FOOTER_TAIL = 64 << 10  # one read from the end usually holds the whole footer
 _KEY_FIELD = b"detection.cache.key"
@@ -201,13 +204,63 @@ def _utc(value) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
+# How much of the pieces a Cache keeps in memory (Arrow bytes), beside the entries on disk.
+MEMORY_BYTES = 256 << 20
+
+
 class Cache:
-    """Pieces under `root` (see the module doc)."""
+    """Pieces under `root` (see the module doc). A Cache also keeps the pieces it read or built
+    in memory, newest used first, up to MEMORY_BYTES: a piece built ahead of its scan (on the
+    builder threads, parquet.prepare) or used by two slices of a range is not read back from
+    disk. Memory only ever holds an entry as written under its key, and a key names one version
+    of a file, so it is never staler than the disk. `building` lets a scan wait for a piece
+    another thread is building instead of decoding the file a second time."""
 
     def __init__(self, root):
         local = shared.local_path(os.fspath(root))  # a path or file:// URL; None: object storage
         self.local = local is not None
         self.root = local if self.local else os.fspath(root).rstrip("/")
+        self._lock = threading.RLock()  # a future's callback may run at once, in the holder
+        self._memory: OrderedDict[str, tuple] = OrderedDict()
+        self._memory_bytes = 0
+        self._building: dict = {}
+
+    def _remember(self, key: str, piece: tuple) -> None:
+        size = piece[0].nbytes
+        if size > MEMORY_BYTES:
+            return
+        with self._lock:
+            if key in self._memory:
+                self._memory.move_to_end(key)
+                return
+            self._memory[key] = piece
+            self._memory_bytes += size
+            while self._memory_bytes > MEMORY_BYTES:
+                _, (old, _) = self._memory.popitem(last=False)
+                self._memory_bytes -= old.nbytes
+
+    def remembered(self, key: str):
+        """The piece `key` if memory holds it (no disk read), else None."""
+        with self._lock:
+            if key in self._memory:
+                self._memory.move_to_end(key)
+                return self._memory[key]
+        return None
+
+    def building(self, key: str, start):
+        """The Future of the piece `key` being built; `start()` submits the build (returning
+        its Future) only when no thread is building it already."""
+        with self._lock:
+            future = self._building.get(key)
+            if future is None:
+                future = self._building[key] = start()
+                future.add_done_callback(lambda _: self._forget_build(key, future))
+            return future
+
+    def _forget_build(self, key: str, future) -> None:
+        with self._lock:
+            if self._building.get(key) is future:
+                del self._building[key]
 
     def __repr__(self) -> str:
         return f"Cache({str(self.root)!r})"
@@ -230,33 +283,32 @@ class Cache:
 
     def path(self, key: str) -> Path | str:
         if self.local:
-            return self.root / "parquet" / key[:2] / f"{key}.parquet"
-        return shared.join(self.root, "parquet", key[:2], f"{key}.parquet")
+            return self.root / "arrow" / key[:2] / f"{key}.arrow"
+        return shared.join(self.root, "arrow", key[:2], f"{key}.arrow")
 
     def get(self, key: str):
         """(arrow table, hourly [(hour, rows, newest ns)]) of an entry, or None when there is
         none or it is not whole (truncated, half-written, another key's): then it is rebuilt."""
-        import pyarrow.parquet as pq
+        import pyarrow as pa
 
+        known = self.remembered(key)
+        if known is not None:
+            return known
         path = self.path(key)
-        if self.local:
-            if not path.is_file():
-                return None
-            source = path
-        else:
-            import pyarrow as pa
-
-            try:
-                source = pa.BufferReader(shared.read_bytes(path))
-            except FileNotFoundError:
-                return None
-            except Exception:  # storage unreachable: a miss, the file is read instead
-                count("corrupt")
-                return None
         try:
-            # ParquetFile, not read_table: read_table's dataset layer costs more than a piece
-            with pq.ParquetFile(source) as piece:
-                table = piece.read()
+            if self.local:
+                with open(path, "rb") as fh:
+                    data = fh.read()
+            else:
+                data = shared.read_bytes(path)
+        except FileNotFoundError:
+            return None
+        except Exception:  # unreadable, or storage unreachable: a miss, the file is read instead
+            count("corrupt")
+            return None
+        try:
+            with pa.ipc.open_file(pa.BufferReader(data)) as reader:
+                table = reader.read_all()
             meta = table.schema.metadata or {}
             if meta.get(_KEY_FIELD) != key.encode():
                 raise ValueError("another key")
@@ -264,28 +316,39 @@ class Cache:
         except Exception:  # any damage at all: the entry is rebuilt, never trusted
             count("corrupt")
             return None
-        return table.replace_schema_metadata(None), hourly
+        piece = (table.replace_schema_metadata(None), hourly)
+        self._remember(key, piece)
+        return piece
 
     def put(self, key: str, table, hourly) -> None:
-        """Write the entry under a unique temporary name, then rename it into place. A cache
-        that cannot be written (read-only, disk full) only costs the next scan a re-read."""
-        import pyarrow.parquet as pq
+        """Write the entry under a unique temporary name, then rename it into place (on object
+        storage: one object written in one go). A cache that cannot be written (read-only,
+        disk full, storage down) only costs the next scan a re-read."""
+        import pyarrow as pa
 
-        path = self.path(key)
+        self._remember(key, (table, hourly))
         meta = {
             _KEY_FIELD: key.encode(),
             _HOURLY_FIELD: json.dumps([list(h) for h in hourly]).encode(),
         }
+        stamped = table.replace_schema_metadata(meta)
+        sink = pa.BufferOutputStream()
+        options = pa.ipc.IpcWriteOptions(compression="zstd")
+        with pa.ipc.new_file(sink, stamped.schema, options=options) as writer:
+            writer.write_table(stamped)
+        data = sink.getvalue().to_pybytes()
+        path = self.path(key)
         if not self.local:
-            try:  # one object, written in one go (storage.write_parquet)
-                shared.write_parquet(table.replace_schema_metadata(meta), path)
+            try:
+                shared.write_bytes(path, data)
             except Exception:  # an unwritable cache only costs the next scan a re-read
                 pass
             return
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
+            with open(tmp, "wb") as fh:
+                fh.write(data)
             os.replace(tmp, path)
         except OSError:
             try:

@@ -35,7 +35,7 @@ import pandas as pd
 
 from ..connections import register_secret, register_url
 from ..correlation import PUSHDOWN
-from ..errors import SourceError, UsageError
+from ..errors import DetectionError, SourceError, UsageError
 from ..storage import PACKAGES
 from . import export, parquet, records
 from .cache import from_setting
@@ -187,6 +187,28 @@ class FilesSource:
             frame = frame.sort_values("TimeGenerated", kind="stable")
         scan.frame = frame.reset_index(drop=True)
         return scan
+
+    def prepare(self, table: str, start, end, columns: dict[str, str]) -> None:
+        """Start building, in the background, the scan cache's pieces that a prefiltered
+        `scan` of [start, end) will need (Parquet folders with a cache only; see
+        parquet.prepare_parquet); returns at once. The scan itself reports any problem."""
+        if self.cache is None or self.workspaces:
+            return
+        try:
+            fmt, path = self.locate(table)
+        except (DetectionError, OSError):
+            return  # the scan names it
+        if fmt == "parquet":
+            parquet.prepare_parquet(
+                self.storage,
+                path,
+                table,
+                pd.Timestamp(start),
+                pd.Timestamp(end),
+                columns,
+                PUSHDOWN.get(table),
+                self.cache,
+            )
 
     # --- several workspaces in one export -------------------------------------------------------
 

@@ -9,14 +9,16 @@ read through their fsspec filesystem registered with the connection (storage.Fss
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 import pandas as pd
 
 from .. import kql
-from ..errors import SourceError, UsageError
+from ..errors import DetectionError, SourceError, UsageError
 from . import cache as cache_mod
 from .records import _SURROGATE_ESCAPE, _unicode_json_text
 from .scan import DATETIME, DYNAMIC, REPAIRED, Scan, _keep, _ticks, _typed
@@ -88,14 +90,15 @@ _SCANNED: dict[tuple, int] = {}
 _FOLDERS_LOCK = threading.Lock()
 
 
-def _folder_facts(storage, table: str, origin: dict) -> dict | None:
+def _folder_facts(storage, table: str, origin: dict, ahead: bool = False) -> dict | None:
     """The memo of this version of the folder's facts (filled by _scan_parquet), or None: not
-    scanned before, on object storage, or a file without a readable footer."""
+    scanned before, on object storage, or a file without a readable footer. A scan `ahead`
+    (prepare) names the folder at once: its scan follows, and is then served the facts."""
     if getattr(storage, "fs", None) is not None:
         return None
     names = (table, tuple(sorted(origin)))
     with _FOLDERS_LOCK:
-        seen = _SCANNED[names] = _SCANNED.get(names, 0) + 1
+        seen = _SCANNED[names] = _SCANNED.get(names, 0) + (2 if ahead else 1)
     if seen < 2:
         return None
     named = []
@@ -135,33 +138,47 @@ def _connection(storage):
 
     if getattr(storage, "fs", None) is not None:
         return duckdb.connect(), False
-    con = getattr(_THREAD, "con", None)
-    if con is None:
-        con = _THREAD.con = duckdb.connect()
+    # A forked child opens its own connection rather than share its parent's copy (fork
+    # copies no DuckDB worker thread). The copy is kept, never destroyed: destroying it in the
+    # child crashes the process (SIGSEGV, measured with duckdb 2.0).
+    pid, con = getattr(_THREAD, "con", (None, None))
+    if con is None or pid != os.getpid():
+        if con is not None:
+            _INHERITED.append(con)
+        con = duckdb.connect()
+        _THREAD.con = (os.getpid(), con)
     return con, True
 
 
-def _scan_parquet(
-    con, path: str, table, start, end, columns, rules, files, pieces=None, facts=None
-) -> Scan:
+_INHERITED: list = []  # what a forked child must never destroy (see _connection)
+
+
+def _settings(con) -> None:
     con.execute("SET TimeZone = 'UTC'")
     # Prefetching reads whole column chunks ahead, the wide strings included, although the
     # pushed-down filters keep a few rows in 4,000: off, the scan holds one page per column and
     # thread, so memory stays flat as the lake grows (measured at 10M rows/day: 513 -> 185 MiB
     # peak, and 10% faster on local files, which the page cache serves anyway).
     con.execute("SET disable_parquet_prefetching = true")
+
+
+def _types(con, everything: dict) -> dict[str, str]:
+    """DuckDB's type of every column in the union of the files' schemas."""
+    return {
+        name: kind
+        for name, kind, *_ in con.sql(
+            f"DESCRIBE SELECT * FROM {_SRC}", params=everything
+        ).fetchall()
+    }
+
+
+def _scan_parquet(
+    con, path: str, table, start, end, columns, rules, files, pieces=None, facts=None
+) -> Scan:
+    _settings(con)
     names = {f: _duckdb_path(f, table, con) for f in files}
     everything = {"files": list(names.values())}
-    types = _known(
-        facts,
-        "types",
-        lambda: {
-            name: kind
-            for name, kind, *_ in con.sql(
-                f"DESCRIBE SELECT * FROM {_SRC}", params=everything
-            ).fetchall()
-        },
-    )
+    types = _known(facts, "types", lambda: _types(con, everything))
     missing = [c for c in columns if c not in types]
     source_types = {c: _kind(types[c]) for c in columns if c in types}
     if "TimeGenerated" in missing:
@@ -280,12 +297,19 @@ class _Pieces:
     (cache.py), building the pieces that are missing: one DuckDB pass per file over every time,
     the same SQL predicates as the uncached scan. None when this scan cannot be served so (a
     file whose footer pyarrow cannot read, a file whose columns differ from the folder's): the
-    caller then scans as without a cache, and reports what it finds as it always does."""
+    caller then scans as without a cache, and reports what it finds as it always does.
+
+    Missing pieces of local files are built on the builder threads (_builders), all of a
+    window's at once: a day's file of one row group is one DuckDB thread's work, so two files
+    (or both tables' new days, parquet.prepare) use both cores. A piece another scan, or
+    prepare, is building already is waited for, not built twice."""
 
     def __init__(self, cache, storage, origin: dict):
         self.cache, self.storage, self.origin = cache, storage, origin
 
-    def window(self, con, table, files, names, start, end, present, types, rules):
+    def start(self, con, table, files, names, start, end, present, types, rules):
+        """[(file, piece or the Future of one being built)] in file order; None when the scan
+        cannot be served from pieces."""
         keep, literals = _sql_predicates(rules, types)
         query = {
             "columns": {c: types[c] for c in present},
@@ -302,17 +326,36 @@ class _Pieces:
                 todo.append((f, self.cache.key(table, f, ident, query)))
             else:
                 cache_mod.count("skipped")
-        pieces = []
+        out = []
         for f, key in todo:
-            piece = self.cache.get(key)
+            args = (names[f], present, types, keep, literals)
+            piece = self.cache.remembered(key)
+            if piece is not None:
+                piece = (piece, False)
+            elif getattr(self.storage, "fs", None) is not None:  # its own connection: here
+                piece = _load_or_build(self.cache, key, self.storage, con, *args)
+            else:  # read or built on the builder threads, beside this thread's work
+                piece = self.cache.building(
+                    key,
+                    lambda a=args, k=key: _builders().submit(
+                        _load_or_build, self.cache, k, self.storage, None, *a
+                    ),
+                )
+            out.append((f, key, piece))
+        return out
+
+    def window(self, con, table, files, names, start, end, present, types, rules):
+        started = self.start(con, table, files, names, start, end, present, types, rules)
+        if started is None:
+            return None
+        pieces = []
+        for _, _, done in started:
+            if hasattr(done, "result"):  # being read or built: here, or ahead of this scan
+                done = done.result()
+            piece, built = done
             if piece is None:
-                piece = self._build(con, names[f], present, types, keep, literals)
-                if piece is None:
-                    return None
-                self.cache.put(key, *piece)
-                cache_mod.count("misses")
-            else:
-                cache_mod.count("hits")
+                return None
+            cache_mod.count("misses" if built else "hits")
             pieces.append(piece)
         frames, hourly = cache_mod.window_of(pieces, start, end)
         if not frames:
@@ -325,10 +368,7 @@ class _Pieces:
         """One file's piece: its candidate rows at any time and its hourly profile, as the
         uncached scan's two passes compute them without the window."""
         one = {"files": [name]}
-        own = {
-            n: kind
-            for n, kind, *_ in con.sql(f"DESCRIBE SELECT * FROM {_SRC}", params=one).fetchall()
-        }
+        own = _types(con, one)
         if any(own.get(c) != types[c] for c in present):
             return None  # the folder's union of schemas differs from this file's: no piece
         timed = f"{_ident('TimeGenerated')} IS NOT NULL"
@@ -343,6 +383,107 @@ class _Pieces:
             params={**one, **literals},
         ).to_arrow_table()
         return rows, hourly
+
+
+def _load_or_build(cache, key, storage, con, *args):
+    """(piece, whether it was built): the cache's entry, else the piece built (on `con`, or
+    this thread's own connection) and kept in the cache."""
+    piece = cache.get(key)
+    if piece is not None:
+        return piece, False
+    return _build_piece(cache, key, storage, con, *args), True
+
+
+def _build_piece(cache, key, storage, con, *args):
+    """Build one piece (on `con`, or a cursor of the builders' connection, closed after) and
+    keep it in the cache."""
+    own = con is None
+    if own:
+        con = _builders_connection().cursor()  # a cursor costs < 1 ms, a connection ~20
+    try:
+        if own:
+            _settings(con)
+        piece = _Pieces._build(con, *args)
+    finally:
+        if own:
+            con.close()
+    if piece is not None:
+        cache.put(key, *piece)
+    return piece
+
+
+# The threads that build pieces, one per core, shared by every scan of the process (a range's
+# two table readers, prepare). Made again in a forked child: a pool's threads do not survive
+# a fork, and work queued to it would never run.
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+_POOL_LOCK = threading.Lock()
+# The builders' DuckDB connection; each build takes a cursor of it and closes it. Not one per
+# builder thread: a connection left in an idle thread's locals crashes a forked child (SIGSEGV,
+# measured with duckdb 2.0), and Airflow and Celery fork.
+_BASE: tuple[int, object] | None = None
+
+
+def _builders_connection():
+    import duckdb
+
+    global _BASE
+    with _POOL_LOCK:
+        if _BASE is None or _BASE[0] != os.getpid():
+            if _BASE is not None:
+                _INHERITED.append(_BASE)
+            _BASE = (os.getpid(), duckdb.connect())
+        return _BASE[1]
+
+
+def _builders() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != os.getpid():
+            if _POOL is not None:
+                _INHERITED.append(_POOL)
+            workers = max(2, min(8, os.cpu_count() or 2))
+            _POOL = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="piece-build"))
+        return _POOL[1]
+
+
+def prepare_parquet(storage, path, table: str, start, end, columns, rules, cache) -> None:
+    """Start building the pieces a cached scan of [start, end) will need and the cache lacks,
+    on the builder threads, and return at once: a daily run builds both tables' new days side
+    by side, and a range the slices ahead of the one it reads. Anything unusual (no files, no
+    footer, an unreadable file) is left to the scan, which reads the files and reports it as
+    it always does: here it only means nothing is started."""
+    import duckdb
+
+    if cache is None or not cache_mod.servable(start, end):
+        return
+    if getattr(storage, "fs", None) is not None:
+        return  # files behind fsspec are built by their scan, on its own connection
+    try:
+        if any(not _IDENT.fullmatch(c) for c in [*columns, *(r[0] for r in rules or ())]):
+            return
+        listed = storage.files(path, table, ".parquet")
+        if not listed:
+            return
+        files = {storage.duckdb_name(f): parts for f, parts in listed.items()}
+        origin = {storage.duckdb_name(f): f for f in listed}
+        con, _ = _connection(storage)
+        try:
+            _settings(con)
+            names = {f: _duckdb_path(f, table, con) for f in files}
+            facts = _folder_facts(storage, table, origin, ahead=True)
+            types = _known(facts, "types", lambda: _types(con, {"files": list(names.values())}))
+            if not types.get("TimeGenerated", "").startswith("TIMESTAMP"):
+                return
+            near = [f for f in files if _near_window(files[f], start, end)]
+            present = [c for c in columns if c in types]
+            _Pieces(cache, storage, origin).start(
+                con, table, near, names, start, end, present, types, rules
+            )
+        except duckdb.Error:
+            _THREAD.__dict__.pop("con", None)
+            con.close()
+    except (DetectionError, OSError, duckdb.Error):
+        return
 
 
 def _duckdb_path(path: str, table: str, con) -> str:
