@@ -53,16 +53,19 @@ def postgres_database(server: str = "postgresql://postgres@127.0.0.1:5432/postgr
     connections are left). Yields its SQLAlchemy URL (psycopg 3, for the sync and async engines;
     asyncpg is not needed)."""
     import psycopg
+    from psycopg import sql  # names quoted by psycopg, not by hand
 
     name = f"airflow_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     base = server.rsplit("/", 1)[0]
     try:
         yield f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
     finally:
         with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 def _free_port() -> int:

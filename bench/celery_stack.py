@@ -209,12 +209,13 @@ class CeleryStack(AirflowStack):
 
     def __enter__(self) -> "CeleryStack":
         import psycopg
+        from psycopg import sql  # names quoted by psycopg, not by hand
 
         self._t0 = time.monotonic()
         try:
             with closing(psycopg.connect(f"{self.postgres}/postgres", autocommit=True)) as con:
                 for db in self.databases.values():
-                    con.execute(f'CREATE DATABASE "{db}"')
+                    con.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
             config = self.home / "airflow" / "config"
             config.mkdir(parents=True, exist_ok=True)
             (config / "airflow_local_settings.py").write_text(FAST_RETRIES)
@@ -268,6 +269,7 @@ class CeleryStack(AirflowStack):
         (a warm Celery shutdown would wait for running tasks), then drop the databases."""
         import psutil
         import psycopg
+        from psycopg import sql  # names quoted by psycopg, not by hand
 
         family = []
         for p in self.procs:
@@ -294,7 +296,11 @@ class CeleryStack(AirflowStack):
         try:
             with closing(psycopg.connect(f"{self.postgres}/postgres", autocommit=True)) as con:
                 for db in self.databases.values():
-                    con.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+                    con.execute(
+                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                            sql.Identifier(db)
+                        )
+                    )
         finally:
             self._forget_broker_keys()
 

@@ -211,10 +211,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("bench-out/console.json"))
     a = p.parse_args(argv)
     import psycopg
+    from psycopg import sql  # names quoted by psycopg, not by hand
 
     database = f"bench_console_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_BASE, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {database}")
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     url = PG_BASE.rsplit("/", 1)[0] + f"/{database}"
     try:
         with tempfile.TemporaryDirectory(prefix="bench-console-") as tmp:
@@ -231,7 +232,9 @@ def main(argv=None) -> int:
             results = measure(_client(Path(tmp) / "airflow"), alert_id, a.repeat)
     finally:
         with psycopg.connect(PG_BASE, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+            )
     worst = max(r["median_ms"] for r in results.values())
     print(
         f"\nconsole page time, {a.alerts:,} alerts in PostgreSQL, median of {a.repeat} "

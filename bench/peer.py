@@ -52,7 +52,10 @@ def _ts(value: datetime) -> str:
 
 
 def _glob(source: Path, table: str) -> str:
-    return f"'{(Path(source) / table).as_posix()}/**/*.parquet'"
+    """The table's files as a SQL string literal (a quote in the path doubled, as SQL escapes
+    it: the query is printed by --print-sql and must stay one literal)."""
+    path = f"{(Path(source) / table).as_posix()}/**/*.parquet".replace("'", "''")
+    return f"'{path}'"
 
 
 def _scan(source: Path, table: str) -> str:

@@ -197,10 +197,14 @@ def test_peer_has_is_a_whole_term_ascii_case_insensitive_match(text, expected):
     assert got is expected
 
 
-def test_peer_window_keeps_100ns_precision(tmp_path):
-    """Parquet timestamp[ns, UTC] read by DuckDB: the half-open window is exact at 100 ns."""
+@pytest.mark.parametrize("folder", ["lake", "it's a lake", "x'); COPY (SELECT 1) TO 'pwn.csv"])
+def test_peer_window_keeps_100ns_precision(tmp_path, folder):
+    """Parquet timestamp[ns, UTC] read by DuckDB: the half-open window is exact at 100 ns; the
+    lake's path stays one SQL literal whatever quotes it holds."""
     import pyarrow as pa
 
+    tmp_path = tmp_path / folder
+    tmp_path.mkdir()
     end = datetime(2026, 10, 30, tzinfo=timezone.utc)
     end_ns = int(end.timestamp()) * 10**9
     t = pa.array(
