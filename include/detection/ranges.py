@@ -297,15 +297,16 @@ class Hunt:
         # on the builder threads (sources/parquet.py), so both cores decode files while this
         # thread gates and correlates: a table's reader alone decodes one file at a time.
         prepare = getattr(source, "prepare", None) if own else None
-        prepared = [self.ends[0] - self.period]
+        prepared = self.ends[0] - self.period  # slices before this one are started
 
         def ahead(until) -> None:
+            nonlocal prepared
             until = min(until, self.ends[-1])
-            while prepare is not None and prepared[0] < until:
+            while prepare is not None and prepared < until:
                 for t, table in self.tables.items():
                     if not table.whole:
-                        prepare(t, prepared[0], prepared[0] + self.step, table.columns)
-                prepared[0] += self.step
+                        prepare(t, prepared, prepared + self.step, table.columns)
+                prepared += self.step
 
         try:
             first = self.ends[0] - self.period

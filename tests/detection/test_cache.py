@@ -487,7 +487,6 @@ def _scan_in_child(lake, cache, queue):
         queue.put(f"{type(exc).__name__}: {exc}")
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
 def test_a_forked_child_builds_pieces_on_builder_threads_of_its_own(lake, tmp_path):
     """Airflow and Celery fork their task processes: the parent's builder threads do not exist
     in the child, so work queued to them would wait forever; the child makes its own."""

@@ -37,7 +37,6 @@ import json
 import os
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from pathlib import Path
 
@@ -337,24 +336,10 @@ class Cache:
         with pa.ipc.new_file(sink, stamped.schema, options=options) as writer:
             writer.write_table(stamped)
         data = sink.getvalue().to_pybytes()
-        path = self.path(key)
-        if not self.local:
-            try:
-                shared.write_bytes(path, data)
-            except Exception:  # an unwritable cache only costs the next scan a re-read
-                pass
-            return
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except OSError:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
+        try:  # a unique temporary name renamed into place; on object storage one object
+            shared.write_bytes(self.path(key), data)
+        except Exception:  # an unwritable cache only costs the next scan a re-read
+            pass
 
 
 def from_setting(value) -> Cache | None:

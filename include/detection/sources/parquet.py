@@ -37,18 +37,8 @@ def read_parquet(storage, path, table: str, start, end, columns, rules, cache=No
     a window is served from them (cache.py); the Scan is the same."""
     import duckdb
 
-    for column in [*columns, *(r[0] for r in rules or ())]:
-        if not _IDENT.fullmatch(column):
-            raise UsageError(
-                f"{table}: column name {column!r} in the rule is not a plain identifier"
-            )
-    listed = storage.files(path, table, ".parquet")  # {name: path parts under the folder}
-    if not listed:
-        raise SourceError(table, f"no Parquet files under {storage.display(path)}")
-    # {the name DuckDB is given: path parts}, and how messages name each file
-    files = {storage.duckdb_name(f): parts for f, parts in listed.items()}
-    shown = {storage.duckdb_name(f): storage.display(f) for f in listed}
-    origin = {storage.duckdb_name(f): f for f in listed}
+    files, origin = _listing(storage, path, table, columns, rules)
+    shown = {f: storage.display(origin[f]) for f in files}  # how messages name each file
     con, reused = _connection(storage)
     failed = True
     try:
@@ -77,6 +67,23 @@ def read_parquet(storage, path, table: str, start, end, columns, rules, cache=No
         if failed or not reused:  # a connection that saw an error is not lent again
             _THREAD.__dict__.pop("con", None)
             con.close()
+
+
+def _listing(storage, path, table: str, columns, rules) -> tuple[dict, dict]:
+    """({the name DuckDB is given: path parts under the folder}, {that name: the file}) of
+    the table's Parquet files; UsageError for a rule column that is not a plain identifier,
+    SourceError when there is no file."""
+    for column in [*columns, *(r[0] for r in rules or ())]:
+        if not _IDENT.fullmatch(column):
+            raise UsageError(
+                f"{table}: column name {column!r} in the rule is not a plain identifier"
+            )
+    listed = storage.files(path, table, ".parquet")
+    if not listed:
+        raise SourceError(table, f"no Parquet files under {storage.display(path)}")
+    files = {storage.duckdb_name(f): parts for f, parts in listed.items()}
+    origin = {storage.duckdb_name(f): f for f in listed}
+    return files, origin
 
 
 # What every scan of a folder reads from all its files' footers (DuckDB's types for the union
@@ -163,7 +170,8 @@ def _settings(con) -> None:
 
 
 def _types(con, everything: dict) -> dict[str, str]:
-    """DuckDB's type of every column in the union of the files' schemas."""
+    """DuckDB's type of every column in the union of the files' schemas (_SRC is a fixed
+    fragment; the file names are the bound parameter $files)."""
     return {
         name: kind
         for name, kind, *_ in con.sql(
@@ -308,8 +316,8 @@ class _Pieces:
         self.cache, self.storage, self.origin = cache, storage, origin
 
     def start(self, con, table, files, names, start, end, present, types, rules):
-        """[(file, piece or the Future of one being built)] in file order; None when the scan
-        cannot be served from pieces."""
+        """Each file's (piece, built) or the Future of one being read or built, in file
+        order; None when the scan cannot be served from pieces."""
         keep, literals = _sql_predicates(rules, types)
         query = {
             "columns": {c: types[c] for c in present},
@@ -341,7 +349,7 @@ class _Pieces:
                         _load_or_build, self.cache, k, self.storage, None, *a
                     ),
                 )
-            out.append((f, key, piece))
+            out.append(piece)
         return out
 
     def window(self, con, table, files, names, start, end, present, types, rules):
@@ -349,7 +357,7 @@ class _Pieces:
         if started is None:
             return None
         pieces = []
-        for _, _, done in started:
+        for done in started:
             if hasattr(done, "result"):  # being read or built: here, or ahead of this scan
                 done = done.result()
             piece, built = done
@@ -439,8 +447,6 @@ def _builders() -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None or _POOL[0] != os.getpid():
-            if _POOL is not None:
-                _INHERITED.append(_POOL)
             workers = max(2, min(8, os.cpu_count() or 2))
             _POOL = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="piece-build"))
         return _POOL[1]
@@ -459,13 +465,7 @@ def prepare_parquet(storage, path, table: str, start, end, columns, rules, cache
     if getattr(storage, "fs", None) is not None:
         return  # files behind fsspec are built by their scan, on its own connection
     try:
-        if any(not _IDENT.fullmatch(c) for c in [*columns, *(r[0] for r in rules or ())]):
-            return
-        listed = storage.files(path, table, ".parquet")
-        if not listed:
-            return
-        files = {storage.duckdb_name(f): parts for f, parts in listed.items()}
-        origin = {storage.duckdb_name(f): f for f in listed}
+        files, origin = _listing(storage, path, table, columns, rules)
         con, _ = _connection(storage)
         try:
             _settings(con)
