@@ -81,11 +81,16 @@ SITE = ("DETECTION_DESTINATIONS", "DETECTION_START_DATE")
 # the back-fills (DETECTION_START_DATE in the future; back-fills are not clipped to it). Each
 # stack's broker keys (queues, unacked messages, worker control) carry a prefix of its own: two
 # stacks on one machine (two people running the tests) never take each other's tasks or see
-# each other's workers, and a stack deletes only its own keys.
+# each other's workers, and a stack deletes only its own keys. A task the killed worker had taken
+# but not started stays `queued` (Celery acknowledged it; nothing heartbeats): the scheduler
+# hands it back after 90 s instead of Airflow's 10 min (seen once in CI: validate_behavior_
+# analytics received by the worker 30 ms before the SIGKILL, and the run waited past the test).
 TEST_ONLY = {
     "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "90",
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "10",
     "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": "celery_stack_{suffix}:",
 }
 TEST_START_DATE = "2099-01-01"
