@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 
 import numpy as np
@@ -222,19 +224,60 @@ def _on_distinct(values: pa.Array, mask, null: bool = False) -> np.ndarray:
 
 def _encode(values) -> tuple[pa.Array, pa.Array | pa.ChunkedArray]:
     """(distinct non-null values, each row's index into them, null for null) of an Arrow array
-    or chunked array. Arrow encodes a chunked array's chunks against one dictionary (checked:
-    otherwise the chunks are joined first), so the texts are not copied into one array."""
-    encoded = pc.dictionary_encode(values)
-    if not isinstance(encoded, pa.ChunkedArray):
-        return encoded.dictionary, encoded.indices
-    chunks = encoded.chunks
+    or chunked array. Each chunk is encoded once (_encode_chunk), then the chunks' distinct
+    values are merged (a few hundred texts): the rows' texts are never copied into one array."""
+    if not isinstance(values, pa.ChunkedArray):
+        return _encode_chunk(values)
+    chunks = [c for c in values.chunks if len(c)]
     if not chunks:
         return pa.array([], pa.large_string()), pa.array([], pa.int32())
-    distinct = chunks[-1].dictionary
-    if all(c.dictionary.equals(distinct) for c in chunks[:-1]):
-        return distinct, pa.chunked_array([c.indices for c in chunks], chunks[-1].indices.type)
-    encoded = pc.dictionary_encode(values.combine_chunks())
-    return encoded.dictionary, encoded.indices
+    if len(chunks) == 1:
+        return _encode_chunk(chunks[0])
+    encoded = [_encode_chunk(c) for c in chunks]
+    merged = pc.dictionary_encode(pa.concat_arrays([d.cast(pa.large_string()) for d, _ in encoded]))
+    position = merged.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    indices, at = [], 0
+    for distinct, own in encoded:
+        # each chunk's index into its own distinct values -> into the merged ones (nulls stay)
+        indices.append(pc.take(pa.array(position[at : at + len(distinct)]), own))
+        at += len(distinct)
+    return merged.dictionary, pa.chunked_array(indices, pa.int64())
+
+
+# Dictionary encodings of the chunks met lately, keyed by where their data lives. A window's
+# column is the chunks of its slices (ranges.merge_scans concatenates them without a copy), and
+# the rule and the quality gate ask several facts of one column: hashing ActivityInsights'
+# wide texts three times a window was a tenth of a back-fill's main thread. Each entry holds
+# its chunk, so its buffers (and their addresses, the key) cannot be reused while it is kept.
+_ENCODED: OrderedDict = OrderedDict()
+_ENCODED_LOCK = threading.Lock()
+_ENCODED_ENTRIES = 32
+_ENCODED_BYTES = 64 << 20  # chunks larger than this are encoded each time, never kept
+
+
+def _encode_chunk(chunk: pa.Array) -> tuple[pa.Array, pa.Array]:
+    size = chunk.get_total_buffer_size()
+    key = (
+        str(chunk.type),
+        chunk.offset,
+        len(chunk),
+        tuple(0 if b is None else b.address for b in chunk.buffers()),
+    )
+    with _ENCODED_LOCK:
+        hit = _ENCODED.get(key)
+        if hit is not None:
+            _ENCODED.move_to_end(key)
+            return hit[1], hit[2]
+    encoded = pc.dictionary_encode(chunk)
+    out = (encoded.dictionary, encoded.indices.cast(pa.int64()))
+    if size <= _ENCODED_BYTES:
+        with _ENCODED_LOCK:
+            _ENCODED[key] = (chunk, *out)
+            held = sum(entry[0].get_total_buffer_size() for entry in _ENCODED.values())
+            while len(_ENCODED) > _ENCODED_ENTRIES or held > _ENCODED_BYTES:
+                _, (old, *_) = _ENCODED.popitem(last=False)
+                held -= old.get_total_buffer_size()
+    return out
 
 
 def _arrow_strings(text: pd.Series) -> pa.Array | pa.ChunkedArray | None:

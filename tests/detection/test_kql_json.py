@@ -29,8 +29,8 @@ def per_row_equals(text, key, value):
     return kql.get_property(kql.parse_json(text), key) == value
 
 
-def check(texts, dtype="str"):
-    column = pd.Series(texts, dtype=dtype)
+def check(texts, dtype="str", column=None):
+    column = pd.Series(texts, dtype=dtype) if column is None else column
     assert kql.is_object(column).tolist() == [per_row_is_object(t) for t in texts]
     for key in (KEY, "scope"):
         assert kql.has_property(column, key).tolist() == [per_row_has(t, key) for t in texts]
@@ -229,3 +229,70 @@ def test_each_distinct_undecided_text_is_parsed_once(monkeypatch):
     assert kql.property_equals(column, KEY, "True").all()
     assert kql.is_object(column).all()
     assert calls == [escaped]
+
+
+# --- a window's column is its slices' chunks --------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.lists(st.one_of(json_ish(), st.none(), st.sampled_from([FLAG, "{}"])), max_size=5),
+        min_size=2,
+        max_size=4,
+    )
+)
+def test_facts_of_a_column_of_several_chunks(parts):
+    """ranges.merge_scans concatenates the slices' frames without a copy, so a window's column
+    is several Arrow chunks: each is encoded on its own and their distinct texts merged. The
+    facts still equal the per-row path, and again when the chunks are met a second time (the
+    next window shares a slice)."""
+    texts = [t for part in parts for t in part]
+    column = pd.concat([pd.Series(part, dtype="str") for part in parts], ignore_index=True)
+    for _ in range(2):
+        check(texts, column=column)
+        assert kql.categorical(column).astype(object).where(column.notna(), None).tolist() == [
+            t for t in texts
+        ]
+
+
+def test_a_chunk_is_encoded_once_across_facts_and_windows(monkeypatch):
+    """The rule and the quality gate ask three facts of ActivityInsights, and consecutive
+    windows share a slice: each slice's chunk is hashed once, not once per fact and window."""
+    encoded = []
+    real = kql.pc.dictionary_encode
+    monkeypatch.setattr(
+        kql.pc, "dictionary_encode", lambda a, *k, **kw: encoded.append(len(a)) or real(a, *k, **kw)
+    )
+    monkeypatch.setattr(kql, "_ENCODED", kql.OrderedDict())
+    days = [
+        pd.Series([FLAG, '{"%s":"False"}' % KEY, None] * 101, dtype="str"),  # 303 rows
+        pd.Series(["[]", FLAG] * 151, dtype="str"),  # 302 rows
+        pd.Series(['"text"', FLAG, "{"] * 107, dtype="str"),  # 321 rows
+    ]
+    for first, second in zip(days, days[1:]):  # two windows of two slices each
+        column = pd.concat([first, second], ignore_index=True)
+        expected = [per_row_equals(t, KEY, "True") for t in column.astype(object)]
+        assert kql.property_equals(column, KEY, "True").tolist() == expected
+        assert kql.is_object(column).tolist() == [
+            per_row_is_object(t) for t in column.astype(object)
+        ]
+        assert kql.categorical(column).astype(object).tolist() == column.astype(object).tolist()
+    assert sorted(n for n in encoded if n > 100) == [302, 303, 321]  # the rest: merged distincts
+
+
+def test_encodings_kept_are_bounded(monkeypatch):
+    """A chunk larger than the bound is encoded each time and never kept; the entries kept stay
+    under their count, so a long-lived worker holds no more than that."""
+    monkeypatch.setattr(kql, "_ENCODED", kql.OrderedDict())
+    monkeypatch.setattr(kql, "_ENCODED_BYTES", 4096)
+    monkeypatch.setattr(kql, "_ENCODED_ENTRIES", 3)
+    big = pd.Series([FLAG + " " * k for k in range(200)], dtype="str")  # > 4 KiB of text
+    assert kql.property_equals(big, KEY, "True").all()
+    assert len(kql._ENCODED) == 0
+    for k in range(6):
+        small = pd.Series([FLAG, "{}", "x" * k], dtype="str")
+        assert kql.property_equals(small, KEY, "True").tolist() == [True, False, False]
+    assert len(kql._ENCODED) == 3
+    held = sum(entry[0].get_total_buffer_size() for entry in kql._ENCODED.values())
+    assert held <= 4096
