@@ -11,6 +11,7 @@ Python-level work is parsing JSON text whose shape the column-at-a-time path can
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 
 from . import kql
 
@@ -83,26 +84,44 @@ def summarize_by_correlation(activity: pd.DataFrame) -> pd.DataFrame:
 
     The list is only ever read by the `has_any` that follows, so it is carried as a per-group flag
     ("some element's JSON text holds Success/Succeeded"), which is exactly what `has_any` sees.
-    Null keys are "" in Kusto and form a group of their own (groupby would drop them).
+    Null keys are "" in Kusto and form a group of their own (kusto_str: no key is null).
+    Arrow's hash aggregation, single-threaded so groups come in order of first appearance (as
+    pandas' groupby(sort=False)): pandas' named aggregations cost ~10 ms a window however few
+    the rows, a fifth of a back-fill window's correlation. Strings compare as their UTF-8 bytes,
+    which orders them as their code points, as pandas does.
     """
-    frame = pd.DataFrame(
+    table = pa.table(
         {
-            **{k: kql.kusto_str(activity[k]) for k in GROUP_KEYS},
-            "TimeGenerated": activity["TimeGenerated"],
-            "CallerIpAddress": kql.kusto_str(activity["CallerIpAddress"]),
-            "_status_success": kql.element_has_any_in_list_text(
-                activity["ActivityStatusValue"], SUCCESS_TERMS
+            **{k: _arrow_text(activity[k]) for k in GROUP_KEYS},
+            "TimeGenerated": pa.array(activity["TimeGenerated"], pa.timestamp("ns", tz="UTC")),
+            "CallerIpAddress": _arrow_text(activity["CallerIpAddress"]),
+            "_status_success": pa.array(
+                kql.element_has_any_in_list_text(activity["ActivityStatusValue"], SUCCESS_TERMS),
+                pa.bool_(),
             ),
         }
     )
-    grouped = frame.groupby(GROUP_KEYS, sort=False, dropna=False)
-    out = grouped.agg(
-        StartTime=("TimeGenerated", "min"),
-        EndTime=("TimeGenerated", "max"),
-        max_CallerIpAddress=("CallerIpAddress", "max"),
-        _list_has_success=("_status_success", "any"),
-    ).reset_index()
-    return out
+    out = table.group_by(GROUP_KEYS, use_threads=False).aggregate(
+        [
+            ("TimeGenerated", "min"),
+            ("TimeGenerated", "max"),
+            ("CallerIpAddress", "max"),
+            ("_status_success", "any"),
+        ]
+    )
+    names = {
+        "TimeGenerated_min": "StartTime",
+        "TimeGenerated_max": "EndTime",
+        "CallerIpAddress_max": "max_CallerIpAddress",
+        "_status_success_any": "_list_has_success",
+    }
+    out = out.rename_columns([names.get(n, n) for n in out.column_names])
+    return out.select([*GROUP_KEYS, *names.values()]).to_pandas()
+
+
+def _arrow_text(column: pd.Series) -> pa.Array | pa.ChunkedArray:
+    """A string column as Kusto sees it (null is ""), as Arrow text."""
+    return pa.array(kql.kusto_str(column), pa.large_string())
 
 
 def where_list_has_any_success(groups: pd.DataFrame) -> pd.DataFrame:

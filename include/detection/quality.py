@@ -555,25 +555,22 @@ def validate(
     """
     start, end = _utc(start), _utc(end)
     facts = profile(stats, start, end, history)
-    frames = (
-        ("profile", pd.DataFrame([facts]), profile_specs(table, columns, facts)),
-        ("rows", with_derived_columns(table, frame), rows_specs(table, columns, start, end)),
-    )
+    checks = profile_specs(table, columns, facts)
+    rows = (with_derived_columns(table, frame), rows_specs(table, columns, start, end))
     site = None
     if engine == "ge":
         context = _context()
         site = _docs_site(context, docs_dir)
+        frames = (("profile", pd.DataFrame([facts]), checks), ("rows", *rows))
         results = [
             r
             for kind, data, specs in frames
             for r in _run_ge(context, table, kind, data, specs, site, frame.columns)
         ]
     elif engine == "native":
-        results = [
-            r
-            for kind, data, specs in frames
-            for r in _run_native(table, kind, data, specs, frame.columns)
-        ]
+        results = _run_native_profile(table, facts, checks, frame.columns) + _run_native(
+            table, "rows", *rows, frame.columns
+        )
     else:
         raise UsageError(f"unknown validation engine {engine!r} (one of {ENGINES})")
     failures = [r for r in results if r["severity"] == CRITICAL]
@@ -696,6 +693,51 @@ def _run_native(table, kind, data, specs, present_columns) -> list[dict]:
             if item:
                 out.append(item)
     return out
+
+
+def _run_native_profile(table, facts: dict, specs, present_columns) -> list[dict]:
+    """The profile suite over its one row of facts, value by value, with _run_native's rules (a
+    null value passes every check but not-null): a one-row DataFrame and a pandas mask per
+    check cost ~5 ms a table, a sixth of a back-fill window's gate. A failed check is reported
+    from the one-row frame, as _run_native reports it."""
+    out, data = [], None
+    for spec in specs:
+        value, k = facts.get(spec.column), spec.kwargs
+        if spec.expectation == "ExpectColumnToExist":
+            ok = spec.column in facts
+        elif spec.column not in facts:
+            continue  # as _run_native: reported once, as the missing column
+        elif spec.expectation == "ExpectColumnValuesToNotBeNull":
+            ok = not _null(value)
+        elif _null(value):
+            ok = True
+        elif spec.expectation == "ExpectColumnValuesToBeBetween":
+            low, high = k.get("min_value"), k.get("max_value")
+            ok = (low is None or value >= low) and (
+                high is None or (value < high if k.get("strict_max") else value <= high)
+            )
+        elif spec.expectation == "ExpectColumnValuesToBeInSet":
+            ok = value in k["value_set"]
+        elif spec.expectation == "ExpectColumnValuesToMatchRegex":
+            ok = re.search(k["regex"], str(value)) is not None
+        else:
+            raise DetectionError(f"no native evaluation for {spec.expectation}")
+        if ok:
+            continue
+        data = pd.DataFrame([facts]) if data is None else data
+        result = (
+            {}
+            if spec.expectation == "ExpectColumnToExist"
+            else {"unexpected_count": 1, "partial_unexpected_list": [data[spec.column].iloc[0]]}
+        )
+        item = _finding(table, "profile", spec, data, present_columns, result)
+        if item:
+            out.append(item)
+    return out
+
+
+def _null(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def _matches(text: pd.Series, regex: str) -> pd.Series:

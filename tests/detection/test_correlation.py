@@ -166,6 +166,29 @@ def test_step03_summarize_same_correlation_different_authorization_are_two_group
     assert sorted(out["Authorization"]) == sorted([authorization(), authorization(VM_OTHER)])
 
 
+def test_step03_summarize_groups_in_order_of_first_appearance():
+    """Groups come out as they first appear (pandas groupby(sort=False) did; Arrow's hash
+    aggregation does single-threaded), so the rows downstream keep the input's order."""
+    callers = ["zoe@contoso.com", "adam@contoso.com", "mia@contoso.com"]
+    rows = [activity_row(Caller=c, CorrelationId=f"corr-{c}") for c in callers * 2]
+    assert c.summarize_by_correlation(activity(rows))["Caller"].tolist() == callers
+
+
+def test_step03_summarize_no_rows_gives_no_groups_with_every_column():
+    out = c.summarize_by_correlation(activity([activity_row()]).iloc[:0])
+    assert len(out) == 0
+    assert list(out.columns) == [
+        "CorrelationId",
+        "Authorization",
+        "Caller",
+        "StartTime",
+        "EndTime",
+        "max_CallerIpAddress",
+        "_list_has_success",
+    ]
+    assert str(out["StartTime"].dtype) == "datetime64[ns, UTC]"
+
+
 # --- 4. list_ActivityStatusValue has_any ("Success", "Succeeded") ---------------------------------
 
 

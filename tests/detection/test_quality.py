@@ -532,3 +532,39 @@ def test_great_expectations_and_native_agree_on_rhythm(case):
 )
 def test_missing_hours_are_named_by_day_and_hour(hours, text):
     assert quality.span(hours) == text
+
+
+# --- the profile suite, value by value --------------------------------------------------------
+
+PROFILE_CASES = {
+    "healthy": {},
+    "empty window": {"rows_in_window": 0, "missing_hours": 48, "lag_over_usual_hours": 48.0},
+    "gap and late": {"missing_hours": 7, "lag_over_usual_hours": 9.5},
+    "volume dropped": {"volume_ratio": 0.01, "volume_baseline": 5000.0},
+    "volume unknown (null)": {"volume_ratio": None},
+    "quarantine excessive": {"quarantine_excessive": True},
+    "a column of another type": {"type_Caller": "int64"},
+    "a fact missing": {"drop": "lag_over_unjudged_hours"},
+    "a null fact a check reads": {"missing_hours": None, "lag_over_usual_hours": float("nan")},
+}
+
+
+@pytest.mark.parametrize("case", list(PROFILE_CASES), ids=list(PROFILE_CASES))
+def test_native_profile_checks_equal_those_over_a_one_row_frame(case, engine):
+    """The native gate checks the profile's facts value by value (no one-row DataFrame per
+    check): the same findings, observed values included, as _run_native over that frame."""
+    facts = quality.profile(stats(), START, END)
+    change = dict(PROFILE_CASES[case])
+    drop = change.pop("drop", None)
+    facts.update(change)
+    specs = quality.profile_specs("AzureActivity", AA, {**facts, "missing_hours": 0})
+    if drop:
+        del facts[drop]
+    present = pd.Index(list(AA))
+    by_value = quality._run_native_profile("AzureActivity", facts, specs, present)
+    by_frame = quality._run_native(
+        "AzureActivity", "profile", pd.DataFrame([facts]), specs, present
+    )
+    assert by_value == by_frame
+    failing = ("empty window", "gap and late", "volume dropped", "quarantine excessive")
+    assert bool(by_value) == (case in (*failing, "a column of another type"))
