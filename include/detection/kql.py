@@ -189,10 +189,11 @@ def _match(values: pa.Array, pattern: str) -> np.ndarray:
     return pc.match_substring_regex(values, pattern).to_numpy(zero_copy_only=False)
 
 
-def _per_distinct(text: pd.Series, decide, per_row) -> pd.Series:
+def _per_distinct(text: pd.Series, decide, per_row, fact: tuple) -> pd.Series:
     """Apply a fact to a column of JSON text: `decide(distinct: pa.Array)` returns (decided,
     answer) boolean arrays over the distinct non-null texts; `per_row(value)` answers the rest
-    (and null). Each distinct text is decided or parsed once."""
+    (and null). Each distinct text is decided or parsed once; `fact` names the fact, so a
+    chunk asked it again is answered from memory (_on_distinct)."""
     values = _arrow_strings(text)
     if values is None:  # not all text (an object column of Python values): row by row
         return pd.Series(
@@ -206,14 +207,24 @@ def _per_distinct(text: pd.Series, decide, per_row) -> pd.Series:
             answer[i] = bool(per_row(parsed(distinct[int(i)].as_py())))
         return answer
 
-    out = _on_distinct(values, facts, null=bool(per_row(None)))
+    out = _on_distinct(values, facts, null=bool(per_row(None)), fact=fact)
     return pd.Series(out, index=text.index, dtype=bool)
 
 
-def _on_distinct(values: pa.Array, mask, null: bool = False) -> np.ndarray:
+def _on_distinct(values: pa.Array, mask, null: bool = False, fact=None) -> np.ndarray:
     """A boolean fact per row, computed once per distinct value: `mask(distinct)` over the
     distinct non-null values (hashing a column is far cheaper than a regex over it, and dynamic
-    columns repeat a few texts), `null` for null rows."""
+    columns repeat a few texts), `null` for null rows. With a `fact` (a name for what `mask`
+    computes), each chunk's answer is kept (_per_chunk): consecutive windows share a slice, so
+    a back-fill asks every slice's chunk each fact twice."""
+    if fact is not None:
+        chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+        parts = [
+            _per_chunk(chunk, ("fact", fact, null), lambda c: _on_distinct(c, mask, null))
+            for chunk in chunks
+            if len(chunk)
+        ]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
     distinct, indices = _encode(values)
     answer = np.asarray(mask(distinct), dtype=bool) if len(distinct) else np.zeros(0, bool)
     out = np.full(len(values), null, dtype=bool)
@@ -244,40 +255,79 @@ def _encode(values) -> tuple[pa.Array, pa.Array | pa.ChunkedArray]:
     return merged.dictionary, pa.chunked_array(indices, pa.int64())
 
 
-# Dictionary encodings of the chunks met lately, keyed by where their data lives. A window's
-# column is the chunks of its slices (ranges.merge_scans concatenates them without a copy), and
-# the rule and the quality gate ask several facts of one column: hashing ActivityInsights'
-# wide texts three times a window was a tenth of a back-fill's main thread. Each entry holds
-# its chunk, so its buffers (and their addresses, the key) cannot be reused while it is kept.
-_ENCODED: OrderedDict = OrderedDict()
-_ENCODED_LOCK = threading.Lock()
-_ENCODED_ENTRIES = 32
-_ENCODED_BYTES = 64 << 20  # chunks larger than this are encoded each time, never kept
+# What was computed of the chunks met lately (their dictionary encoding, the JSON facts), keyed
+# by where the chunk's data lives. A window's column is the chunks of its slices
+# (ranges.merge_scans concatenates them without a copy), the rule and the quality gate ask
+# several things of one column, and consecutive windows share a slice: hashing and matching
+# ActivityInsights' wide texts three times a window was a tenth of a back-fill's main thread.
+# Each entry holds its chunk, so its buffers (and their addresses, the key) cannot be reused
+# while it is kept. Bounded: a long-lived worker keeps at most _KEPT_BYTES of chunks alive.
+_KEPT: OrderedDict = OrderedDict()
+_KEPT_LOCK = threading.Lock()
+_KEPT_ENTRIES = 64
+_KEPT_BYTES = 128 << 20  # chunks larger than this are computed each time, never kept
 
 
-def _encode_chunk(chunk: pa.Array) -> tuple[pa.Array, pa.Array]:
-    size = chunk.get_total_buffer_size()
-    key = (
+def _chunk_key(chunk: pa.Array) -> tuple:
+    return (
         str(chunk.type),
         chunk.offset,
         len(chunk),
         tuple(0 if b is None else b.address for b in chunk.buffers()),
     )
-    with _ENCODED_LOCK:
-        hit = _ENCODED.get(key)
+
+
+def _per_chunk(chunk: pa.Array, what, compute):
+    """compute(chunk), once per chunk and `what` (a hashable name of what compute computes)
+    while the chunk is among those met lately."""
+    key = (what, _chunk_key(chunk))
+    with _KEPT_LOCK:
+        hit = _KEPT.get(key)
         if hit is not None:
-            _ENCODED.move_to_end(key)
-            return hit[1], hit[2]
-    encoded = pc.dictionary_encode(chunk)
-    out = (encoded.dictionary, encoded.indices.cast(pa.int64()))
-    if size <= _ENCODED_BYTES:
-        with _ENCODED_LOCK:
-            _ENCODED[key] = (chunk, *out)
-            held = sum(entry[0].get_total_buffer_size() for entry in _ENCODED.values())
-            while len(_ENCODED) > _ENCODED_ENTRIES or held > _ENCODED_BYTES:
-                _, (old, *_) = _ENCODED.popitem(last=False)
-                held -= old.get_total_buffer_size()
-    return out
+            _KEPT.move_to_end(key)
+            return hit[1]
+    value = compute(chunk)
+    if chunk.get_total_buffer_size() <= _KEPT_BYTES:
+        with _KEPT_LOCK:
+            _KEPT[key] = (chunk, value)
+            while len(_KEPT) > _KEPT_ENTRIES or _kept_bytes() > _KEPT_BYTES:
+                _KEPT.popitem(last=False)
+    return value
+
+
+def _kept_bytes() -> int:
+    """The size of the chunks kept alive, each once however many entries name it."""
+    chunks = {key[1]: entry[0] for key, entry in _KEPT.items()}
+    return sum(chunk.get_total_buffer_size() for chunk in chunks.values())
+
+
+def _encode_chunk(chunk: pa.Array) -> tuple[pa.Array, pa.Array]:
+    def encode(c):
+        encoded = pc.dictionary_encode(c)
+        return encoded.dictionary, encoded.indices.cast(pa.int64())
+
+    return _per_chunk(chunk, "encoded", encode)
+
+
+def python_search(text: pd.Series, regex: str) -> pd.Series:
+    """Per row: does Python's `re.search(regex)` find the regex in the text (null: no)? Once per
+    distinct text, and once per chunk and regex (_on_distinct): Python's re where the caller
+    means it, not RE2 (their \\s and $ differ: Unicode spaces, a trailing newline)."""
+    search = re.compile(regex).search
+    values = _arrow_strings(text)
+    if values is None:  # not all text: row by row
+        return pd.Series(
+            [isinstance(v, str) and search(v) is not None for v in text.astype(object)],
+            index=text.index,
+            dtype=bool,
+        )
+
+    def mask(distinct):
+        found = (search(v) is not None for v in distinct.to_pylist())
+        return np.fromiter(found, dtype=bool, count=len(distinct))
+
+    out = _on_distinct(values, mask, null=False, fact=("python_search", regex))
+    return pd.Series(out, index=text.index, dtype=bool)
 
 
 def _arrow_strings(text: pd.Series) -> pa.Array | pa.ChunkedArray | None:
@@ -320,7 +370,7 @@ def is_object(text: pd.Series) -> pd.Series:
         yes = _plain(distinct) & _match(distinct, _OBJECT)
         return no | yes, yes
 
-    return _per_distinct(text, decide, lambda v: isinstance(v, dict))
+    return _per_distinct(text, decide, lambda v: isinstance(v, dict), ("is_object",))
 
 
 def has_property(text: pd.Series, key: str) -> pd.Series:
@@ -333,7 +383,9 @@ def has_property(text: pd.Series, key: str) -> pd.Series:
         subset = _plain(distinct) & _match(distinct, _OBJECT)
         return no | subset, subset & _match(distinct, _top_level_key(key))
 
-    return _per_distinct(text, decide, lambda v: isinstance(v, dict) and key in v)
+    return _per_distinct(
+        text, decide, lambda v: isinstance(v, dict) and key in v, ("has_property", key)
+    )
 
 
 def property_equals(text: pd.Series, key: str, value: str) -> pd.Series:
@@ -352,7 +404,9 @@ def property_equals(text: pd.Series, key: str, value: str) -> pd.Series:
         once = flat & (count == 1)
         return no | absent | once, once & holds
 
-    return _per_distinct(text, decide, lambda v: get_property(v, key) == value)
+    return _per_distinct(
+        text, decide, lambda v: get_property(v, key) == value, ("property_equals", key, value)
+    )
 
 
 def get_property(value, key: str):
@@ -371,5 +425,10 @@ def tostring(value) -> str:
 
 def split_at(s: pd.Series, sep: str, index: int) -> pd.Series:
     """`tostring(split(col, sep)[index])`: out-of-range is null, and tostring(null) is ""."""
-    parts = kusto_str(s).str.split(sep, regex=False)
-    return parts.map(lambda p: p[index] if -len(p) <= index < len(p) else "").astype("str")
+    # Once per distinct value (a window's callers and scopes repeat), not row by row.
+    codes, distinct = pd.factorize(kusto_str(s))
+    picked = []
+    for value in distinct:
+        parts = value.split(sep)
+        picked.append(parts[index] if -len(parts) <= index < len(parts) else "")
+    return pd.Series(np.array(picked, dtype=object)[codes], index=s.index, dtype="str")

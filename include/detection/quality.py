@@ -30,7 +30,6 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -741,13 +740,10 @@ def _null(value) -> bool:
 
 
 def _matches(text: pd.Series, regex: str) -> pd.Series:
-    """`str.contains(regex)` (Python's re.search) once per distinct value: a window's UPNs are
-    a few thousand users over 27k rows, and pandas runs the regex row by row. Python's re, not
-    RE2: their \\s and $ differ (Unicode spaces; a trailing newline)."""
-    codes, distinct = pd.factorize(text)
-    search = re.compile(regex).search
-    hits = np.fromiter((search(v) is not None for v in distinct), dtype=bool, count=len(distinct))
-    return pd.Series(hits[codes], index=text.index, dtype=bool)
+    """`str.contains(regex)` (Python's re.search) once per distinct value (kql.python_search): a
+    window's UPNs are a few thousand users over 27k rows, and pandas runs the regex row by row.
+    Python's re, not RE2: their \\s and $ differ (Unicode spaces; a trailing newline)."""
+    return kql.python_search(text, regex)
 
 
 def _finding(table, kind, spec: Spec, data, present_columns, result: dict) -> dict | None:

@@ -258,13 +258,14 @@ def test_facts_of_a_column_of_several_chunks(parts):
 
 def test_a_chunk_is_encoded_once_across_facts_and_windows(monkeypatch):
     """The rule and the quality gate ask three facts of ActivityInsights, and consecutive
-    windows share a slice: each slice's chunk is hashed once, not once per fact and window."""
+    windows share a slice: each slice's chunk is hashed once, not once per fact and window,
+    and each fact of a chunk is decided once."""
     encoded = []
     real = kql.pc.dictionary_encode
     monkeypatch.setattr(
         kql.pc, "dictionary_encode", lambda a, *k, **kw: encoded.append(len(a)) or real(a, *k, **kw)
     )
-    monkeypatch.setattr(kql, "_ENCODED", kql.OrderedDict())
+    monkeypatch.setattr(kql, "_KEPT", kql.OrderedDict())
     days = [
         pd.Series([FLAG, '{"%s":"False"}' % KEY, None] * 101, dtype="str"),  # 303 rows
         pd.Series(["[]", FLAG] * 151, dtype="str"),  # 302 rows
@@ -279,20 +280,42 @@ def test_a_chunk_is_encoded_once_across_facts_and_windows(monkeypatch):
         ]
         assert kql.categorical(column).astype(object).tolist() == column.astype(object).tolist()
     assert sorted(n for n in encoded if n > 100) == [302, 303, 321]  # the rest: merged distincts
+    decided = []
+    real_match = kql._match
+    monkeypatch.setattr(kql, "_match", lambda a, p: decided.append(len(a)) or real_match(a, p))
+    for first, second in zip(days, days[1:]):  # the same windows again: every fact known
+        column = pd.concat([first, second], ignore_index=True)
+        assert kql.property_equals(column, KEY, "True").tolist() == [
+            per_row_equals(t, KEY, "True") for t in column.astype(object)
+        ]
+        assert kql.is_object(column).sum() > 0
+    assert decided == []
+
+
+def test_a_fact_kept_for_one_chunk_is_never_served_for_another(monkeypatch):
+    """Chunks of the same length and type but other texts (another slice, a rewritten file)
+    are decided afresh: the memo is keyed by where the data lives, and holds the chunk so
+    that place is not reused while it is kept."""
+    monkeypatch.setattr(kql, "_KEPT", kql.OrderedDict())
+    for k in range(50):
+        texts = [FLAG if (i + k) % 3 == 0 else "{}" for i in range(30)]
+        column = pd.Series(texts, dtype="str")
+        assert kql.property_equals(column, KEY, "True").tolist() == [t == FLAG for t in texts]
+        upns = pd.Series([f"user{k}@contoso.com" if i % 2 else "x" for i in range(30)], dtype="str")
+        assert kql.python_search(upns, r"@").tolist() == [bool(i % 2) for i in range(30)]
 
 
 def test_encodings_kept_are_bounded(monkeypatch):
     """A chunk larger than the bound is encoded each time and never kept; the entries kept stay
     under their count, so a long-lived worker holds no more than that."""
-    monkeypatch.setattr(kql, "_ENCODED", kql.OrderedDict())
-    monkeypatch.setattr(kql, "_ENCODED_BYTES", 4096)
-    monkeypatch.setattr(kql, "_ENCODED_ENTRIES", 3)
+    monkeypatch.setattr(kql, "_KEPT", kql.OrderedDict())
+    monkeypatch.setattr(kql, "_KEPT_BYTES", 4096)
+    monkeypatch.setattr(kql, "_KEPT_ENTRIES", 3)
     big = pd.Series([FLAG + " " * k for k in range(200)], dtype="str")  # > 4 KiB of text
     assert kql.property_equals(big, KEY, "True").all()
-    assert len(kql._ENCODED) == 0
+    assert len(kql._KEPT) == 0
     for k in range(6):
         small = pd.Series([FLAG, "{}", "x" * k], dtype="str")
         assert kql.property_equals(small, KEY, "True").tolist() == [True, False, False]
-    assert len(kql._ENCODED) == 3
-    held = sum(entry[0].get_total_buffer_size() for entry in kql._ENCODED.values())
-    assert held <= 4096
+    assert len(kql._KEPT) == 3
+    assert kql._kept_bytes() <= 4096
