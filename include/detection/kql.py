@@ -215,12 +215,12 @@ def _on_distinct(values: pa.Array, mask, null: bool = False, fact=None) -> np.nd
     """A boolean fact per row, computed once per distinct value: `mask(distinct)` over the
     distinct non-null values (hashing a column is far cheaper than a regex over it, and dynamic
     columns repeat a few texts), `null` for null rows. With a `fact` (a name for what `mask`
-    computes), each chunk's answer is kept (_per_chunk): consecutive windows share a slice, so
-    a back-fill asks every slice's chunk each fact twice."""
+    and `null` compute), each chunk's answer is kept (_per_chunk): consecutive windows share a
+    slice, so a back-fill asks every slice's chunk each fact twice."""
     if fact is not None:
         chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
         parts = [
-            _per_chunk(chunk, ("fact", fact, null), lambda c: _on_distinct(c, mask, null))
+            _per_chunk(chunk, ("fact", fact), lambda c: _on_distinct(c, mask, null))
             for chunk in chunks
             if len(chunk)
         ]
@@ -241,7 +241,7 @@ def _encode(values) -> tuple[pa.Array, pa.Array | pa.ChunkedArray]:
         return _encode_chunk(values)
     chunks = [c for c in values.chunks if len(c)]
     if not chunks:
-        return pa.array([], pa.large_string()), pa.array([], pa.int32())
+        return pa.array([], pa.large_string()), pa.array([], pa.int64())
     if len(chunks) == 1:
         return _encode_chunk(chunks[0])
     encoded = [_encode_chunk(c) for c in chunks]

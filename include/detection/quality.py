@@ -674,7 +674,8 @@ def _run_native(table, kind, data, specs, present_columns) -> list[dict]:
                 elif spec.expectation == "ExpectColumnValuesToBeInSet":
                     good = present.isin(k["value_set"])
                 elif spec.expectation == "ExpectColumnValuesToMatchRegex":
-                    good = _matches(present.astype("str"), k["regex"])
+                    # Python's re (not RE2: their \s and $ differ), once per distinct value
+                    good = kql.python_search(present.astype("str"), k["regex"])
                 else:
                     raise DetectionError(f"no native evaluation for {spec.expectation}")
                 bad = ~good if present is values else ~good.reindex(values.index, fill_value=True)
@@ -737,13 +738,6 @@ def _run_native_profile(table, facts: dict, specs, present_columns) -> list[dict
 
 def _null(value) -> bool:
     return value is None or (isinstance(value, float) and value != value)
-
-
-def _matches(text: pd.Series, regex: str) -> pd.Series:
-    """`str.contains(regex)` (Python's re.search) once per distinct value (kql.python_search): a
-    window's UPNs are a few thousand users over 27k rows, and pandas runs the regex row by row.
-    Python's re, not RE2: their \\s and $ differ (Unicode spaces; a trailing newline)."""
-    return kql.python_search(text, regex)
 
 
 def _finding(table, kind, spec: Spec, data, present_columns, result: dict) -> dict | None:
