@@ -309,6 +309,45 @@ def _encode_chunk(chunk: pa.Array) -> tuple[pa.Array, pa.Array]:
     return _per_chunk(chunk, "encoded", encode)
 
 
+def where_rows(frame: pd.DataFrame, keep: pd.Series) -> pd.DataFrame:
+    """frame[keep] (keep: a boolean Series on frame's index), the same frame, column by column:
+    a column of Arrow text is filtered chunk by chunk. A window's column is its slices' chunks,
+    and pandas' boolean mask over a column of several chunks copies the chunks into one first:
+    ~35 ms for a window of 27,000 UEBA rows with their wide JSON texts, where Arrow's filter
+    takes 0.2 ms."""
+    if not keep.index.equals(frame.index) or not frame.columns.is_unique:
+        return frame[keep]
+    mask = keep.to_numpy(dtype=bool)
+    index = frame.index[mask]
+    columns = {}
+    for name in frame.columns:
+        column = frame[name]
+        values = column.array
+        if isinstance(values, pd.arrays.ArrowStringArray):
+            kept = values.__arrow_array__().filter(pa.array(mask))
+            columns[name] = pd.Series(type(values)(kept, dtype=values.dtype), index=index)
+        else:
+            columns[name] = column[mask]
+    return pd.DataFrame(columns, index=index, columns=frame.columns)
+
+
+def by_distinct(text: pd.Series, mask) -> pd.Series:
+    """Per row, `mask` (a function of a pandas Series of text to a boolean Series, row by row)
+    computed once per distinct text: its answer for a text is that text's rows' answer, null
+    rows included (mask sees them as null). Hashing the column is far cheaper than most masks
+    over every row. A column that is not all text gets the mask row by row."""
+    values = _arrow_strings(text)
+    if values is None:
+        return mask(text).astype(bool)
+
+    def per_distinct(distinct):
+        return mask(pd.Series(distinct.to_pylist(), dtype=object)).to_numpy(dtype=bool)
+
+    null = bool(mask(pd.Series([None], dtype=object)).iloc[0])
+    out = _on_distinct(values, per_distinct, null=null)
+    return pd.Series(out, index=text.index, dtype=bool)
+
+
 def python_search(text: pd.Series, regex: str) -> pd.Series:
     """Per row: does Python's `re.search(regex)` find the regex in the text (null: no)? Once per
     distinct text, and once per chunk and regex (_on_distinct): Python's re where the caller

@@ -5,7 +5,10 @@ Each test is named after the KQL step it pins; parametrize ids read like the cas
 
 import json
 
+import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from include.detection import correlation as c
 from tests.factories import (
@@ -472,6 +475,57 @@ def test_step13_inner_join_keeps_every_matching_pair():
 def test_step13_identical_ueba_rows_each_give_a_row():
     out = result_of(run_command(), [ueba_row(), ueba_row()])
     assert len(out) == 2
+
+
+def _unfiltered(activity_frame, ueba_frame):
+    """The query without correlate's only_joinable: every UEBA row through the right side."""
+    joined = c.join_inner_on_joinkey(c.run_commands(activity_frame), c.uncommon_logins(ueba_frame))
+    return c.project_output(c.where_start_between_ueba_window(joined))
+
+
+@pytest.mark.parametrize(
+    "callers, upns",
+    [
+        (["alice@contoso.com"], ["ALICE@contoso.com", "bob@contoso.com", "alice@contoso.com"]),
+        (["Élise@contoso.com"], ["élise@CONTOSO.com", "elise@contoso.com"]),
+        (["İrem@contoso.com", "straße@contoso.com"], ["i̇rem@contoso.com", "STRASSE@contoso.com"]),
+        ([None], ["", None, "alice@contoso.com"]),
+        (["alice@contoso.com", "bob@contoso.com"], ["carol@contoso.com", None]),
+        (["alice@contoso.com"], []),
+    ],
+    ids=["case-and-other-user", "accents", "unicode-case-rules", "null-caller", "none", "no-ueba"],
+)
+def test_step13_only_joinable_drops_only_rows_the_inner_join_drops(callers, upns):
+    """correlate drops the UEBA rows whose tolower(UserPrincipalName) no run has before the
+    right side's steps: the result is the unfiltered query's, row for row and in order."""
+    activity_rows = [
+        row
+        for i, caller in enumerate(callers)
+        for row in run_command(f"corr-{i}", Caller=caller, start=f"2026-10-31T1{i}:00:00Z")
+    ]
+    ueba_rows = [
+        ueba_row(UserPrincipalName=upn, TimeGenerated=f"2026-10-31T09:{i:02d}:00Z")
+        for i, upn in enumerate(upns)
+    ]
+    a, u = activity(activity_rows), ueba(ueba_rows)
+    got = c.correlate(a, u)
+    pd.testing.assert_frame_equal(got, _unfiltered(a, u))
+    left = c.run_commands(a)
+    kept = c.only_joinable(u, left["joinkey"])
+    joinable = c.join_inner_on_joinkey(left, c.uncommon_logins(u))
+    assert len(kept) <= len(u)
+    assert set(c.uncommon_logins(kept)["joinkey"]) == set(joinable["joinkey"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["alice@contoso.com", "ALICE@contoso.com", "bob@x", None]), max_size=4
+    ),
+    st.lists(st.sampled_from(["Alice@Contoso.com", "bob@X", "", None, "carol@x"]), max_size=6),
+)
+def test_step13_only_joinable_changes_no_result_on_any_mix(callers, upns):
+    test_step13_only_joinable_drops_only_rows_the_inner_join_drops(callers, upns)
 
 
 # --- 14. StartTime between (UEBAEventTime - 1h .. UEBAEventTime + 6h) -----------------------------

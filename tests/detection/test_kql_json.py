@@ -319,3 +319,81 @@ def test_encodings_kept_are_bounded(monkeypatch):
         assert kql.property_equals(small, KEY, "True").tolist() == [True, False, False]
     assert len(kql._KEPT) == 3
     assert kql._kept_bytes() <= 4096
+
+
+# --- a window's rows filtered, chunk by chunk -----------------------------------------------------
+
+
+def _window_frame(parts) -> pd.DataFrame:
+    """A frame shaped like a window's: each column several chunks (one per slice), text with
+    nulls, times, a categorical and an object column, an index that is not 0..n-1."""
+    frames = []
+    for k, part in enumerate(parts):
+        n = len(part)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "Text": pd.Series(part, dtype="str"),
+                    "TimeGenerated": pd.date_range("2026-10-31", periods=n, freq="s", tz="UTC"),
+                    "Code": pd.Series([f"c{i % 3}" for i in range(n)], dtype="category"),
+                    "Value": pd.Series([{"k": i} for i in range(n)], dtype=object),
+                    "Slice": k,
+                }
+            )
+        )
+    frame = pd.concat(frames, ignore_index=True)
+    frame.index = frame.index * 10 + 7
+    return frame
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.one_of(st.text(max_size=6), st.none()), min_size=1, max_size=6),
+        min_size=2,
+        max_size=3,
+    ),
+    st.data(),
+)
+def test_where_rows_equals_pandas_mask_on_a_window_of_several_chunks(parts, data):
+    frame = _window_frame(parts)
+    keep = pd.Series(
+        data.draw(st.lists(st.booleans(), min_size=len(frame), max_size=len(frame))),
+        index=frame.index,
+        dtype=bool,
+    )
+    got, expected = kql.where_rows(frame, keep), frame[keep]
+    pd.testing.assert_frame_equal(got, expected)
+    chunks = got["Text"].array.__arrow_array__().chunks
+    sliced = expected["Slice"].nunique()
+    assert sum(len(c) > 0 for c in chunks) == sliced, "each slice's chunk filtered, not combined"
+
+
+@pytest.mark.filterwarnings("ignore:Boolean Series key will be reindexed")
+def test_where_rows_with_a_mask_on_another_index_aligns_as_pandas_does():
+    frame = _window_frame([["a", "b"], ["c", None]])
+    keep = pd.Series([True, False, True, False], index=frame.index[::-1])
+    pd.testing.assert_frame_equal(kql.where_rows(frame, keep), frame[keep])
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.one_of(st.sampled_from(["Ann@X", "ann@x", "İ@x", "ß@x", ""]), st.none())),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_by_distinct_equals_the_mask_row_by_row(parts):
+    """Each distinct text is asked once; every row, null rows included, gets its text's answer,
+    the answer the mask gives the row itself."""
+    column = pd.concat([pd.Series(p, dtype="str") for p in parts], ignore_index=True)
+
+    def mask(s):
+        return kql.kusto_str(s).str.lower().isin(["ann@x", "i̇@x", ""])
+
+    assert kql.by_distinct(column, mask).tolist() == mask(column).tolist()
+    objects = pd.Series([*column.astype(object).where(column.notna(), None), 3], dtype=object)
+    assert kql.by_distinct(objects, lambda s: s.map(lambda v: v == 3)).tolist() == [
+        v == 3 for v in objects
+    ], "a column not all text: row by row"
