@@ -315,8 +315,9 @@ def where_rows(frame: pd.DataFrame, keep: pd.Series) -> pd.DataFrame:
     and pandas' boolean mask over a column of several chunks copies the chunks into one first:
     ~35 ms for a window of 27,000 UEBA rows with their wide JSON texts, where Arrow's filter
     takes 0.2 ms."""
-    if not keep.index.equals(frame.index) or not frame.columns.is_unique:
-        return frame[keep]
+    plain = frame.columns.is_unique and frame.index.is_unique
+    if not plain or not keep.index.equals(frame.index):
+        return frame[keep]  # pandas' own alignment rules
     mask = keep.to_numpy(dtype=bool)
     index = frame.index[mask]
     columns = {}

@@ -376,6 +376,15 @@ def test_where_rows_with_a_mask_on_another_index_aligns_as_pandas_does():
     pd.testing.assert_frame_equal(kql.where_rows(frame, keep), frame[keep])
 
 
+def test_where_rows_on_a_frame_with_repeated_labels_keeps_them_as_pandas_does():
+    frame = _window_frame([["a", "b"], ["c", None]])
+    frame.index = [7, 7, 8, 8]
+    keep = pd.Series([True, False, False, True], index=frame.index)
+    got = kql.where_rows(frame, keep)
+    pd.testing.assert_frame_equal(got, frame[keep])
+    assert got["Text"].tolist()[0] == "a" and got["Slice"].tolist() == [0, 1]
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     st.lists(
