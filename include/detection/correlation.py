@@ -151,6 +151,12 @@ def extend_scope_parts(groups: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def joinkey(text: pd.Series) -> pd.Series:
+    """`tolower(...)` of a string column as Kusto sees it: both sides' join key, and the one
+    only_joinable matches, so all three are one expression."""
+    return kql.kusto_str(text).str.lower()
+
+
 def project_run_commands(groups: pd.DataFrame) -> pd.DataFrame:
     """| project StartTime, EndTime, Subscription, VirtualMachineName, CorrelationId, Caller,
     CallerIpAddress=max_CallerIpAddress
@@ -168,7 +174,7 @@ def project_run_commands(groups: pd.DataFrame) -> pd.DataFrame:
         ]
     ]
     out = out.rename(columns={"max_CallerIpAddress": "CallerIpAddress"})
-    return out.assign(joinkey=out["Caller"].str.lower())
+    return out.assign(joinkey=joinkey(out["Caller"]))
 
 
 def run_commands(activity: pd.DataFrame) -> pd.DataFrame:
@@ -224,7 +230,7 @@ def where_upn_and_location_not_empty(ueba: pd.DataFrame) -> pd.DataFrame:
     """| where isnotempty(UserPrincipalName) and isnotempty(UEBASourceIPLocation)
     | extend joinkey = tolower(UserPrincipalName)"""
     kept = _where(ueba, (ueba["UserPrincipalName"] != "") & (ueba["UEBASourceIPLocation"] != ""))
-    return kept.assign(joinkey=kept["UserPrincipalName"].str.lower())
+    return kept.assign(joinkey=joinkey(kept["UserPrincipalName"]))
 
 
 def uncommon_logins(ueba: pd.DataFrame) -> pd.DataFrame:
@@ -316,18 +322,16 @@ def only_joinable(ueba: pd.DataFrame, joinkeys: pd.Series) -> pd.DataFrame:
     """Not a line of the KQL: the UEBA rows whose joinkey no Run Command has, dropped before
     the right side's steps, because the inner join would drop them after. Where UEBA flags
     many rows (1 in 8 Azure AD rows), the right side's steps cost more than the rest of a
-    window's query; few of those rows belong to a user who ran a command. The key is the one
-    where_upn_and_location_not_empty computes, `tolower(UserPrincipalName)` by the same
-    expression, so a row kept here is one the join could match, and the rows kept keep their
-    order: the join's output is the same, row for row (tests/detection/test_correlation.py)."""
+    window's query; few of those rows belong to a user who ran a command. The key is
+    where_upn_and_location_not_empty's, by the same function (joinkey), so a row kept here is
+    one the join could match, and the rows kept keep their order: the join's output is the
+    same, row for row (tests/detection/test_correlation.py)."""
     if "UserPrincipalName" not in ueba:
         return ueba  # the right side's own steps report the missing column
     wanted = joinkeys.unique()
     return _where(
         ueba,
-        kql.by_distinct(
-            ueba["UserPrincipalName"], lambda upn: kql.kusto_str(upn).str.lower().isin(wanted)
-        ),
+        kql.by_distinct(ueba["UserPrincipalName"], lambda upn: joinkey(upn).isin(wanted)),
     )
 
 

@@ -194,11 +194,9 @@ def _per_distinct(text: pd.Series, decide, per_row, fact: tuple) -> pd.Series:
     answer) boolean arrays over the distinct non-null texts; `per_row(value)` answers the rest
     (and null). Each distinct text is decided or parsed once; `fact` names the fact, so a
     chunk asked it again is answered from memory (_on_distinct)."""
-    values = _arrow_strings(text)
-    if values is None:  # not all text (an object column of Python values): row by row
-        return pd.Series(
-            [bool(per_row(parsed(v))) for v in text.astype(object)], index=text.index, dtype=bool
-        )
+
+    def rows(column):  # not all text (an object column of Python values): row by row
+        return [bool(per_row(parsed(v))) for v in column.astype(object)]
 
     def facts(distinct):
         decided, answer = decide(distinct)
@@ -207,7 +205,15 @@ def _per_distinct(text: pd.Series, decide, per_row, fact: tuple) -> pd.Series:
             answer[i] = bool(per_row(parsed(distinct[int(i)].as_py())))
         return answer
 
-    out = _on_distinct(values, facts, null=bool(per_row(None)), fact=fact)
+    return _per_text(text, rows, facts, bool(per_row(None)), fact)
+
+
+def _per_text(text: pd.Series, rows, mask, null: bool, fact=None) -> pd.Series:
+    """A boolean fact per row of a text column: `mask(distinct: pa.Array)` once per distinct
+    non-null text, `null` for null rows (_on_distinct, which keeps each chunk's answer under a
+    `fact`); `rows(text)` row by row when the column holds anything but text."""
+    values = _arrow_strings(text)
+    out = rows(text) if values is None else _on_distinct(values, mask, null=null, fact=fact)
     return pd.Series(out, index=text.index, dtype=bool)
 
 
@@ -337,37 +343,28 @@ def by_distinct(text: pd.Series, mask) -> pd.Series:
     computed once per distinct text: its answer for a text is that text's rows' answer, null
     rows included (mask sees them as null). Hashing the column is far cheaper than most masks
     over every row. A column that is not all text gets the mask row by row."""
-    values = _arrow_strings(text)
-    if values is None:
-        return mask(text).astype(bool)
 
     def per_distinct(distinct):
         return mask(pd.Series(distinct.to_pylist(), dtype=object)).to_numpy(dtype=bool)
 
     null = bool(mask(pd.Series([None], dtype=object)).iloc[0])
-    out = _on_distinct(values, per_distinct, null=null)
-    return pd.Series(out, index=text.index, dtype=bool)
+    return _per_text(text, lambda column: mask(column).to_numpy(dtype=bool), per_distinct, null)
 
 
 def python_search(text: pd.Series, regex: str) -> pd.Series:
     """Per row: does Python's `re.search(regex)` find the regex in the text (null: no)? Once per
-    distinct text, and once per chunk and regex (_on_distinct): Python's re where the caller
+    distinct text, and once per chunk and regex (_per_text): Python's re where the caller
     means it, not RE2 (their \\s and $ differ: Unicode spaces, a trailing newline)."""
     search = re.compile(regex).search
-    values = _arrow_strings(text)
-    if values is None:  # not all text: row by row
-        return pd.Series(
-            [isinstance(v, str) and search(v) is not None for v in text.astype(object)],
-            index=text.index,
-            dtype=bool,
-        )
+
+    def rows(column):
+        return [isinstance(v, str) and search(v) is not None for v in column.astype(object)]
 
     def mask(distinct):
         found = (search(v) is not None for v in distinct.to_pylist())
         return np.fromiter(found, dtype=bool, count=len(distinct))
 
-    out = _on_distinct(values, mask, null=False, fact=("python_search", regex))
-    return pd.Series(out, index=text.index, dtype=bool)
+    return _per_text(text, rows, mask, False, ("python_search", regex))
 
 
 def _arrow_strings(text: pd.Series) -> pa.Array | pa.ChunkedArray | None:
